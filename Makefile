@@ -33,3 +33,51 @@ test-slow: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+## pgcache micro-benchmark against raw asyncpg and redis-py, side by side (issue 2 targets).
+bench-pgcache: $(VENV)/.installed
+	$(PY) -m orchestrator.microbench $(ARGS)
+
+## The seed's benchmark targets. With a working Docker engine they run on the compose stack
+## (started before, stopped after, even on failure); without one, on the embedded PostgreSQL 18
+## and Valkey 9 (or on POSTGRES_DSN / VALKEY_URL when set), and they say which.
+COMPOSE_POSTGRES_DSN := postgresql://cache_user:cache_pass@localhost:15432/cache_proto
+COMPOSE_VALKEY_URL   := redis://localhost:16379/0
+
+define run_benchmark
+	@if docker info >/dev/null 2>&1 && [ -f compose.yaml ]; then \
+	  echo "Docker engine found: running on the compose stack (compose.yaml)"; \
+	  $(COMPOSE) up -d --wait || exit $$?; \
+	  POSTGRES_DSN="$${POSTGRES_DSN:-$(COMPOSE_POSTGRES_DSN)}" \
+	  VALKEY_URL="$${VALKEY_URL:-$(COMPOSE_VALKEY_URL)}" \
+	    $(PY) -m orchestrator run $(1) $(ARGS); rc=$$?; \
+	  $(COMPOSE) down; exit $$rc; \
+	else \
+	  echo "No Docker engine: running on the embedded servers (or POSTGRES_DSN / VALKEY_URL if set)"; \
+	  $(PY) -m orchestrator run $(1) $(ARGS); \
+	fi
+endef
+
+benchmark: $(VENV)/.installed
+	$(call run_benchmark,workloads/default.yaml)
+
+## Same, with 1.5 ms +/- 0.5 ms per network round trip (Toxiproxy if it answers, else in-process).
+benchmark-simulated-network: $(VENV)/.installed
+	$(call run_benchmark,workloads/simulated-network.yaml)
+
+## Remove the compose containers and volumes, or stop the kept-running embedded servers and
+## delete their data. Never touches results/.
+benchmark-cleanup: $(VENV)/.installed
+	@if docker info >/dev/null 2>&1 && [ -f compose.yaml ]; then \
+	  $(COMPOSE) down -v --remove-orphans; \
+	else \
+	  echo "No Docker engine: stopping the embedded servers and removing their data"; \
+	fi
+	$(PY) -m orchestrator services down --purge
+
+## Keep embedded servers running between runs (runs use them unless POSTGRES_DSN/VALKEY_URL).
+services-up: $(VENV)/.installed
+	$(PY) -m orchestrator services up
+
+services-down: $(VENV)/.installed
+	$(PY) -m orchestrator services down

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -337,3 +337,141 @@ def running_services(base_dir: Path | None = None, *, need_postgres: bool = True
             pg.stop()
         if owned_dir:
             shutil.rmtree(root, ignore_errors=True)
+
+
+# -- servers kept running between runs: `python -m orchestrator services up|down|status` ------
+
+STATE_FILE = "state.json"
+
+
+def services_dir() -> Path:
+    """Where kept-running servers live: ``$PGCACHE_SERVICES_DIR`` or ``./.services``."""
+    return Path(os.environ.get("PGCACHE_SERVICES_DIR", ".services"))
+
+
+def _alive(pid: int, name: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return name.encode() in cmdline
+
+
+def read_state(base: Path | None = None) -> dict[str, dict[str, object]]:
+    """The recorded kept-running servers still alive (name -> pid, port, url, data_dir)."""
+    import json
+
+    path = (base or services_dir()) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    alive = {}
+    for name, entry in state.items():
+        binary = "postgres" if name == "postgres" else "valkey-server"
+        if isinstance(entry, dict) and _alive(int(entry["pid"]), binary):
+            alive[name] = entry
+    return alive
+
+
+def services_up(base: Path | None = None) -> dict[str, dict[str, object]]:
+    """Start embedded PostgreSQL and Valkey that outlive this process; record them."""
+    import json
+
+    base = base or services_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    state = read_state(base)
+    if "postgres" not in state:
+        pg = EmbeddedPostgres(base / "postgres")
+        pg.start()
+        state["postgres"] = {"pid": pg.pid, "port": pg.port, "url": pg.dsn,
+                             "data_dir": str(pg.data_dir)}
+        pg._proc = None  # keep it running: it is ours no more
+    if "valkey" not in state:
+        vk = EmbeddedValkey(base / "valkey")
+        vk.start()
+        state["valkey"] = {"pid": vk.pid, "port": vk.port, "url": vk.url,
+                           "data_dir": str(vk.data_dir)}
+        vk._proc = None
+    (base / STATE_FILE).write_text(json.dumps(state, indent=2))
+    return state
+
+
+def _terminate(pid: int, sig: int, name: str) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while _alive(pid, name) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _alive(pid, name):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def services_down(base: Path | None = None, *, purge: bool = False) -> list[str]:
+    """Stop the kept-running servers; with ``purge`` also delete their data. Never results."""
+    base = base or services_dir()
+    stopped = []
+    state = read_state(base)
+    if "valkey" in state:
+        _terminate(int(state["valkey"]["pid"]), signal.SIGTERM, "valkey-server")  # type: ignore[call-overload]
+        stopped.append("valkey")
+    if "postgres" in state:
+        _terminate(int(state["postgres"]["pid"]), signal.SIGINT, "postgres")  # type: ignore[call-overload]
+        stopped.append("postgres")
+    with contextlib.suppress(OSError):
+        (base / STATE_FILE).unlink()
+    if purge:
+        for name in ("postgres", "valkey"):
+            shutil.rmtree(base / name, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            base.rmdir()
+    return stopped
+
+
+@contextlib.contextmanager
+def services_for_run(*, need_postgres: bool, need_valkey: bool,
+                     say: Callable[[str], None] = print) -> Iterator[Services]:
+    """The servers for one benchmark run, in this order of preference: ``POSTGRES_DSN`` /
+    ``VALKEY_URL``; servers kept running by ``services up``; embedded ones for this run only."""
+    kept = read_state()
+    env: dict[str, str] = {}
+    for var, name in (("POSTGRES_DSN", "postgres"), ("VALKEY_URL", "valkey")):
+        if not os.environ.get(var) and name in kept:
+            env[var] = str(kept[name]["url"])
+    saved = {var: os.environ.get(var) for var in env}
+    os.environ.update(env)
+    try:
+        with running_services(need_postgres=need_postgres, need_valkey=need_valkey) as svc:
+            parts = []
+            if need_postgres:
+                parts.append(_origin("PostgreSQL", "POSTGRES_DSN", env, svc.postgres is not None,
+                                     svc.postgres_dsn))
+            if need_valkey:
+                parts.append(_origin("Valkey", "VALKEY_URL", env, svc.valkey is not None,
+                                     svc.valkey_url))
+            if parts:
+                say("services: " + "; ".join(parts))
+            yield svc
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _origin(what: str, var: str, kept_env: dict[str, str], embedded: bool, url: str) -> str:
+    if embedded:
+        return f"embedded {what} for this run at {url}"
+    if var in kept_env:
+        return f"{what} kept running by `services up` at {url}"
+    return f"{what} from ${var} at {url}"

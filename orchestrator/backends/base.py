@@ -1,0 +1,63 @@
+"""The one interface every benchmarked backend implements.
+
+A backend adapter is one application instance's client: a worker process creates exactly one,
+connects it once, and shares it between all of its writer and reader tasks. Adding a backend
+is adding one module that implements :class:`Backend` and registering it in
+``orchestrator.backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# Called by a backend when an invalidation for ``key`` reaches this instance from elsewhere:
+# (key, server_version or None, monotonic arrival time in ns from time.perf_counter_ns());
+# key None: the instance flushed its whole local cache (e.g. after losing its listener).
+InvalidationHook = Callable[["str | None", "int | None", int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the worker's backend connects (already rewritten through any network emulation)."""
+
+    postgres_dsn: str
+    valkey_url: str
+    # The pgcache listener connection has its own route so that faults can target it alone.
+    postgres_listener_dsn: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetResult:
+    """What a read returned: the value (None on a miss) and whether it came from a local copy."""
+
+    value: bytes | None
+    local: bool = False
+
+
+class Backend(Protocol):
+    """One application instance's cache client."""
+
+    name: str
+
+    async def prepare(self) -> None:
+        """Bring the server side to a fresh, empty state (run once per pass, by the parent)."""
+
+    async def connect(self) -> None:
+        """Open connections (pool, listener, ...)."""
+
+    async def get(self, key: str) -> GetResult: ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
+        """Write; return the server-side version written when the backend has one."""
+
+    async def delete(self, key: str) -> None: ...
+
+    def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
+        """Register the worker's hook for invalidations arriving from other instances."""
+
+    def stats(self) -> Mapping[str, Any]:
+        """Client-side counters for the run's events (may be empty)."""
+
+    async def close(self) -> None: ...

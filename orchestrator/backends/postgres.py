@@ -1,0 +1,125 @@
+"""The ``pgcache`` backend: one :class:`pgcache.PostgresCache` per application instance.
+
+``options`` become :class:`pgcache.CacheSettings` keywords; ``dsn`` and ``listener_dsn`` come
+from the (possibly emulated) endpoints. The seed's three Postgres variants are presets of this
+type (see ``orchestrator.backends.PRESETS``).
+
+A read is recorded as *local* when the cache answered it without suspending: a local hit
+completes synchronously (no I/O), while every read that goes to PostgreSQL awaits the server.
+:func:`_drive` runs the ``get`` coroutine step by step to tell the two apart, which stays exact
+with many coroutines sharing the cache (counters compared before/after would not: other
+coroutines run while a remote read is suspended).
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Coroutine, Generator, Mapping
+from typing import Any
+
+from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.errors import BackendError
+
+
+@types.coroutine
+def _drive(coro: Coroutine[Any, Any, Any]) -> Generator[Any, Any, tuple[Any, bool]]:
+    """Await ``coro``; return (its result, whether it ever suspended)."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return stop.value, False
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (e.g. cancellation): pass it on
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value, True
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value, True
+
+
+def _as_dict(stats: Any) -> dict[str, Any]:
+    if isinstance(stats, Mapping):
+        return dict(stats)
+    if hasattr(stats, "as_dict"):
+        return dict(stats.as_dict())
+    names = getattr(stats, "__slots__", None) or getattr(stats, "__dict__", {})
+    return {name: getattr(stats, name) for name in names if not name.startswith("_")}
+
+
+class PgCacheBackend:
+    """Adapter from the orchestrator's Backend protocol to pgcache."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
+        from pgcache import CacheSettings, PgCacheError
+
+        self.name = name
+        try:
+            self._settings = CacheSettings(dsn=endpoints.postgres_dsn,
+                                           listener_dsn=endpoints.postgres_listener_dsn,
+                                           **dict(options))
+        except (PgCacheError, TypeError) as exc:
+            raise BackendError(f"{name}: invalid pgcache options: {exc}") from exc
+        self._cache: Any = None
+        self._hook: InvalidationHook | None = None
+
+    async def prepare(self) -> None:
+        from pgcache import PgCacheError, PostgresCache
+
+        try:
+            await PostgresCache.init_db(self._settings)
+            cache = PostgresCache(self._settings)
+            await cache.connect()
+            try:
+                await cache.truncate()
+            finally:
+                await cache.close()
+        except (PgCacheError, OSError) as exc:
+            raise BackendError(f"{self.name}: could not prepare the cache table: {exc}") \
+                from exc
+
+    async def connect(self) -> None:
+        from pgcache import PgCacheError, PostgresCache
+
+        self._cache = PostgresCache(self._settings)
+        self._cache.add_invalidation_callback(self._on_invalidation)
+        try:
+            await self._cache.connect()
+        except (PgCacheError, OSError) as exc:
+            raise BackendError(f"{self.name}: could not connect: {exc}") from exc
+
+    def _on_invalidation(self, key: str | None, version: int | None) -> None:
+        hook = self._hook
+        if hook is not None:
+            hook(key, version, time.perf_counter_ns())
+
+    async def get(self, key: str) -> GetResult:
+        value, suspended = await _drive(self._cache.get(key))
+        return GetResult(value, value is not None and not suspended)
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
+        version: int | None = await self._cache.set(key, value, ttl_seconds=ttl_seconds)
+        return version
+
+    async def delete(self, key: str) -> None:
+        await self._cache.delete(key)
+
+    def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
+        self._hook = hook
+
+    def stats(self) -> Mapping[str, Any]:
+        return _as_dict(self._cache.stats) if self._cache is not None else {}
+
+    async def close(self) -> None:
+        if self._cache is not None:
+            cache, self._cache = self._cache, None
+            await cache.close()

@@ -1,0 +1,76 @@
+"""The ``valkey`` backend: redis-py's asyncio client (hiredis parser) against Valkey.
+
+One client (one connection pool) per application instance; each concurrent command borrows a
+connection. ``options`` go to ``redis.asyncio.Redis.from_url``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.errors import BackendError
+
+
+class ValkeyBackend:
+    """GET / SET PX / DEL on one shared client."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
+        self.name = name
+        self._url = endpoints.valkey_url
+        self._options = dict(options)
+        self._client: Redis | None = None
+
+    def _new_client(self) -> Redis:
+        client: Redis = Redis.from_url(self._url, **self._options)
+        return client
+
+    async def prepare(self) -> None:
+        client = self._new_client()
+        try:
+            await client.flushdb()
+        except (RedisError, OSError) as exc:
+            raise BackendError(f"{self.name}: could not flush Valkey at {self._url}: {exc}") \
+                from exc
+        finally:
+            await client.aclose()
+
+    async def connect(self) -> None:
+        self._client = self._new_client()
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            raise BackendError(f"{self.name}: could not connect to Valkey at {self._url}: "
+                               f"{exc}") from exc
+
+    def _require(self) -> Redis:
+        if self._client is None:
+            raise BackendError(f"{self.name}: backend is not connected")
+        return self._client
+
+    async def get(self, key: str) -> GetResult:
+        value = await self._require().get(key)
+        # decode_responses is off (the default): replies are bytes.
+        return GetResult(value, False)  # type: ignore[arg-type]
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
+        await self._require().set(key, value, px=max(1, int(ttl_seconds * 1000)))
+        return None
+
+    async def delete(self, key: str) -> None:
+        await self._require().delete(key)
+
+    def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
+        return None  # no local copies, nothing to invalidate
+
+    def stats(self) -> Mapping[str, Any]:
+        return {}
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,203 @@
+"""The command line: ``python -m orchestrator run|validate|report|query|services``.
+
+Exit codes: 0 success, 1 a failed run (or failed thresholds), 2 bad input (workload, arguments),
+130 an interrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator import results
+from orchestrator.errors import OrchestratorError
+from orchestrator.report import FORMATS, format_rows, format_summary
+from orchestrator.workload import Workload, load_workload
+
+# The seed harness's flags, kept as shortcuts for --set.
+_SEED_FLAGS = (
+    ("--writers", "writers", int, "writer tasks (in total, over all processes)"),
+    ("--readers", "readers", int, "reader tasks (in total, over all processes)"),
+    ("--write-iterations", "write_iterations", int, "writes per writer task"),
+    ("--read-iterations", "read_iterations", int, "reads per reader task"),
+    ("--keyspace", "keyspace", int, "number of distinct keys"),
+    ("--ttl", "ttl_s", float, "TTL of each written value, seconds"),
+    ("--network-latency-ms", "network.latency_ms", float,
+     "added round-trip latency (in-process emulation unless the workload says otherwise)"),
+    ("--network-jitter-ms", "network.jitter_ms", float, "round-trip jitter (+/- ms)"),
+    ("--processes", "processes", str, "worker processes ('auto' = one per CPU)"),
+    ("--duration", "duration_s", float, "run each pass for this many seconds"),
+    ("--seed", "seed", int, "random seed"),
+    ("--repeat", "repeat", int, "run each backend this many times, interleaved"),
+)
+
+
+def _add_workload_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workload", help="a workload YAML file, e.g. workloads/default.yaml")
+    parser.add_argument("--backends", nargs="+", metavar="NAME",
+                        help="run only these backends (of the workload, or preset names)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="PATH=VALUE",
+                        help="override a workload value, e.g. --set network.latency_ms=1.5 "
+                             "(repeatable; VALUE is YAML)")
+    for flag, path, kind, text in _SEED_FLAGS:
+        parser.add_argument(flag, dest=f"seed_{path}", type=kind, metavar="N",
+                            help=f"{text} (= --set {path}=N)")
+
+
+def _results_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", type=Path, default=results.DEFAULT_RESULTS,
+                        metavar="PATH",
+                        help=f"the DuckDB results database (default {results.DEFAULT_RESULTS})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator",
+        description="Benchmark Postgres-as-a-cache (pgcache) against Valkey; every operation "
+                    "recorded in DuckDB.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a workload and record it",
+                              description="Run every backend of a workload in turn, show "
+                                          "progress, ingest into DuckDB, print the summary.")
+    _add_workload_args(run)
+    _results_arg(run)
+
+    validate = commands.add_parser("validate", help="check a workload file",
+                                   description="Validate a workload; list every problem.")
+    _add_workload_args(validate)
+
+    report = commands.add_parser("report", help="show the summary of a run",
+                                 description="Print the summary of a run (default: latest).")
+    report.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID",
+                        help="a run id, or 'latest' (default)")
+    report.add_argument("--format", choices=FORMATS, default="table")
+    report.add_argument("--html", action="store_true",
+                        help="write a self-contained HTML report instead")
+    report.add_argument("--output", "-o", type=Path, metavar="PATH",
+                        help="where --html writes (default results/report-RUN_ID.html)")
+    _results_arg(report)
+
+    query = commands.add_parser("query", help="run SQL on the results",
+                                description="Run SQL against the results database "
+                                            "(tables runs, ops, events; view summary).")
+    query.add_argument("sql", help='e.g. "SELECT * FROM summary"')
+    query.add_argument("--format", choices=FORMATS, default="table")
+    _results_arg(query)
+
+    services = commands.add_parser(
+        "services", help="keep embedded servers running between runs",
+        description="Start, stop or show embedded PostgreSQL and Valkey kept running between "
+                    "runs (state in .services/, or $PGCACHE_SERVICES_DIR). Runs use them when "
+                    "POSTGRES_DSN / VALKEY_URL are not set.")
+    services.add_argument("action", choices=("up", "down", "status"))
+    services.add_argument("--purge", action="store_true",
+                          help="with down: also delete the servers' data (never the results)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    for _, path, _, _ in _SEED_FLAGS:
+        value = getattr(args, f"seed_{path}")
+        if value is not None:
+            overrides.append(f"{path}={value}")
+    return overrides + list(args.overrides)
+
+
+def _load(args: argparse.Namespace) -> Workload:
+    workload = load_workload(args.workload, _overrides(args))
+    if args.backends:
+        workload.select_backends(args.backends)  # reports unknown names before anything runs
+    return workload
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.runner import RunOptions, run_workload
+
+    workload = _load(args)
+    outcome = run_workload(workload, RunOptions(results_path=args.results,
+                                                backends=args.backends))
+    return outcome.exit_code
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    w = _load(args)
+    backends = w.select_backends(args.backends) if args.backends else w.backends
+    mode = f"duration {w.duration_s:g} s" if w.duration_s else (
+        f"{w.write_iterations} writes/writer, {w.read_iterations} reads/reader")
+    print(f"{args.workload}: OK — workload {w.name!r}: {w.writers} writers, {w.readers} "
+          f"readers, {mode}, keyspace {w.keyspace} ({w.key_distribution.kind}), "
+          f"{w.process_count} processes, network {w.network.mode}, backends "
+          f"{', '.join(b.name for b in backends)}, repeat {w.repeat}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    # The HTML report installs its analysis views, so it needs a writable database.
+    conn = results.connect(args.results, read_only=not args.html)
+    try:
+        run_id = results.resolve_run_id(conn, args.run_id)
+        if args.html:
+            from orchestrator import htmlreport
+
+            output = args.output or args.results.parent / f"report-{run_id}.html"
+            output.write_text(htmlreport.render_html(conn, run_id), encoding="utf-8")
+            print(f"wrote {output}")
+            return 0
+        info = results.run_info(conn, run_id)
+        rows = results.summary(conn, run_id)
+        title = f"run {run_id} ({info.get('workload')}): {info.get('status')}"
+        print(format_summary(rows, args.format, title=title))
+        return 0
+    finally:
+        conn.close()
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    conn = results.connect(args.results, read_only=True)
+    try:
+        columns, rows = results.query(conn, args.sql)
+        print(format_rows(columns, rows, args.format))
+        return 0
+    finally:
+        conn.close()
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    from orchestrator import services
+
+    if args.action == "up":
+        state = services.services_up()
+        for name, entry in state.items():
+            print(f"{name}: running (pid {entry['pid']}) at {entry['url']}")
+        print(f"state in {services.services_dir()}; `services down` stops them")
+    elif args.action == "down":
+        stopped = services.services_down(purge=args.purge)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running")
+              + (f"; removed the data in {services.services_dir()}" if args.purge else ""))
+    else:
+        state = services.read_state()
+        if not state:
+            print("no servers kept running (`services up` starts them)")
+        for name, entry in state.items():
+            print(f"{name}: running (pid {entry['pid']}) at {entry['url']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
+               "query": _cmd_query, "services": _cmd_services}[args.command]
+    try:
+        return handler(args)
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `... query "..." | head`
+        sys.stderr.close()
+        return 0

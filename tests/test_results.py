@@ -1,0 +1,118 @@
+"""The results database: schema, idempotent ingest of worker files, the summary view."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from orchestrator import results
+from orchestrator.errors import UsageError
+from orchestrator.recorder import OPS_COLUMNS, OpRecorder, csv_row
+
+
+def _pass_files(tmp_path: Path, process: int, rows: Sequence[tuple[Any, ...]]) -> tuple[
+        int, Path, Path]:
+    ops = tmp_path / f"b.r1.p{process}.ops.csv"
+    recorder = OpRecorder(ops)
+    recorder.rows.extend(csv_row(*row) for row in rows)
+    recorder.close()
+    events = tmp_path / f"b.r1.p{process}.events.jsonl"
+    events.write_text(json.dumps({
+        "ts": "2026-01-01 00:00:00.000001", "ts_ns": 5, "level": "info", "event": "ready",
+        "run_id": "r1", "backend": "b", "repetition": 1, "process": process,
+        "data": {"tasks": 2}}) + "\n")
+    return process, ops, events
+
+
+ROWS = [
+    (0, "set", "k1", 1_000, 2_000_000, None, None, "0:0:1", 7, None),
+    (1, "get", "k1", 3_000_000, 1_000_000, 1, 1, "0:0:1", None, None),
+    (1, "get", "ké,\"2", 4_000_000, 3_000_000, 0, 0, None, None, None),
+    (1, "get", "k3", 5_000_000, 9_000_000, None, None, None, None, "TimeoutError: slow"),
+]
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    con: duckdb.DuckDBPyConnection = results.connect(tmp_path / "r.duckdb")
+    results.record_run_start(con, results.RunRecord(
+        run_id="r1", workload="w", workload_yaml="writers: 1\n", seed=1,
+        started_at=None, host="h", versions={}, git_commit=None, network={"mode": "none"}))
+    return con
+
+
+class TestIngest:
+    """Worker files land in ops/events exactly once per pass."""
+
+    def test_rows_and_types(self, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+        """Every CSV column arrives with its type; quoting survives commas and quotes."""
+        files = [_pass_files(tmp_path, 0, ROWS)]
+        assert results.ingest_pass(conn, "r1", "b", 1, files) == 4
+        got = conn.execute("SELECT task, op, key, start_ns, latency_ns, hit, local, version, "
+                           "server_version, error FROM ops ORDER BY start_ns").fetchall()
+        assert got[0] == (0, "set", "k1", 1_000, 2_000_000, None, None, "0:0:1", 7, None)
+        assert got[1][5:8] == (True, True, "0:0:1")
+        assert got[2][2] == 'ké,"2' and got[2][5] is False
+        assert got[3][9] == "TimeoutError: slow"
+        assert conn.execute("SELECT event, data->>'tasks' FROM events").fetchall() == [
+            ("ready", "2")]
+
+    def test_idempotent(self, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+        """Ingesting the same pass twice leaves one copy."""
+        files = [_pass_files(tmp_path, 0, ROWS), _pass_files(tmp_path, 1, ROWS[:1])]
+        results.ingest_pass(conn, "r1", "b", 1, files)
+        results.ingest_pass(conn, "r1", "b", 1, files)
+        assert conn.execute("SELECT count(*) FROM ops").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+
+    def test_truncated_file(self, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+        """A missing or empty file (a worker killed early) is skipped, not an error."""
+        empty = tmp_path / "x.ops.csv"
+        empty.touch()
+        files = [(0, empty, tmp_path / "missing.jsonl")]
+        assert results.ingest_pass(conn, "r1", "b", 1, files) == 0
+
+    def test_csv_is_whole_lines(self, tmp_path: Path) -> None:
+        """The recorder writes complete CSV lines in OPS_COLUMNS order."""
+        _, ops, _ = _pass_files(tmp_path, 0, ROWS)
+        lines = list(csv.reader(ops.open()))
+        assert len(lines) == 4 and all(len(line) == len(OPS_COLUMNS) for line in lines)
+
+
+class TestSummary:
+    """The summary view is computed over all ops of the run."""
+
+    def test_columns(self, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+        """Counts include errors; latency and hit rate cover successful operations."""
+        results.ingest_pass(conn, "r1", "b", 1, [_pass_files(tmp_path, 0, ROWS)])
+        rows = {r["op"]: r for r in results.summary(conn, "r1")}
+        get = rows["get"]
+        assert (get["ops"], get["errors"]) == (3, 1)
+        assert get["hit_rate"] == pytest.approx(0.5)
+        assert get["mean_ms"] == pytest.approx(2.0)
+        # Span: first start 3 ms to last end 14 ms -> 3 ops in 11 ms.
+        assert get["ops_per_s"] == pytest.approx(3 / 0.011)
+        assert rows["set"]["p50_ms"] == pytest.approx(2.0)
+
+    def test_pooled_not_averaged(self, conn: duckdb.DuckDBPyConnection,
+                                 tmp_path: Path) -> None:
+        """Percentiles pool every process's ops instead of averaging per-process figures."""
+        fast = [(0, "get", "k", i * 10, 1_000_000, 0, 0, None, None, None) for i in range(99)]
+        slow = [(1, "get", "k", i * 10, 100_000_000, 0, 0, None, None, None) for i in range(1)]
+        results.ingest_pass(conn, "r1", "b", 1, [_pass_files(tmp_path, 0, fast),
+                                                 _pass_files(tmp_path, 1, slow)])
+        (row,) = results.summary(conn, "r1")
+        assert row["p50_ms"] == pytest.approx(1.0)
+        assert row["ops"] == 100
+
+    def test_resolve_run_id(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """'latest' names the newest run; an unknown id is a usage error."""
+        assert results.resolve_run_id(conn, "latest") == "r1"
+        with pytest.raises(UsageError):
+            results.resolve_run_id(conn, "nope")
