@@ -1,0 +1,156 @@
+"""A minimal connection pool for single-statement operations.
+
+asyncpg's own pool resets every connection on release (one extra round trip: ``RESET ALL``,
+``UNLISTEN *``, ...) and schedules timers per acquire; on loopback that doubled the latency of
+a one-row read. pgcache never leaves session state behind on a pooled connection (advisory
+locks taken by get_or_set are released explicitly, or the connection is discarded), so a
+LIFO list of idle connections is all it needs. Acquiring an idle connection does not suspend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._errors import CacheStateError
+
+Connection = Any  # asyncpg.Connection; asyncpg ships no type information
+Connector = Callable[[], Awaitable[Connection]]
+
+
+class ConnectionPool:
+    """Up to ``max_size`` connections made by ``connect``; at least ``min_size`` kept open."""
+
+    __slots__ = ("_closed", "_connect", "_idle", "_max_size", "_min_size", "_size", "_waiters")
+
+    def __init__(self, connect: Connector, *, min_size: int, max_size: int) -> None:
+        self._connect = connect
+        self._min_size = min_size
+        self._max_size = max_size
+        self._idle: list[Connection] = []
+        self._size = 0  # open or opening connections, idle or in use
+        self._waiters: deque[asyncio.Future[Connection | None]] = deque()
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def start(self) -> None:
+        """Open ``min_size`` connections; the first failure propagates (and nothing stays open)."""
+        self._size += self._min_size
+        results = await asyncio.gather(*(self._connect() for _ in range(self._min_size)),
+                                       return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        opened = [r for r in results if not isinstance(r, BaseException)]
+        if errors:
+            self._size -= self._min_size
+            for conn in opened:
+                conn.terminate()
+            raise errors[0]
+        self._idle.extend(opened)
+
+    def try_acquire(self) -> Connection | None:
+        """An idle, open connection, or None (never suspends)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._size -= 1  # the server or the network closed it while idle
+        return None
+
+    async def acquire(self) -> Connection:
+        """A connection for one operation; give it back with ``release``."""
+        while True:
+            if self._closed:
+                raise CacheStateError("cache is closed", hint="create a new PostgresCache")
+            conn = self.try_acquire()
+            if conn is not None:
+                return conn
+            if self._size < self._max_size:
+                self._size += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._size -= 1
+                    self._wake_one(None)
+                    raise
+            waiter: asyncio.Future[Connection | None] = (
+                asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a connection just as we were cancelled: pass it on.
+                    handed = waiter.result()
+                    if handed is not None:
+                        self.release(handed)
+                    else:
+                        self._wake_one(None)
+                else:
+                    self._remove_waiter(waiter)
+                raise
+            if conn is not None:
+                return conn
+            # None: a slot was freed; loop to open a connection in it.
+
+    def release(self, conn: Connection) -> None:
+        """Give a connection back; a closed or mid-transaction one is discarded."""
+        if conn.is_closed() or conn.is_in_transaction() or self._closed:
+            if not conn.is_closed():
+                conn.terminate()
+            self._size -= 1
+            self._wake_one(None)
+            return
+        if not self._wake_one(conn):
+            self._idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        """Close a connection whose session state is unknown and free its slot."""
+        conn.terminate()
+        self._size -= 1
+        self._wake_one(None)
+
+    def _wake_one(self, conn: Connection | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _remove_waiter(self, waiter: asyncio.Future[Connection | None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+
+    async def close(self) -> None:
+        """Close idle connections now; connections in use are closed when released."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._size -= len(idle)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(CacheStateError("cache is closed"))
+        results = await asyncio.gather(*(c.close(timeout=2.0) for c in idle),
+                                       return_exceptions=True)
+        for conn, result in zip(idle, results, strict=True):
+            if isinstance(result, BaseException):
+                conn.terminate()
+
+    def terminate(self) -> None:
+        """Close every idle connection at once, without waiting."""
+        self._closed = True
+        for conn in self._idle:
+            conn.terminate()
+        self._size -= len(self._idle)
+        self._idle = []

@@ -1,0 +1,186 @@
+"""``CacheSettings``: every knob of a ``PostgresCache``, validated when constructed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ._errors import CacheConfigError
+from ._serializers import SERIALIZERS, Serializer
+
+# Lower case only: LISTEN folds unquoted names to lower case while pg_notify() does not, so a
+# mixed-case channel would silently never deliver.
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
+# Leaves room for the longest suffix ("pgcache_schema_version", 22) within NAMEDATALEN-1 = 63.
+MAX_PREFIX_LENGTH = 40
+MAX_CHANNEL_LENGTH = 63
+# PostgreSQL rejects NOTIFY payloads of 8000 bytes or more.
+MAX_NOTIFY_PAYLOAD = 7999
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSettings:
+    """Settings of one ``PostgresCache``; invalid values raise ``CacheConfigError``."""
+
+    dsn: str
+    # The listener's own route (None: same as dsn), e.g. through a fault-injecting proxy.
+    listener_dsn: str | None = None
+    notify_channel: str = "cache_events"
+    disable_notify: bool = False
+    schema_prefix: str = ""
+    logged: bool = False
+    min_pool_size: int = 1
+    max_pool_size: int = 10
+    local_max_entries: int = 4096
+    default_ttl_seconds: float | None = 300.0
+    # Upper bound on how long a local copy is trusted; the entry's own TTL bounds it further.
+    local_ttl_seconds: float = 60.0
+    # Longest pause between two NOTIFYs of this instance under load. After a batch of n keys
+    # the notifier waits notify_coalesce_seconds * min(1, n / notify_coalesce_keys): a lone
+    # write is announced at once, a busy writer's keys are sent in ever larger batches.
+    # 0: no pause (whatever accumulated while the previous NOTIFY was in flight).
+    notify_coalesce_seconds: float = 0.002
+    notify_coalesce_keys: int = 64
+    # Concurrent set() calls of one instance share statements: at most
+    # write_batch_concurrency statements are in flight; writes arriving meanwhile queue and
+    # go together (up to write_batch_max per statement) in the next free one. A lone write
+    # still goes out at once as a single-row upsert. write_batch_max=1 turns this off.
+    write_batch_max: int = 64
+    write_batch_concurrency: int = 2
+    notify_max_payload_bytes: int = 7900
+    # Distinct keys waiting for notification before the notifier gives up on naming them and
+    # tells the other instances to flush everything instead.
+    notify_max_pending: int = 100_000
+    listener_heartbeat_interval_seconds: float = 1.0
+    listener_heartbeat_timeout_seconds: float = 2.0
+    reconnect_backoff_min_seconds: float = 0.05
+    reconnect_backoff_max_seconds: float = 5.0
+    sweep_interval_seconds: float = 60.0
+    sweep_batch_size: int = 1000
+    connect_timeout: float = 5.0
+    # None: no per-statement timeout (as redis-py's socket_timeout); asyncpg arms a timer per
+    # statement otherwise, which costs ~3 us of a ~50 us loopback round trip.
+    command_timeout: float | None = None
+    application_name: str = "pgcache"
+    serializer: Serializer | str = "json"
+
+    def __post_init__(self) -> None:
+        _check_dsn("dsn", self.dsn)
+        if self.listener_dsn is not None:
+            _check_dsn("listener_dsn", self.listener_dsn)
+        _check_identifier("notify_channel", self.notify_channel, MAX_CHANNEL_LENGTH,
+                          allow_empty=False)
+        _check_identifier("schema_prefix", self.schema_prefix, MAX_PREFIX_LENGTH,
+                          allow_empty=True)
+        for name in ("disable_notify", "logged"):
+            if not isinstance(getattr(self, name), bool):
+                raise CacheConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
+        _check_int("min_pool_size", self.min_pool_size, minimum=0)
+        _check_int("max_pool_size", self.max_pool_size, minimum=1)
+        if self.min_pool_size > self.max_pool_size:
+            raise CacheConfigError(
+                "min_pool_size", f"{self.min_pool_size} exceeds max_pool_size "
+                f"{self.max_pool_size}", hint="raise max_pool_size or lower min_pool_size")
+        _check_int("local_max_entries", self.local_max_entries, minimum=0)
+        if self.default_ttl_seconds is not None:
+            _check_float("default_ttl_seconds", self.default_ttl_seconds, positive=True)
+        _check_float("local_ttl_seconds", self.local_ttl_seconds, positive=True)
+        _check_float("notify_coalesce_seconds", self.notify_coalesce_seconds, positive=False)
+        _check_int("notify_coalesce_keys", self.notify_coalesce_keys, minimum=1)
+        _check_int("write_batch_max", self.write_batch_max, minimum=1, maximum=10_000)
+        _check_int("write_batch_concurrency", self.write_batch_concurrency, minimum=1)
+        _check_int("notify_max_payload_bytes", self.notify_max_payload_bytes, minimum=512,
+                   maximum=MAX_NOTIFY_PAYLOAD)
+        _check_int("notify_max_pending", self.notify_max_pending, minimum=1)
+        _check_float("listener_heartbeat_interval_seconds",
+                     self.listener_heartbeat_interval_seconds, positive=True)
+        _check_float("listener_heartbeat_timeout_seconds",
+                     self.listener_heartbeat_timeout_seconds, positive=True)
+        _check_float("reconnect_backoff_min_seconds", self.reconnect_backoff_min_seconds,
+                     positive=True)
+        _check_float("reconnect_backoff_max_seconds", self.reconnect_backoff_max_seconds,
+                     positive=True)
+        if self.reconnect_backoff_max_seconds < self.reconnect_backoff_min_seconds:
+            raise CacheConfigError("reconnect_backoff_max_seconds",
+                                   "must not be below reconnect_backoff_min_seconds")
+        _check_float("sweep_interval_seconds", self.sweep_interval_seconds, positive=False)
+        _check_int("sweep_batch_size", self.sweep_batch_size, minimum=1)
+        _check_float("connect_timeout", self.connect_timeout, positive=True)
+        if self.command_timeout is not None:
+            _check_float("command_timeout", self.command_timeout, positive=True)
+        if not isinstance(self.application_name, str) or len(self.application_name) > 63:
+            raise CacheConfigError("application_name", "must be a string of at most 63 chars")
+        if isinstance(self.serializer, str):
+            if self.serializer not in SERIALIZERS:
+                raise CacheConfigError(
+                    "serializer", f"unknown serializer {self.serializer!r}",
+                    hint=f"use one of {sorted(SERIALIZERS)} or an object with dumps()/loads()")
+        elif not isinstance(self.serializer, Serializer):
+            raise CacheConfigError("serializer",
+                                   "must be a name or an object with dumps() and loads()")
+
+    @property
+    def resolved_serializer(self) -> Serializer:
+        """The serializer object (a name is looked up)."""
+        if isinstance(self.serializer, str):
+            return SERIALIZERS[self.serializer]
+        return self.serializer
+
+    @property
+    def local_cache_enabled(self) -> bool:
+        """Whether this instance keeps local copies at all."""
+        return self.local_max_entries > 0
+
+    @property
+    def listener_enabled(self) -> bool:
+        """Whether this instance LISTENs (only useful when it has local copies to evict)."""
+        return self.local_max_entries > 0 and not self.disable_notify
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of every setting (for tools that build settings from configuration files)."""
+        return tuple(f.name for f in fields(cls))
+
+
+def _check_dsn(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise CacheConfigError(name, "must be a non-empty PostgreSQL URL",
+                               hint="e.g. postgresql://user:password@host:5432/database")
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise CacheConfigError(name, "must start with postgresql:// or postgres://",
+                               hint="e.g. postgresql://user:password@host:5432/database")
+
+
+def _check_identifier(name: str, value: Any, max_length: int, *, allow_empty: bool) -> None:
+    if not isinstance(value, str):
+        raise CacheConfigError(name, f"must be a string, got {type(value).__name__}")
+    if not value:
+        if allow_empty:
+            return
+        raise CacheConfigError(name, "must not be empty")
+    if len(value) > max_length or not _IDENTIFIER.match(value):
+        raise CacheConfigError(
+            name, f"{value!r} is not a safe identifier",
+            hint=f"use lower-case letters, digits and underscores, starting with a letter or "
+                 f"underscore, at most {max_length} characters")
+
+
+def _check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CacheConfigError(name, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise CacheConfigError(name, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise CacheConfigError(name, f"must be <= {maximum}, got {value}")
+
+
+def _check_float(name: str, value: Any, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CacheConfigError(name, f"must be a number of seconds, got {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise CacheConfigError(name, f"must be finite, got {value}")
+    if positive and value <= 0:
+        raise CacheConfigError(name, f"must be > 0, got {value}")
+    if not positive and value < 0:
+        raise CacheConfigError(name, f"must be >= 0, got {value}")

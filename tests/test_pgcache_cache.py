@@ -1,0 +1,404 @@
+"""PostgresCache against a real PostgreSQL: storage, values, instance shape, write-through,
+get_or_set and errors (issue 2, semantics 1, 2, 3 and 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from orchestrator.services import free_port
+from pgcache import (
+    CacheArgumentError,
+    CacheConnectionError,
+    CacheServerError,
+    CacheSettings,
+    CacheStateError,
+    PgCacheError,
+    PostgresCache,
+)
+
+_ids = itertools.count()
+
+
+def unique_name() -> str:
+    return f"t{os.getpid()}_{next(_ids)}_"
+
+
+@pytest.fixture
+async def settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
+    """Settings with a table prefix and channel of this test's own, schema created."""
+    name = unique_name()
+    value = CacheSettings(dsn=postgres_dsn, schema_prefix=name, notify_channel=f"{name}ch",
+                          application_name=name, sweep_interval_seconds=0,
+                          listener_heartbeat_interval_seconds=0.2,
+                          listener_heartbeat_timeout_seconds=5.0, connect_timeout=3)
+    await PostgresCache.init_db(value)
+    yield value
+    await PostgresCache.drop_db(value)
+
+
+def variant(settings: CacheSettings, **changes: Any) -> CacheSettings:
+    options = {name: getattr(settings, name) for name in CacheSettings.field_names()}
+    options.update(changes)
+    return CacheSettings(**options)
+
+
+async def sql(settings: CacheSettings, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(settings.dsn)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+class TestStorage:
+    async def test_table_is_unlogged_by_default(self, settings: CacheSettings) -> None:
+        """The entries table is UNLOGGED unless logged=True."""
+        rows = await sql(settings, "SELECT relpersistence::text FROM pg_class WHERE relname = $1",
+                         f"{settings.schema_prefix}pgcache_entries")
+        assert rows[0][0] == "u"
+
+    async def test_logged_true_opts_in_and_init_db_is_idempotent(
+            self, settings: CacheSettings) -> None:
+        """init_db with logged=True makes the table logged; reruns change nothing else."""
+        logged = variant(settings, logged=True)
+        assert await PostgresCache.init_db(logged) == 1
+        assert await PostgresCache.init_db(logged) == 1
+        rows = await sql(settings, "SELECT relpersistence::text FROM pg_class WHERE relname = $1",
+                         f"{settings.schema_prefix}pgcache_entries")
+        assert rows[0][0] == "p"
+        versions = await sql(settings, f'SELECT version FROM "{settings.schema_prefix}'
+                                       'pgcache_schema_version"')
+        assert [r[0] for r in versions] == [1]
+
+    async def test_expired_rows_are_never_returned(self, settings: CacheSettings) -> None:
+        """A row past expires_at reads as a miss, from every read path."""
+        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+            await cache.set("gone", b"x")
+            await cache.set("kept", b"y")
+            await sql(settings, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
+                                "interval '1 second' WHERE key = $1", b"gone")
+            assert await cache.get("gone") is None
+            assert await cache.get_many(["gone", "kept"]) == {"kept": b"y"}
+
+    async def test_local_copy_lives_no_longer_than_the_row(self, settings: CacheSettings) -> None:
+        """A local copy's deadline is bounded by the row's remaining TTL."""
+        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
+            await a.set("short", b"x", ttl_seconds=2.0)  # local_ttl_seconds is 60
+            assert await b.get("short") == b"x"
+            assert b._local is not None
+            assert b._local.data["short"].expires - time.monotonic() <= 2.0
+
+    async def test_cleanup_expired_sweeps_in_bounded_batches(
+            self, settings: CacheSettings) -> None:
+        """All expired rows go, batch by batch; live rows stay."""
+        async with PostgresCache(settings) as cache:
+            await cache.set_many({f"old{i}": b"o" for i in range(25)})
+            await cache.set_many({f"new{i}": b"n" for i in range(5)})
+            await sql(settings, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
+                                "interval '1 second' WHERE key::text LIKE '%6f6c64%'")
+            assert await cache.cleanup_expired(batch_size=10) == 25
+            assert await cache.cleanup_expired(batch_size=10) == 0
+            rows = await sql(settings, f'SELECT count(*) FROM "{cache.table_name}"')
+            assert rows[0][0] == 5
+
+
+class TestValues:
+    @pytest.mark.parametrize("key", [
+        "", "plain", "nul\x00inside", "lone \ud800 surrogate", "emoji 🧪", "tab\tand\nnewline",
+        "'; DROP TABLE pgcache_entries; --", "é" * 5000,
+    ])
+    async def test_any_unicode_key_round_trips(self, settings: CacheSettings, key: str) -> None:
+        """Every str is a valid key and reaches SQL only as a parameter."""
+        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+            await cache.set(key, b"v")
+            assert await cache.get(key) == b"v"
+            assert await cache.delete(key) is True
+            assert await cache.get(key) is None
+
+    async def test_bytes_pass_through_and_other_values_are_serialized(
+            self, settings: CacheSettings) -> None:
+        """bytes come back as stored; str and JSON values come back equal."""
+        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+            for key, value in [("b", b"\x00\xff raw"), ("s", "text ü"), ("j", {"a": [1, 2.5]}),
+                               ("n", 7)]:
+                await cache.set(key, value)
+                assert await cache.get(key) == value
+            with pytest.raises(CacheArgumentError, match="None"):
+                await cache.set("none", None)
+
+    async def test_set_returns_increasing_versions(self, settings: CacheSettings) -> None:
+        """Every write returns a newer version than the last."""
+        async with PostgresCache(settings) as cache:
+            v1 = await cache.set("k", b"1")
+            v2 = await cache.set("k", b"2")
+            many = await cache.set_many({"k": b"3", "other": b"4"})
+            assert v1 < v2 < many["k"] and set(many) == {"k", "other"}
+
+    async def test_get_many_mixes_local_and_remote(self, settings: CacheSettings) -> None:
+        """get_many serves local copies and fetches the rest in one statement."""
+        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
+            await a.set_many({"x": b"1", "y": b"2"})
+            assert await b.get("x") == b"1"
+            assert await b.get_many(["x", "y", "z"]) == {"x": b"1", "y": b"2"}
+            stats = b.stats
+            assert (stats.local_hits, stats.remote_hits, stats.misses) == (1, 2, 1)
+            assert await b.get("y") == b"2" and b.stats.local_hits == 2
+
+
+class TestInstanceShape:
+    async def _apps(self, settings: CacheSettings) -> dict[str, int]:
+        rows = await sql(settings, "SELECT application_name, count(*) FROM pg_stat_activity "
+                                   "WHERE application_name LIKE $1 GROUP BY 1",
+                         f"{settings.application_name}%")
+        return {r[0]: r[1] for r in rows}
+
+    async def test_one_pool_one_listener_one_notifier(self, settings: CacheSettings) -> None:
+        """An instance holds its pool plus one dedicated listener connection (and a notifier)."""
+        async with PostgresCache(variant(settings, min_pool_size=2)) as cache:
+            await cache.set("k", b"v")
+            assert await cache.wait_notified()
+            apps = await self._apps(settings)
+            name = settings.application_name
+            assert apps == {name: 2, f"{name}-listen": 1, f"{name}-notify": 1}
+            assert cache.stats.listener_connected
+
+    async def test_no_local_cache_means_no_listener(self, settings: CacheSettings) -> None:
+        """local_max_entries=0: every read goes to PostgreSQL, nothing listens, writes notify."""
+        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+            await cache.set("k", b"v")
+            assert await cache.get("k") == b"v"
+            assert await cache.get("k") == b"v"
+            assert cache.stats.local_hits == 0 and cache.stats.remote_hits == 2
+            assert await cache.wait_notified()
+            assert cache.stats.notifications_sent == 1
+            name = settings.application_name
+            assert f"{name}-listen" not in await self._apps(settings)
+
+    async def test_disable_notify_keeps_copies_until_local_ttl(
+            self, settings: CacheSettings) -> None:
+        """Without LISTEN/NOTIFY a copy lives until the local TTL, then is refetched."""
+        quiet = variant(settings, disable_notify=True, local_ttl_seconds=1.0)
+        async with PostgresCache(quiet) as a, PostgresCache(quiet) as b:
+            await a.set("k", b"old")
+            assert await b.get("k") == b"old"
+            await a.set("k", b"new")
+            assert await b.get("k") == b"old"  # stale by design, bounded by the local TTL
+            assert f"{settings.application_name}-listen" not in await self._apps(settings)
+            await asyncio.sleep(1.05)  # let the local TTL pass: that is the behaviour tested
+            assert await b.get("k") == b"new"
+            assert a.stats.notifications_sent == 0
+
+    async def test_pool_is_bounded_and_callers_wait_their_turn(
+            self, settings: CacheSettings) -> None:
+        """With one pooled connection, 40 concurrent operations all complete on it."""
+        async with PostgresCache(variant(settings, max_pool_size=1,
+                                         local_max_entries=0)) as cache:
+            await asyncio.gather(*(cache.set(f"k{i}", b"v") for i in range(20)))
+            values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(20)))
+            assert values == [b"v"] * 20
+            assert cache._pool is not None and cache._pool.size == 1
+
+    async def test_local_cache_is_bounded(self, settings: CacheSettings) -> None:
+        """Never more than local_max_entries copies; the least recently used goes first."""
+        async with PostgresCache(variant(settings, local_max_entries=3)) as cache:
+            for i in range(5):
+                await cache.set(f"k{i}", b"v")
+            assert cache.stats.local_size == 3
+            assert await cache.get("k4") == b"v" and await cache.get("k0") == b"v"
+            assert cache.stats.local_hits == 1 and cache.stats.remote_hits == 1
+
+
+class TestWriteThrough:
+    async def test_set_updates_own_copy_at_once(self, settings: CacheSettings) -> None:
+        """After set, the writer's own read is a local hit of the new value."""
+        async with PostgresCache(settings) as cache:
+            await cache.set("k", b"1")
+            await cache.set("k", b"2")
+            assert await cache.get("k") == b"2"
+            assert cache.stats.local_hits == 1 and cache.stats.remote_hits == 0
+
+    async def test_delete_drops_own_copy(self, settings: CacheSettings) -> None:
+        """After delete (or invalidate), the writer's read is a miss."""
+        async with PostgresCache(settings) as cache:
+            await cache.set("k", b"1")
+            await cache.set("j", b"1")
+            assert await cache.delete("k") is True
+            assert await cache.invalidate("j") is True
+            assert await cache.get("k") is None and await cache.get("j") is None
+            assert cache.stats.misses == 2 and cache.stats.local_size == 0
+
+    async def test_truncate_empties_table_and_every_local_cache(
+            self, settings: CacheSettings) -> None:
+        """truncate() empties the table and, via a notification, the other instances' copies."""
+        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
+            flushed = asyncio.Event()
+            b.add_invalidation_callback(lambda k, v: flushed.set() if k is None else None)
+            await a.set("k", b"1")
+            assert await b.get("k") == b"1"
+            await a.truncate()
+            await asyncio.wait_for(flushed.wait(), 5)
+            assert b.stats.local_size == 0 and await b.get("k") is None
+            assert await a.get("k") is None
+
+
+class TestGetOrSet:
+    async def test_loader_runs_once_across_instances(self, settings: CacheSettings) -> None:
+        """Ten concurrent callers on two instances share one loader run."""
+        calls = 0
+
+        async def loader() -> dict[str, int]:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)  # widen the window in which others could also miss
+            return {"n": 1}
+
+        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
+            results = await asyncio.gather(*(c.get_or_set("k", loader)
+                                             for c in (a, b) for _ in range(5)))
+            assert results == [{"n": 1}] * 10 and calls == 1
+            assert await a.get_or_set("k", lambda: {"n": 2}) == {"n": 1}
+
+    async def test_sync_loader_and_loader_error(self, settings: CacheSettings) -> None:
+        """A sync loader works; a failing loader stores nothing and its error propagates."""
+        async with PostgresCache(settings) as cache:
+            assert await cache.get_or_set("sync", lambda: "v") == "v"
+
+            def broken() -> str:
+                raise RuntimeError("boom")
+
+            with pytest.raises(RuntimeError, match="boom"):
+                await cache.get_or_set("bad", broken)
+            assert await cache.get("bad") is None
+            assert await cache.get_or_set("bad", lambda: "ok") == "ok"
+
+
+class TestErrors:
+    async def test_unreachable_server_fails_on_connect_with_address_and_hint(self) -> None:
+        """Connecting to a port nobody listens on names the address and what to check."""
+        port = free_port()
+        settings = CacheSettings(dsn=f"postgresql://u:secret@127.0.0.1:{port}/db",
+                                 connect_timeout=2)
+        cache = PostgresCache(settings)
+        with pytest.raises(CacheConnectionError) as info:
+            await cache.connect()
+        assert info.value.address == f"127.0.0.1:{port}/db"
+        assert "secret" not in str(info.value) and info.value.hint
+        assert not cache.connected
+        with pytest.raises(CacheConnectionError):
+            await PostgresCache.init_db(settings)
+
+    async def test_misuse_states_have_their_own_messages(self, settings: CacheSettings) -> None:
+        """Use before connect and after close fail with "not connected" / "is closed"."""
+        cache = PostgresCache(settings)
+        with pytest.raises(CacheStateError, match="cache is not connected"):
+            await cache.get("k")
+        await cache.connect()
+        await cache.close()
+        with pytest.raises(CacheStateError, match="cache is closed"):
+            await cache.set("k", b"v")
+        with pytest.raises(CacheStateError, match="cache is closed"):
+            await cache.connect()
+
+    async def test_missing_schema_says_to_run_init_db(self, postgres_dsn: str) -> None:
+        """Connecting before init_db fails with a hint naming init_db."""
+        settings = CacheSettings(dsn=postgres_dsn, schema_prefix=unique_name())
+        with pytest.raises(CacheStateError) as info:
+            async with PostgresCache(settings):
+                pass
+        assert "init_db" in str(info.value)
+
+    async def test_server_rejection_is_a_server_error(self, settings: CacheSettings) -> None:
+        """A statement the server rejects raises CacheServerError with its SQLSTATE."""
+        async with PostgresCache(settings) as cache:
+            await sql(settings, f"""
+                CREATE FUNCTION "{settings.schema_prefix}reject"() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'rejected' USING ERRCODE = 'P0001'; END $$
+                LANGUAGE plpgsql""")
+            await sql(settings, f'CREATE TRIGGER reject BEFORE INSERT ON "{cache.table_name}" '
+                                f'FOR EACH ROW EXECUTE FUNCTION "{settings.schema_prefix}reject"()')
+            with pytest.raises(CacheServerError) as info:
+                await cache.set("k", b"v")
+            assert info.value.sqlstate == "P0001" and isinstance(info.value, PgCacheError)
+            assert await cache.get("k") is None  # the pool survived the error
+            await sql(settings, f'DROP FUNCTION "{settings.schema_prefix}reject"() CASCADE')
+
+    async def test_bad_arguments(self, settings: CacheSettings) -> None:
+        """Non-str keys and non-positive TTLs are rejected before reaching the server."""
+        async with PostgresCache(settings) as cache:
+            with pytest.raises(CacheArgumentError):
+                await cache.get(b"bytes-key")  # type: ignore[arg-type]
+            with pytest.raises(CacheArgumentError):
+                await cache.set("k", b"v", ttl_seconds=0)
+            with pytest.raises(CacheArgumentError):
+                PostgresCache("postgresql://x")  # type: ignore[arg-type]
+
+
+class TestWriteBatching:
+    async def test_concurrent_sets_share_statements(self, settings: CacheSettings) -> None:
+        """Concurrent sets go out in fewer statements, each with its own version and value."""
+        batched = variant(settings, write_batch_concurrency=1, max_pool_size=4)
+        async with PostgresCache(batched) as cache:
+            versions = await asyncio.gather(*(cache.set(f"k{i}", f"v{i}".encode())
+                                              for i in range(32)))
+            assert cache.stats.write_statements < 32 and cache.stats.sets == 32
+            rows = await sql(settings, f'SELECT key, value, version FROM "{cache.table_name}"')
+            stored = {bytes(r[0]).decode(): (r[1], r[2]) for r in rows}
+            assert stored == {f"k{i}": (f"v{i}".encode(), versions[i]) for i in range(32)}
+            assert await cache.get("k7") == b"v7" and cache.stats.local_hits == 1
+
+    async def test_same_key_twice_goes_in_separate_statements(
+            self, settings: CacheSettings) -> None:
+        """Two concurrent sets of one key both succeed; the higher version is what stays."""
+        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+            v1, v2, _ = await asyncio.gather(cache.set("k", b"1"), cache.set("k", b"2"),
+                                             cache.set("j", b"3"))
+            assert v1 != v2
+            winner = b"2" if v2 > v1 else b"1"
+            assert await cache.get("k") == winner
+            rows = await sql(settings, f'SELECT value FROM "{cache.table_name}" WHERE key = $1',
+                             b"k")
+            assert rows[0][0] == winner
+
+    async def test_rejected_write_fails_alone(self, settings: CacheSettings) -> None:
+        """A write the server rejects inside a batch fails; its batch-mates are written."""
+        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+            prefix = settings.schema_prefix
+            await sql(settings, f"""
+                CREATE FUNCTION "{prefix}boom"() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'boom'; END $$ LANGUAGE plpgsql""")
+            await sql(settings, f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON '
+                                f'"{cache.table_name}" FOR EACH ROW WHEN '
+                                "(NEW.key = '\\x626f6f6d'::bytea) "
+                                f'EXECUTE FUNCTION "{prefix}boom"()')
+            results = await asyncio.gather(*(cache.set(k, b"v") for k in
+                                             ["a", "b", "boom", "c", "d"]),
+                                           return_exceptions=True)
+            assert isinstance(results[2], CacheServerError)
+            assert all(isinstance(r, int) for i, r in enumerate(results) if i != 2)
+            assert await cache.get_many(["a", "b", "boom", "c", "d"]) == {
+                k: b"v" for k in "abcd"}
+
+    async def test_cancelled_leader_does_not_fail_the_others(
+            self, settings: CacheSettings) -> None:
+        """Cancelling the caller whose statement carries others' writes leaves theirs intact."""
+        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+            first = asyncio.ensure_future(cache.set("lead0", b"x"))
+            await asyncio.sleep(0)  # first holds the only slot; the next ones queue
+            queued = [asyncio.ensure_future(cache.set(f"q{i}", b"y")) for i in range(5)]
+            await asyncio.sleep(0)
+            await first
+            # The oldest queued write now leads a batch carrying the other four.
+            await asyncio.sleep(0)
+            queued[0].cancel()
+            results = await asyncio.gather(*queued, return_exceptions=True)
+            assert all(isinstance(r, int) for r in results[1:])
+            assert await cache.get_many([f"q{i}" for i in range(1, 5)]) == {
+                f"q{i}": b"y" for i in range(1, 5)}
