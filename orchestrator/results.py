@@ -121,7 +121,9 @@ def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False) -> A
             if not path.exists():
                 raise UsageError(f"no results database at {path}; run a workload first "
                                  "(python -m orchestrator run workloads/default.yaml)")
-            return duckdb.connect(str(path), read_only=True)
+            ro = duckdb.connect(str(path), read_only=True)
+            _temporary_views(ro)
+            return ro
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(path))
     except duckdb.Error as exc:
@@ -131,10 +133,29 @@ def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False) -> A
 
 
 def ensure_schema(conn: Any) -> None:
+    from orchestrator import analysis, servercost
+
     conn.execute(_TABLES)
     conn.execute(SUMMARY_VIEW)
+    # The consistency/lag views and the server-cost table are part of the public schema:
+    # present in every results database, so SQL users (and the duckdb CLI) find them.
+    servercost.install_tables(conn)
+    analysis.install_views(conn)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+
+
+def _temporary_views(conn: Any) -> None:
+    """On a read-only connection, views missing from an older database exist for the session."""
+    from orchestrator import analysis, servercost
+
+    have = {row[0] for row in conn.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "server_cost" in tables and "server_cost_summary" not in have:
+        servercost.install_summary_view(conn, temporary=True)
+    if {"ops", "events"} <= tables and not set(analysis.VIEW_NAMES) <= have:
+        analysis.install_views(conn, temporary=True)
 
 
 def _sql_list(paths: Iterable[Path]) -> str:
