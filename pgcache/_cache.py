@@ -40,6 +40,8 @@ KIND_BYTES = 0
 KIND_SERIALIZED = 1
 
 _monotonic = time.monotonic
+# What a shared fetch resolves to when it failed: each read that shared it fetches for itself.
+_FETCH_FAILED = object()
 
 
 class PostgresCache:
@@ -90,6 +92,10 @@ class PostgresCache:
         self._local_evictions = 0
         self._local_flushes = 0
         self._write_statements = 0
+        # Write statements of this instance on the wire (single, batched, set_many, delete).
+        self._writing = 0
+        self._shared_reads = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -164,6 +170,7 @@ class PostgresCache:
             raise CacheStateError(f"cache is already {self._state}",
                                   hint="call connect() once per PostgresCache")
         self._state = "connecting"
+        self._loop = asyncio.get_running_loop()
         settings = self._settings
         try:
             self._pool = ConnectionPool(self._open_pool_connection,
@@ -174,7 +181,7 @@ class PostgresCache:
             if not settings.disable_notify:
                 self._notifier = Notifier(settings, self._open_notifier_connection,
                                           self._instance_id)
-                self._notifier.start()
+                await self._notifier.start()
             if settings.listener_enabled:
                 self._listener = Listener(settings, self._open_listener_connection,
                                           on_payload=self._on_payload, on_lost=self._on_lost,
@@ -427,9 +434,39 @@ class PostgresCache:
                 local.remove(key)
         return await self._get_remote(key)
 
+    def get_local(self, key: str) -> Any:
+        """The value of ``key`` if this instance holds a usable local copy, else None.
+
+        Never suspends and never asks PostgreSQL: a hit counts as a local hit, a None counts
+        as nothing (``get`` would go on to PostgreSQL). For latency-critical paths that can
+        fall back, and for telling local hits apart without timing them.
+        """
+        local = self._local
+        if local is not None and self._trusted:
+            entry = local.data.get(key)
+            if entry is not None:
+                if entry.expires > _monotonic():
+                    local.data.move_to_end(key)
+                    self._local_hits += 1
+                    if entry.kind == KIND_BYTES:
+                        return entry.value
+                    return self._serializer.loads(entry.value)
+                local.remove(key)
+        return None
+
     async def _get_remote(self, key: str) -> Any:
         if not isinstance(key, str):
             raise CacheArgumentError(f"keys are str, got {type(key).__name__}")
+        local = self._local
+        if local is not None and self._trusted:
+            # Another read of this key is on the wire and no invalidation of it (nor a flush)
+            # arrived since it began: share its answer instead of asking again.
+            shared = local.joinable(key)
+            if shared is not None:
+                row = await asyncio.shield(shared)
+                if row is not _FETCH_FAILED:
+                    self._shared_reads += 1
+                    return self._answer(row)
         # The round trip is inlined (no _call): this is the hot path of every local miss.
         pool = self._pool
         if pool is None or self._state != "open":
@@ -437,18 +474,19 @@ class PostgresCache:
         conn = pool.try_acquire()
         if conn is None:
             conn = await self._acquire(pool)
-        local = self._local
         tracking = local is not None and self._trusted
         if tracking:
-            assert local is not None
-            epoch = local.begin_fetch(key)
+            assert local is not None and self._loop is not None
+            shared = self._loop.create_future()
+            epoch = local.begin_fetch(key, shared)
         try:
             row = await conn.fetchrow(self._sql.get if local is not None else self._sql.get_value,
                                       encode_key(key))
         except BaseException as exc:
             if tracking:
                 assert local is not None
-                local.end_fetch(key)
+                local.end_fetch(key, shared)
+                shared.set_result(_FETCH_FAILED)  # the sharers fetch for themselves
             mapped = self._failed(pool, conn, exc, "get")
             if mapped is exc:
                 raise
@@ -456,11 +494,16 @@ class PostgresCache:
         pool.release(conn)
         if tracking:
             assert local is not None
-            invalidated = local.end_fetch(key)
+            invalidated = local.end_fetch(key, shared)
+            shared.set_result(row)
             # Install only what no invalidation overtook (race a) and only while trusted.
             if row is not None and row[2] >= invalidated and epoch == local.epoch \
                     and self._trusted:
                 local.install(key, row[0], row[1], row[2], self._expires(row[3]))
+        return self._answer(row)
+
+    def _answer(self, row: Any) -> Any:
+        """The value of a fetched row (None: a miss), counted."""
         if row is None:
             self._misses += 1
             return None
@@ -516,9 +559,10 @@ class PostgresCache:
     # -- writes ---------------------------------------------------------------------------------
 
     def _after_write(self, key: str, version: int, value: bytes | None, kind: int,
-                     ttl: float | None) -> None:
-        """A write of ``key`` at ``version`` committed: tell the others, update our copy."""
-        if self._notifier is not None:
+                     ttl: float | None, notified: bool = False) -> None:
+        """A write of ``key`` at ``version`` committed: tell the others (unless its own
+        transaction did), update our copy."""
+        if self._notifier is not None and not notified:
             self._notifier.enqueue(key, version)
         local = self._local
         if local is not None:
@@ -555,27 +599,54 @@ class PostgresCache:
         return await self._writes.submit(write)
 
     async def _commit_one(self, write: Write) -> int:
-        """Write one row on its own statement, then update copies and notify."""
-        version = await self._write_one(write)
+        """Write one row on its own statement, then update copies and notify.
+
+        A lone write (no other write statement of this instance on the wire, nothing queued
+        for the notifier) carries its own NOTIFY: one statement and one transaction instead of
+        two, and the notification is delivered exactly when the write commits. NOTIFY's
+        database-wide lock at commit is then taken once per write, as the notifier would take
+        it for this write alone anyway; as soon as writes overlap they go back to the notifier,
+        which batches them, so concurrent writers never queue on that lock.
+        """
+        notifier = self._notifier
+        inline = notifier is not None and self._writing == 0 and notifier.idle
+        version = await self._write_one(write, notifier if inline else None)
         self._sets += 1
-        self._after_write(write.key, version, write.data, write.kind, write.ttl)
+        self._after_write(write.key, version, write.data, write.kind, write.ttl, inline)
         return version
 
-    async def _write_one(self, write: Write) -> int:
+    async def _write_one(self, write: Write, notifier: Notifier | None = None) -> int:
         pool = self._require_pool()
+        # Counted from here (no suspension since _commit_one looked): a write that arrives
+        # while this one waits for a connection does not count itself alone.
+        self._writing += 1
         conn = pool.try_acquire()
         if conn is None:
-            conn = await self._acquire(pool)
+            try:
+                conn = await self._acquire(pool)
+            except BaseException:
+                self._writing -= 1
+                raise
         try:
             self._write_statements += 1
-            version: int = await conn.fetchval(self._sql.set, write.key_bytes, write.data,
-                                               write.kind, write.ttl)
+            if notifier is None:
+                version: int = await conn.fetchval(self._sql.set, write.key_bytes, write.data,
+                                                   write.kind, write.ttl)
+            else:
+                head, tail = notifier.inline_parts(write.key)
+                version = await conn.fetchval(self._sql.set_notify, write.key_bytes,
+                                              write.data, write.kind, write.ttl,
+                                              self._settings.notify_channel, head, tail)
         except BaseException as exc:
+            self._writing -= 1
             mapped = self._failed(pool, conn, exc, "set")
             if mapped is exc:
                 raise
             raise mapped from exc
+        self._writing -= 1
         pool.release(conn)
+        if notifier is not None:
+            notifier.sent_inline()
         return version
 
     async def _write_batch(self, batch: list[Write]) -> list[int | BaseException]:
@@ -586,9 +657,14 @@ class PostgresCache:
         # same order and cannot deadlock.
         ordered = sorted(batch, key=lambda w: w.key_bytes)
         try:
-            rows = await self._call(
-                "fetch", self._sql.set_batch, [w.key_bytes for w in ordered],
-                [w.data for w in ordered], [w.kind for w in ordered], [w.ttl for w in ordered])
+            self._writing += 1
+            try:
+                rows = await self._call(
+                    "fetch", self._sql.set_batch, [w.key_bytes for w in ordered],
+                    [w.data for w in ordered], [w.kind for w in ordered],
+                    [w.ttl for w in ordered])
+            finally:
+                self._writing -= 1
         except CacheServerError:
             # One write was rejected (a constraint, a trigger...): write them one by one so
             # that only the offending one fails.
@@ -629,7 +705,12 @@ class PostgresCache:
             kinds.append(kind)
         if not by_bytes:
             return {}
-        rows = await self._call("fetch", self._sql.set_many, list(by_bytes), values, kinds, ttl)
+        self._writing += 1
+        try:
+            rows = await self._call("fetch", self._sql.set_many, list(by_bytes), values, kinds,
+                                    ttl)
+        finally:
+            self._writing -= 1
         data_by_key = dict(zip(by_bytes.values(), zip(values, kinds, strict=True), strict=True))
         versions: dict[str, int] = {}
         for key_bytes, version in rows:
@@ -644,7 +725,11 @@ class PostgresCache:
         """Remove ``key`` everywhere (table and every instance's copy); True if it existed."""
         if not isinstance(key, str):
             raise CacheArgumentError(f"keys are str, got {type(key).__name__}")
-        version = await self._call("fetchval", self._sql.delete, encode_key(key))
+        self._writing += 1
+        try:
+            version = await self._call("fetchval", self._sql.delete, encode_key(key))
+        finally:
+            self._writing -= 1
         self._deletes += 1
         if version is None:
             # Nothing was stored, so no instance can hold a valid copy; drop ours regardless.
@@ -795,4 +880,5 @@ class PostgresCache:
             notified_keys=notifier.keys_sent if notifier is not None else 0,
             notify_errors=notifier.send_errors if notifier is not None else 0,
             write_statements=self._write_statements,
+            shared_reads=self._shared_reads,
         )

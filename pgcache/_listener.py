@@ -1,9 +1,14 @@
 """The two dedicated connections of an instance: the listener and the notifier.
 
 Notifications are sent after commit, in batches, by one notifier per instance on its own
-connection. A NOTIFY inside the writer's transaction would take PostgreSQL's database-wide
-notify lock at every writer's commit and serialize the writers; here only the notifier ever
-holds it, once per batch. Payload (JSON, ASCII): ``[instance_id, v1, k1, v2, k2, ...]`` where
+connection. A NOTIFY inside every writer's transaction would take PostgreSQL's database-wide
+notify lock at every writer's commit and serialize concurrent writers; here, among
+overlapping writes, only the notifier holds it, once per batch. A lone write (nothing else of
+the instance on the wire, nothing queued here) carries its own NOTIFY instead, built from
+:meth:`Notifier.inline_parts` (see ``PostgresCache._commit_one``): there is no writer for it
+to serialize, and it saves a statement and a transaction.
+
+Payload (JSON, ASCII): ``[instance_id, v1, k1, v2, k2, ...]`` where
 ``v > 0`` names key ``k`` written at version ``v``, ``v < 0`` names a long key by its digest
 (see ``_local.key_digest``), and ``v == 0`` asks every instance to flush (after a truncate,
 or when the notifier fell too far behind to name every key).
@@ -74,8 +79,31 @@ class Notifier:
         self.keys_sent = 0
         self.send_errors = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Open the notifier's connection (a failure is retried when there is something to
+        send) and start sending in the background."""
+        try:
+            self._conn = await self._connect()
+        except Exception as exc:
+            log.warning("pgcache_notifier_connect_failed", error=repr(exc))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pgcache-notifier")
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is waiting to be sent."""
+        return not self._pending and not self._flush_all
+
+    def inline_parts(self, key: str) -> tuple[str, str]:
+        """The payload of a notification for ``key`` alone, around its version: the writer
+        sends ``head + str(version) + tail`` in its own transaction (see PostgresCache)."""
+        if len(key) > LONG_KEY_CHARS:
+            return self._header + ",-", f",\"{key_digest(key)}\"]"
+        return self._header + ",", f",{encode_basestring_ascii(key)}]"
+
+    def sent_inline(self) -> None:
+        """Count a notification a writer sent in its own transaction."""
+        self.notifications_sent += 1
+        self.keys_sent += 1
 
     def enqueue(self, key: str, version: int) -> None:
         """Queue one committed write (never suspends; coalesces repeated keys)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Keys longer than this many characters travel in notifications as a digest (a key of up to
 # 200 characters needs at most 2 400 bytes JSON-escaped, so several always fit a payload).
@@ -46,34 +46,54 @@ class LocalCache:
         self.data: OrderedDict[str, Entry] = OrderedDict()
         # digest -> key, for long keys held or being fetched (notifications name them so).
         self.by_digest: dict[str, str] = {}
-        # key -> [reads in flight, highest version invalidated while they were in flight]
-        self.inflight: dict[str, list[int]] = {}
+        # key -> [reads in flight, highest version invalidated while they were in flight,
+        #         the fetch a new read of the key may share (None: none may be shared)]
+        self.inflight: dict[str, list[Any]] = {}
         # Bumped by every flush: a read that began before a flush never installs.
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def begin_fetch(self, key: str) -> int:
-        """Note a read of ``key`` going to PostgreSQL; returns the epoch to hand to finish."""
+    def begin_fetch(self, key: str, shared: Any = None) -> int:
+        """Note a read of ``key`` going to PostgreSQL; returns the epoch to hand to finish.
+
+        ``shared`` (if not None) is what a read of ``key`` beginning while this one is in
+        flight may wait for instead of fetching itself (see :meth:`joinable`).
+        """
         slot = self.inflight.get(key)
         if slot is None:
-            self.inflight[key] = [1, 0]
+            self.inflight[key] = [1, 0, shared]
             if len(key) > LONG_KEY_CHARS:
                 self.by_digest[key_digest(key)] = key
         else:
             slot[0] += 1
+            if shared is not None:
+                slot[2] = shared
         return self.epoch
 
-    def end_fetch(self, key: str) -> int:
+    def joinable(self, key: str) -> Any:
+        """The fetch of ``key`` in flight that a read beginning now may share, or None.
+
+        A fetch is shareable only until an invalidation of ``key`` (or a flush) arrives: what
+        it returns is then at least as new as anything this instance has been told about
+        when the sharing read began, the same guarantee as a local copy.
+        """
+        slot = self.inflight.get(key)
+        return None if slot is None else slot[2]
+
+    def end_fetch(self, key: str, shared: Any = None) -> int:
         """The read of ``key`` is back; returns the highest version invalidated meanwhile."""
         slot = self.inflight[key]
         slot[0] -= 1
+        if shared is not None and slot[2] is shared:
+            slot[2] = None
         if slot[0] == 0:
             del self.inflight[key]
             if len(key) > LONG_KEY_CHARS and key not in self.data:
                 self.by_digest.pop(key_digest(key), None)
-        return slot[1]
+        invalidated: int = slot[1]
+        return invalidated
 
     def install(self, key: str, value: bytes, kind: int, version: int, expires: float) -> None:
         """Keep a copy unless one of the same or a newer version is already held."""
@@ -101,8 +121,10 @@ class LocalCache:
         Returns whether a copy was dropped.
         """
         slot = self.inflight.get(key)
-        if slot is not None and slot[1] < version:
-            slot[1] = version
+        if slot is not None:
+            slot[2] = None  # reads beginning from now on fetch for themselves
+            if slot[1] < version:
+                slot[1] = version
         entry = self.data.get(key)
         if entry is not None and entry.version < version:
             self.remove(key)
@@ -122,6 +144,8 @@ class LocalCache:
         """Drop every copy and disown every read in flight; returns how many copies went."""
         count = len(self.data)
         self.data.clear()
+        for slot in self.inflight.values():
+            slot[2] = None
         self.by_digest = {key_digest(k): k for k in self.inflight if len(k) > LONG_KEY_CHARS}
         self.epoch += 1
         return count

@@ -100,6 +100,7 @@ class Statements:
     get_value: str
     get_many: str
     set: str
+    set_notify: str
     set_many: str
     set_batch: str
     delete: str
@@ -122,17 +123,21 @@ class Statements:
         xid = "txid_current()"
         alive = "(expires_at IS NULL OR expires_at > now())"
         ttl = "extract(epoch FROM expires_at - now())::float8"
+        set_one = (f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
+                   f"VALUES ($1, $2, $3, {xid}, now() + make_interval(secs => $4::float8)) "
+                   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+                   f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
+                   "expires_at = EXCLUDED.expires_at RETURNING version")
         return cls(
             get=f"SELECT value, kind, version, {ttl} FROM {t} WHERE key = $1 AND {alive}",
             # Without a local cache there is nothing to install: version and TTL are not needed.
             get_value=f"SELECT value, kind FROM {t} WHERE key = $1 AND {alive}",
             get_many=(f"SELECT key, value, kind, version, {ttl} FROM {t} "
                       f"WHERE key = ANY($1::bytea[]) AND {alive}"),
-            set=(f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
-                 f"VALUES ($1, $2, $3, {xid}, now() + make_interval(secs => $4::float8)) "
-                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, kind = EXCLUDED.kind, "
-                 f"version = greatest({xid}, e.version + 1), expires_at = EXCLUDED.expires_at "
-                 "RETURNING version"),
+            set=set_one,
+            # A lone write announces itself in its own transaction (see PostgresCache.set):
+            # pg_notify(channel, head || version || tail), delivered only if it commits.
+            set_notify=f"{set_one}, pg_notify($5, $6 || version::text || $7)",
             set_many=(f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
                       f"SELECT u.k, u.v, u.kd, {xid}, "
                       "now() + make_interval(secs => $4::float8) "

@@ -26,6 +26,7 @@ class CacheStats:
     notified_keys: int
     notify_errors: int
     write_statements: int
+    shared_reads: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -217,6 +217,19 @@ class TestInstanceShape:
 
 
 class TestWriteThrough:
+    async def test_get_local_answers_from_the_local_copy_only(
+            self, settings: CacheSettings) -> None:
+        """get_local: the local copy's value or None, never a query; hits count as local."""
+        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
+            await a.set("k", {"n": 1})
+            assert a.get_local("k") == {"n": 1}  # write-through, deserialized
+            assert b.get_local("k") is None  # not held: get_local does not fetch
+            assert b.stats.remote_hits == 0 and b.stats.misses == 0
+            assert await b.get("k") == {"n": 1}
+            assert b.get_local("k") == {"n": 1} and b.stats.local_hits == 1
+        async with PostgresCache(variant(settings, local_max_entries=0)) as none:
+            assert none.get_local("k") is None
+
     async def test_set_updates_own_copy_at_once(self, settings: CacheSettings) -> None:
         """After set, the writer's own read is a local hit of the new value."""
         async with PostgresCache(settings) as cache:

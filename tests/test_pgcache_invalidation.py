@@ -197,6 +197,95 @@ class TestRaces:
             assert (rows[0][0], rows[0][1]) == (writes[newest][1], versions[newest])
 
 
+class TestLoneWrites:
+    async def test_lone_write_carries_its_own_notify(self, settings: CacheSettings) -> None:
+        """A set alone on the wire announces itself in its own transaction: it reaches the
+        other instance even while the notifier's connection is gone, and the notifier sends
+        nothing for it."""
+        a = PostgresCache(settings)
+        b, inbox = listening(settings)
+        async with a, b:
+            await sql(settings.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE application_name = $1", f"{settings.application_name}-notify")
+            version = await a.set("k", b"v")
+            await inbox.wait_for(("k", version))
+            assert await a.wait_notified(within_seconds=0)
+            stats = a.stats
+            assert (stats.notifications_sent, stats.notified_keys, stats.notify_errors) == (1, 1, 0)
+            long_key = "long-" + "x" * 300
+            await a.set(long_key, b"v")
+            assert await b.get(long_key) == b"v"  # b holds it: it can resolve the digest
+            version = await a.set(long_key, b"w")
+            await inbox.wait_for((long_key, version))
+            assert b.stats.local_size == 0 and await b.get(long_key) == b"w"
+
+
+class TestSharedReads:
+    """Concurrent local misses of one key share one fetch, unless an invalidation of the key
+    arrived after that fetch began (then the later read fetches for itself)."""
+
+    async def test_concurrent_reads_share_one_fetch(self, settings: CacheSettings) -> None:
+        async with FaultProxy.for_dsn(settings.dsn) as proxy:
+            a = PostgresCache(settings)
+            b = PostgresCache(variant(settings, dsn=proxy.rewrite(settings.dsn),
+                                      listener_dsn=settings.dsn, max_pool_size=2))
+            async with a, b:
+                await a.set("k", b"v1")
+                assert await b.get("warm-up") is None
+                proxy.hold()
+                first = asyncio.ensure_future(b.get("k"))
+                await proxy.wait_held()
+                second = asyncio.ensure_future(b.get("k"))
+                await asyncio.sleep(0.05)  # the second read is waiting on the first's fetch
+                proxy.release()
+                assert await first == b"v1" and await second == b"v1"
+                stats = b.stats
+                assert (stats.remote_hits, stats.shared_reads, stats.local_size) == (2, 1, 1)
+
+    async def test_read_after_invalidation_fetches_itself(
+            self, settings: CacheSettings) -> None:
+        async with FaultProxy.for_dsn(settings.dsn) as proxy:
+            a = PostgresCache(settings)
+            b, inbox = listening(settings, dsn=proxy.rewrite(settings.dsn),
+                                 listener_dsn=settings.dsn, max_pool_size=2)
+            async with a, b:
+                await a.set("k", b"v1")
+                assert await b.get("warm-up") is None
+                proxy.hold()
+                first = asyncio.ensure_future(b.get("k"))
+                await proxy.wait_held()  # PostgreSQL answered v1; the answer is in the proxy
+                v2 = await a.set("k", b"v2")
+                await inbox.wait_for(("k", v2))
+                second = asyncio.ensure_future(b.get("k"))  # began after v2 was announced
+                await asyncio.sleep(0.05)
+                proxy.release()
+                assert await first == b"v1"  # began before the write finished
+                assert await second == b"v2"
+                assert b.stats.shared_reads == 0
+                assert await b.get("k") == b"v2" and b.stats.local_hits == 1
+
+    async def test_failed_fetch_is_not_shared(self, settings: CacheSettings) -> None:
+        """The reader whose fetch fails gets the error; the one sharing it fetches itself."""
+        async with FaultProxy.for_dsn(settings.dsn) as proxy:
+            a = PostgresCache(settings)
+            b = PostgresCache(variant(settings, dsn=proxy.rewrite(settings.dsn),
+                                      listener_dsn=settings.dsn, max_pool_size=2))
+            async with a, b:
+                await a.set("k", b"v1")
+                assert await b.get("warm-up") is None
+                proxy.hold()
+                first = asyncio.ensure_future(b.get("k"))
+                await proxy.wait_held()
+                second = asyncio.ensure_future(b.get("k"))
+                await asyncio.sleep(0.05)
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                proxy.release()
+                assert await second == b"v1"
+                assert b.stats.shared_reads == 0
+
+
 class TestListenerLoss:
     """(4c) Every way of losing the listener flushes, bypasses, reconnects, re-LISTENs."""
 
