@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from orchestrator.errors import ResultsError, UsageError
-from orchestrator.recorder import OPS_COLUMNS
+from orchestrator.recorder import INVALIDATION_COLUMNS, OPS_COLUMNS, invalidations_path
 
 SCHEMA_VERSION = 1
 DEFAULT_RESULTS = Path("results/benchmarks.duckdb")
@@ -106,6 +106,11 @@ _OPS_CSV_COLUMNS = {
     "server_version": "BIGINT", "error": "VARCHAR",
 }
 assert tuple(_OPS_CSV_COLUMNS) == OPS_COLUMNS
+
+_INVALIDATION_CSV_COLUMNS = {
+    "key": "VARCHAR", "server_version": "BIGINT", "ts_ns": "BIGINT", "wall_ns": "BIGINT",
+}
+assert tuple(_INVALIDATION_CSV_COLUMNS) == INVALIDATION_COLUMNS
 
 _EVENT_COLUMNS = {
     "ts": "TIMESTAMP", "ts_ns": "BIGINT", "level": "VARCHAR", "event": "VARCHAR",
@@ -227,6 +232,10 @@ def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
                  if events.exists() and events.stat().st_size > 0]
         if jsons:
             _insert_events(conn, run_id, jsons)
+        for process, _, events in files:
+            arrivals = invalidations_path(events)
+            if arrivals.exists() and arrivals.stat().st_size > 0:
+                _insert_invalidations(conn, run_id, backend, repetition, process, arrivals)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -241,6 +250,19 @@ def _insert_events(conn: Any, run_id: str, paths: Sequence[Path]) -> None:
             FROM read_json({_sql_list(paths)}, format = 'newline_delimited',
                            columns = {_struct(_EVENT_COLUMNS)}, ignore_errors = true)""",
         [run_id])
+
+
+def _insert_invalidations(conn: Any, run_id: str, backend: str, repetition: int,
+                          process: int, path: Path) -> None:
+    """A worker's invalidation arrivals as ``invalidation`` events (see recorder)."""
+    conn.execute(
+        f"""INSERT INTO events
+            SELECT ?, ?, ?, ?, make_timestamp(wall_ns // 1000), ts_ns, 'info', 'invalidation',
+                   json_object('key', key, 'server_version', server_version, 'ts_ns', ts_ns)
+            FROM read_csv({_sql_list([path])}, header = false, auto_detect = false,
+                          columns = {_struct(_INVALIDATION_CSV_COLUMNS)}, quote = '"',
+                          escape = '"', delim = ',', strict_mode = false)""",
+        [run_id, backend, repetition, process])
 
 
 def ingest_parent_events(conn: Any, run_id: str, path: Path) -> None:

@@ -10,9 +10,12 @@ streams, one JSON object per line:
 
 End of input (the parent died), SIGINT or SIGTERM stop the worker the same way as "stop":
 tasks finish their operation in flight, the buffers are written, the backend is closed.
-Operations go to ``<log_dir>/<stem>.ops.csv`` and events to ``<log_dir>/<stem>.events.jsonl``
-(see :mod:`orchestrator.recorder`). Nothing here knows how it was spawned, so another executor
-(e.g. a distributed one) can run the same function.
+Operations go to ``<log_dir>/<stem>.ops.csv``, invalidation arrivals to
+``<log_dir>/<stem>.invalidations.csv`` and events to ``<log_dir>/<stem>.events.jsonl`` (see
+:mod:`orchestrator.recorder`). After its tasks finish, the worker drains: it keeps the backend
+open and goes on recording invalidation arrivals until they have stopped coming. Nothing here
+knows how it was spawned, so another executor (e.g. a distributed one) can run the same
+function.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from orchestrator.recorder import (
     configure_events,
     csv_field,
     csv_row,
+    invalidations_path,
     needs_quoting,
 )
 from orchestrator.validation import parse_workload
@@ -46,6 +50,11 @@ from orchestrator.workload import Workload
 
 _PROGRESS_INTERVAL_S = 0.25
 _DRAIN_TIMEOUT_S = 2.0
+# After its tasks finish, a worker keeps its backend open (and keeps recording invalidation
+# arrivals) until none arrived for _QUIET_S, at most _DRAIN_MAX_S: the other workers may still
+# be writing, and the last notifications arrive after the last write returned.
+_QUIET_S = 0.25
+_DRAIN_MAX_S = 10.0
 _ERROR_PAUSE_S = 0.001
 # A task that has not suspended for this long yields to the others (operations that complete
 # without I/O, such as local-cache hits, never suspend by themselves): this bounds how long
@@ -371,6 +380,8 @@ async def run_worker(spec: WorkerSpec) -> int:
     network: Any = None
     backend: Backend | None = None
     recorder = OpRecorder(log_dir / f"{spec.stem}.ops.csv")
+    arrivals = OpRecorder(invalidations_path(log_dir / f"{spec.stem}.events.jsonl"))
+    last_arrival_ns = 0
     progress: asyncio.Task[None] | None = None
     try:
         if spec.network_mode == "inprocess":
@@ -390,11 +401,18 @@ async def run_worker(spec: WorkerSpec) -> int:
         if stop_requested:
             worker.stop()
 
+        add_arrival = arrivals.rows.append
+        quoted = needs_quoting(workload.key_prefix)
+        wall_ns = time.time_ns
+
         def on_invalidation(key: str | None, version: int | None, ts_ns: int) -> None:
+            nonlocal last_arrival_ns
+            last_arrival_ns = ts_ns
             if key is None:
                 log.info("local_flush", ts_ns=ts_ns)
             else:
-                log.info("invalidation", key=key, server_version=version, ts_ns=ts_ns)
+                add_arrival(f"{csv_field(key) if quoted else key},"
+                            f"{'' if version is None else version},{ts_ns},{wall_ns()}\n")
 
         backend.set_invalidation_hook(on_invalidation)
         await backend.connect()
@@ -402,8 +420,17 @@ async def run_worker(spec: WorkerSpec) -> int:
         _send({"type": "ready"})
         start_ns = await go
         if start_ns >= 0 and not worker.stopping:
-            progress = asyncio.create_task(_report_progress(worker, events))
+            progress = asyncio.create_task(_report_progress(worker, events, arrivals))
             await worker.run(start_ns)
+            drain_start = time.perf_counter_ns()
+            while not worker.stopping:
+                now = time.perf_counter_ns()
+                if (now - max(last_arrival_ns, drain_start) >= _QUIET_S * 1e9
+                        or now - drain_start >= _DRAIN_MAX_S * 1e9):
+                    break
+                await asyncio.sleep(0.05)
+            log.info("drained", arrivals=arrivals.count,
+                     seconds=round((time.perf_counter_ns() - drain_start) / 1e9, 3))
         log.info("stats", backend_stats=dict(backend.stats()))
         return 0
     except Exception as exc:
@@ -420,6 +447,7 @@ async def run_worker(spec: WorkerSpec) -> int:
             await _with_timeout(backend.close(), _DRAIN_TIMEOUT_S)
         if network is not None:
             await _with_timeout(network.close(), _DRAIN_TIMEOUT_S)
+        arrivals.close()
         times = os.times()
         log.info("worker_done", ops=count, errors=errors, stopped=stop_requested,
                  cpu_s=round(times.user + times.system, 3))
@@ -428,10 +456,12 @@ async def run_worker(spec: WorkerSpec) -> int:
         events.close()
 
 
-async def _report_progress(worker: Worker, events: BufferedStream) -> None:
+async def _report_progress(worker: Worker, events: BufferedStream,
+                           arrivals: OpRecorder) -> None:
     while True:
         await asyncio.sleep(_PROGRESS_INTERVAL_S)
         worker.recorder.flush()
+        arrivals.flush()
         events.sync()
         _send({"type": "progress", "ops": worker.recorder.count, "errors": worker.errors})
 

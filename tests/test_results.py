@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator import results
 from orchestrator.errors import UsageError
-from orchestrator.recorder import OPS_COLUMNS, OpRecorder, csv_row
+from orchestrator.recorder import OPS_COLUMNS, OpRecorder, csv_row, invalidations_path
 
 
 def _pass_files(tmp_path: Path, process: int, rows: Sequence[tuple[Any, ...]]) -> tuple[
@@ -70,6 +70,28 @@ class TestIngest:
         results.ingest_pass(conn, "r1", "b", 1, files)
         assert conn.execute("SELECT count(*) FROM ops").fetchone() == (5,)
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (2,)
+
+    def test_invalidation_arrivals(self, conn: duckdb.DuckDBPyConnection,
+                                   tmp_path: Path) -> None:
+        """A worker's invalidations file becomes 'invalidation' events with data key,
+        server_version and ts_ns (what the analysis views read), once per pass."""
+        files = [_pass_files(tmp_path, 1, ROWS[:1])]
+        arrivals = invalidations_path(files[0][2])
+        assert arrivals.name == "b.r1.p1.invalidations.csv"
+        recorder = OpRecorder(arrivals)
+        recorder.rows += ["k1,7,123456789,1767225600000001000\n",
+                          '"ké,""2",8,123456790,1767225600000002000\n']
+        recorder.close()
+        results.ingest_pass(conn, "r1", "b", 1, files)
+        results.ingest_pass(conn, "r1", "b", 1, files)
+        got = conn.execute(
+            "SELECT backend, repetition, process, ts, ts_ns, level, data->>'key', "
+            "(data->>'server_version')::BIGINT, (data->>'ts_ns')::BIGINT FROM events "
+            "WHERE event = 'invalidation' ORDER BY ts_ns").fetchall()
+        assert [row[4:] for row in got] == [(123456789, "info", "k1", 7, 123456789),
+                                            (123456790, "info", 'ké,"2', 8, 123456790)]
+        assert got[0][:3] == ("b", 1, 1)
+        assert str(got[0][3]) == "2026-01-01 00:00:00.000001"
 
     def test_truncated_file(self, conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
         """A missing or empty file (a worker killed early) is skipped, not an error."""

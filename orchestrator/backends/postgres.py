@@ -4,47 +4,21 @@
 from the (possibly emulated) endpoints. The seed's three Postgres variants are presets of this
 type (see ``orchestrator.backends.PRESETS``).
 
-A read is recorded as *local* when the cache answered it without suspending: a local hit
-completes synchronously (no I/O), while every read that goes to PostgreSQL awaits the server.
-:func:`_drive` runs the ``get`` coroutine step by step to tell the two apart, which stays exact
-with many coroutines sharing the cache (counters compared before/after would not: other
-coroutines run while a remote read is suspended).
+A read is recorded as *local* when the cache answered it from its local copy:
+:meth:`pgcache.PostgresCache.get_local` (no I/O, never suspends) is asked first, and only when
+it has nothing does the read go through ``get`` to PostgreSQL. Nothing can change the local
+cache between the two calls (there is no suspension point between them), so a read that reaches
+``get`` always leaves the process: the flag is exact with many coroutines sharing the cache.
 """
 
 from __future__ import annotations
 
 import time
-import types
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
 from orchestrator.errors import BackendError
-
-
-@types.coroutine
-def _drive(coro: Coroutine[Any, Any, Any]) -> Generator[Any, Any, tuple[Any, bool]]:
-    """Await ``coro``; return (its result, whether it ever suspended)."""
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        return stop.value, False
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # thrown in by the task (e.g. cancellation): pass it on
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value, True
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value, True
 
 
 def _as_dict(stats: Any) -> dict[str, Any]:
@@ -70,7 +44,13 @@ class PgCacheBackend:
         except (PgCacheError, TypeError) as exc:
             raise BackendError(f"{name}: invalid pgcache options: {exc}") from exc
         self._cache: Any = None
+        self._get_local: Any = None
         self._hook: InvalidationHook | None = None
+        # The GetResult of each key's last local hit, reused while the copy is the same
+        # object (building the frozen dataclass costs more than the hit itself). Bounded by
+        # the local cache's size.
+        self._hits: dict[str, GetResult] = {}
+        self._hits_max = max(1, self._settings.local_max_entries)
 
     async def prepare(self) -> None:
         from pgcache import PgCacheError, PostgresCache
@@ -91,6 +71,7 @@ class PgCacheBackend:
         from pgcache import PgCacheError, PostgresCache
 
         self._cache = PostgresCache(self._settings)
+        self._get_local = self._cache.get_local
         self._cache.add_invalidation_callback(self._on_invalidation)
         try:
             await self._cache.connect()
@@ -103,8 +84,16 @@ class PgCacheBackend:
             hook(key, version, time.perf_counter_ns())
 
     async def get(self, key: str) -> GetResult:
-        value, suspended = await _drive(self._cache.get(key))
-        return GetResult(value, value is not None and not suspended)
+        value = self._get_local(key)
+        if value is not None:
+            hits = self._hits
+            result = hits.get(key)
+            if result is None or result.value is not value:
+                if len(hits) >= self._hits_max:
+                    hits.clear()
+                result = hits[key] = GetResult(value, True)
+            return result
+        return GetResult(await self._cache.get(key), False)
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
         version: int | None = await self._cache.set(key, value, ttl_seconds=ttl_seconds)
@@ -122,4 +111,5 @@ class PgCacheBackend:
     async def close(self) -> None:
         if self._cache is not None:
             cache, self._cache = self._cache, None
+            self._hits.clear()
             await cache.close()
