@@ -21,10 +21,13 @@ venv: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) -m orchestrator run $(WORKLOAD) $(ARGS)
 
-## The tests (pytest exit code 5, "no tests collected", counts as a failure here too).
+## The linters (ruff; mypy strict on pgcache/, orchestrator/, proxies/), then the tests; any
+## failure fails the target. pytest's exit code 5, "no tests collected", is a failure too.
 test: $(VENV)/.installed
-	@$(PY) -m pytest -q $(ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; fi; \
+	@rc=0; $(VENV)/bin/ruff check . || rc=1; $(VENV)/bin/mypy || rc=1; \
+	$(PY) -m pytest -q $(ARGS); prc=$$?; \
+	if [ $$prc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; fi; \
+	if [ $$prc -ne 0 ]; then rc=$$prc; fi; \
 	exit $$rc
 
 test-slow: $(VENV)/.installed
