@@ -421,17 +421,10 @@ class PostgresCache:
 
     async def get(self, key: str) -> Any:
         """The value stored under ``key``, or None if there is none (or it expired)."""
-        local = self._local
-        if local is not None and self._trusted:
-            entry = local.data.get(key)
-            if entry is not None:
-                if entry.expires > _monotonic():
-                    local.data.move_to_end(key)
-                    self._local_hits += 1
-                    if entry.kind == KIND_BYTES:
-                        return entry.value
-                    return self._serializer.loads(entry.value)
-                local.remove(key)
+        # None is never stored, so it can only mean "no usable local copy".
+        value = self.get_local(key)
+        if value is not None:
+            return value
         return await self._get_remote(key)
 
     def get_local(self, key: str) -> Any:

@@ -8,6 +8,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -44,11 +45,6 @@ async def settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
     await PostgresCache.drop_db(value)
 
 
-def variant(settings: CacheSettings, **changes: Any) -> CacheSettings:
-    options = {name: getattr(settings, name) for name in CacheSettings.field_names()}
-    options.update(changes)
-    return CacheSettings(**options)
-
 
 async def sql(settings: CacheSettings, query: str, *args: Any) -> Any:
     conn = await asyncpg.connect(settings.dsn)
@@ -68,7 +64,7 @@ class TestStorage:
     async def test_logged_true_opts_in_and_init_db_is_idempotent(
             self, settings: CacheSettings) -> None:
         """init_db with logged=True makes the table logged; reruns change nothing else."""
-        logged = variant(settings, logged=True)
+        logged = replace(settings, logged=True)
         assert await PostgresCache.init_db(logged) == 1
         assert await PostgresCache.init_db(logged) == 1
         rows = await sql(settings, "SELECT relpersistence::text FROM pg_class WHERE relname = $1",
@@ -80,7 +76,7 @@ class TestStorage:
 
     async def test_expired_rows_are_never_returned(self, settings: CacheSettings) -> None:
         """A row past expires_at reads as a miss, from every read path."""
-        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+        async with PostgresCache(replace(settings, local_max_entries=0)) as cache:
             await cache.set("gone", b"x")
             await cache.set("kept", b"y")
             await sql(settings, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
@@ -117,7 +113,7 @@ class TestValues:
     ])
     async def test_any_unicode_key_round_trips(self, settings: CacheSettings, key: str) -> None:
         """Every str is a valid key and reaches SQL only as a parameter."""
-        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+        async with PostgresCache(replace(settings, local_max_entries=0)) as cache:
             await cache.set(key, b"v")
             assert await cache.get(key) == b"v"
             assert await cache.delete(key) is True
@@ -126,7 +122,7 @@ class TestValues:
     async def test_bytes_pass_through_and_other_values_are_serialized(
             self, settings: CacheSettings) -> None:
         """bytes come back as stored; str and JSON values come back equal."""
-        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+        async with PostgresCache(replace(settings, local_max_entries=0)) as cache:
             for key, value in [("b", b"\x00\xff raw"), ("s", "text ü"), ("j", {"a": [1, 2.5]}),
                                ("n", 7)]:
                 await cache.set(key, value)
@@ -162,7 +158,7 @@ class TestInstanceShape:
 
     async def test_one_pool_one_listener_one_notifier(self, settings: CacheSettings) -> None:
         """An instance holds its pool plus one dedicated listener connection (and a notifier)."""
-        async with PostgresCache(variant(settings, min_pool_size=2)) as cache:
+        async with PostgresCache(replace(settings, min_pool_size=2)) as cache:
             await cache.set("k", b"v")
             assert await cache.wait_notified()
             apps = await self._apps(settings)
@@ -172,7 +168,7 @@ class TestInstanceShape:
 
     async def test_no_local_cache_means_no_listener(self, settings: CacheSettings) -> None:
         """local_max_entries=0: every read goes to PostgreSQL, nothing listens, writes notify."""
-        async with PostgresCache(variant(settings, local_max_entries=0)) as cache:
+        async with PostgresCache(replace(settings, local_max_entries=0)) as cache:
             await cache.set("k", b"v")
             assert await cache.get("k") == b"v"
             assert await cache.get("k") == b"v"
@@ -185,7 +181,7 @@ class TestInstanceShape:
     async def test_disable_notify_keeps_copies_until_local_ttl(
             self, settings: CacheSettings) -> None:
         """Without LISTEN/NOTIFY a copy lives until the local TTL, then is refetched."""
-        quiet = variant(settings, disable_notify=True, local_ttl_seconds=1.0)
+        quiet = replace(settings, disable_notify=True, local_ttl_seconds=1.0)
         async with PostgresCache(quiet) as a, PostgresCache(quiet) as b:
             await a.set("k", b"old")
             assert await b.get("k") == b"old"
@@ -199,7 +195,7 @@ class TestInstanceShape:
     async def test_pool_is_bounded_and_callers_wait_their_turn(
             self, settings: CacheSettings) -> None:
         """With one pooled connection, 40 concurrent operations all complete on it."""
-        async with PostgresCache(variant(settings, max_pool_size=1,
+        async with PostgresCache(replace(settings, max_pool_size=1,
                                          local_max_entries=0)) as cache:
             await asyncio.gather(*(cache.set(f"k{i}", b"v") for i in range(20)))
             values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(20)))
@@ -208,7 +204,7 @@ class TestInstanceShape:
 
     async def test_local_cache_is_bounded(self, settings: CacheSettings) -> None:
         """Never more than local_max_entries copies; the least recently used goes first."""
-        async with PostgresCache(variant(settings, local_max_entries=3)) as cache:
+        async with PostgresCache(replace(settings, local_max_entries=3)) as cache:
             for i in range(5):
                 await cache.set(f"k{i}", b"v")
             assert cache.stats.local_size == 3
@@ -227,7 +223,7 @@ class TestWriteThrough:
             assert b.stats.remote_hits == 0 and b.stats.misses == 0
             assert await b.get("k") == {"n": 1}
             assert b.get_local("k") == {"n": 1} and b.stats.local_hits == 1
-        async with PostgresCache(variant(settings, local_max_entries=0)) as none:
+        async with PostgresCache(replace(settings, local_max_entries=0)) as none:
             assert none.get_local("k") is None
 
     async def test_set_updates_own_copy_at_once(self, settings: CacheSettings) -> None:
@@ -357,7 +353,7 @@ class TestErrors:
 class TestWriteBatching:
     async def test_concurrent_sets_share_statements(self, settings: CacheSettings) -> None:
         """Concurrent sets go out in fewer statements, each with its own version and value."""
-        batched = variant(settings, write_batch_concurrency=1, max_pool_size=4)
+        batched = replace(settings, write_batch_concurrency=1, max_pool_size=4)
         async with PostgresCache(batched) as cache:
             versions = await asyncio.gather(*(cache.set(f"k{i}", f"v{i}".encode())
                                               for i in range(32)))
@@ -370,7 +366,7 @@ class TestWriteBatching:
     async def test_same_key_twice_goes_in_separate_statements(
             self, settings: CacheSettings) -> None:
         """Two concurrent sets of one key both succeed; the higher version is what stays."""
-        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+        async with PostgresCache(replace(settings, write_batch_concurrency=1)) as cache:
             v1, v2, _ = await asyncio.gather(cache.set("k", b"1"), cache.set("k", b"2"),
                                              cache.set("j", b"3"))
             assert v1 != v2
@@ -382,7 +378,7 @@ class TestWriteBatching:
 
     async def test_rejected_write_fails_alone(self, settings: CacheSettings) -> None:
         """A write the server rejects inside a batch fails; its batch-mates are written."""
-        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+        async with PostgresCache(replace(settings, write_batch_concurrency=1)) as cache:
             prefix = settings.schema_prefix
             await sql(settings, f"""
                 CREATE FUNCTION "{prefix}boom"() RETURNS trigger AS $$
@@ -402,7 +398,7 @@ class TestWriteBatching:
     async def test_cancelled_leader_does_not_fail_the_others(
             self, settings: CacheSettings) -> None:
         """Cancelling the caller whose statement carries others' writes leaves theirs intact."""
-        async with PostgresCache(variant(settings, write_batch_concurrency=1)) as cache:
+        async with PostgresCache(replace(settings, write_batch_concurrency=1)) as cache:
             first = asyncio.ensure_future(cache.set("lead0", b"x"))
             await asyncio.sleep(0)  # first holds the only slot; the next ones queue
             queued = [asyncio.ensure_future(cache.set(f"q{i}", b"y")) for i in range(5)]

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -38,11 +39,6 @@ async def settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
     yield value
     await PostgresCache.drop_db(value)
 
-
-def variant(settings: CacheSettings, **changes: Any) -> CacheSettings:
-    options = {name: getattr(settings, name) for name in CacheSettings.field_names()}
-    options.update(changes)
-    return CacheSettings(**options)
 
 
 async def sql(dsn: str, query: str, *args: Any) -> Any:
@@ -83,7 +79,7 @@ class Inbox:
 
 
 def listening(settings: CacheSettings, **changes: Any) -> tuple[PostgresCache, Inbox]:
-    cache = PostgresCache(variant(settings, **changes))
+    cache = PostgresCache(replace(settings, **changes))
     inbox = Inbox()
     cache.add_invalidation_callback(inbox)
     return cache, inbox
@@ -187,8 +183,8 @@ class TestRaces:
     async def test_racing_writers_leave_the_highest_version_last(
             self, settings: CacheSettings) -> None:
         """Versions of one key increase in commit order: the row ends with the highest one."""
-        async with PostgresCache(variant(settings, max_pool_size=8)) as a, \
-                PostgresCache(variant(settings, max_pool_size=8)) as b:
+        async with PostgresCache(replace(settings, max_pool_size=8)) as a, \
+                PostgresCache(replace(settings, max_pool_size=8)) as b:
             writes = [(c, f"v{i}".encode()) for i in range(40) for c in (a, b)]
             versions = await asyncio.gather(*(c.set("hot", value) for c, value in writes))
             assert len(set(versions)) == len(versions)
@@ -227,7 +223,7 @@ class TestSharedReads:
     async def test_concurrent_reads_share_one_fetch(self, settings: CacheSettings) -> None:
         async with FaultProxy.for_dsn(settings.dsn) as proxy:
             a = PostgresCache(settings)
-            b = PostgresCache(variant(settings, dsn=proxy.rewrite(settings.dsn),
+            b = PostgresCache(replace(settings, dsn=proxy.rewrite(settings.dsn),
                                       listener_dsn=settings.dsn, max_pool_size=2))
             async with a, b:
                 await a.set("k", b"v1")
@@ -268,7 +264,7 @@ class TestSharedReads:
         """The reader whose fetch fails gets the error; the one sharing it fetches itself."""
         async with FaultProxy.for_dsn(settings.dsn) as proxy:
             a = PostgresCache(settings)
-            b = PostgresCache(variant(settings, dsn=proxy.rewrite(settings.dsn),
+            b = PostgresCache(replace(settings, dsn=proxy.rewrite(settings.dsn),
                                       listener_dsn=settings.dsn, max_pool_size=2))
             async with a, b:
                 await a.set("k", b"v1")
@@ -380,7 +376,7 @@ class TestNotifyBatching:
             self, settings: CacheSettings) -> None:
         """(6) 200 concurrent writes reach the other instance in fewer NOTIFYs than writes."""
         keys = [f"k{i}" for i in range(190)] + [f"long{i}-" + "x" * 300 for i in range(10)]
-        a = PostgresCache(variant(settings, max_pool_size=16))
+        a = PostgresCache(replace(settings, max_pool_size=16))
         b, inbox = listening(settings)
         async with a, b:
             assert await b.get_many(keys) == {}

@@ -7,6 +7,7 @@ import itertools
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -266,11 +267,6 @@ async def cache_settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
     await PostgresCache.drop_db(settings)
 
 
-def variant(settings: CacheSettings, **changes: Any) -> CacheSettings:
-    options = {name: getattr(settings, name) for name in CacheSettings.field_names()}
-    options.update(changes)
-    return CacheSettings(**options)
-
 
 class TestSurvivingFaults:
     async def test_cache_and_valkey_survive_listener_reset_blackhole_and_down(
@@ -282,7 +278,7 @@ class TestSurvivingFaults:
         addresses = net.setup({PROXY_POSTGRES: pg, PROXY_POSTGRES_LISTENER: pg,
                                PROXY_VALKEY: url_address(valkey_url)}, latency_ms=1)
         writer = PostgresCache(cache_settings)  # direct: the instance whose writes we read
-        reader = PostgresCache(variant(
+        reader = PostgresCache(replace(
             cache_settings, dsn=route_url(cache_settings.dsn, addresses[PROXY_POSTGRES]),
             listener_dsn=route_url(cache_settings.dsn, addresses[PROXY_POSTGRES_LISTENER])))
         valkey = aioredis.Redis.from_url(route_url(valkey_url, addresses[PROXY_VALKEY]),
