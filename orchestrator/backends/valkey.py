@@ -19,43 +19,49 @@ from orchestrator.errors import BackendError
 class ValkeyBackend:
     """GET / SET PX / DEL on one shared client."""
 
+    # What a failed connection or command raises (valkey-py has its own twin hierarchy).
+    _errors: tuple[type[Exception], ...] = (RedisError, OSError)
+
     def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
         self.name = name
         self._url = endpoints.valkey_url
         self._options = dict(options)
-        self._client: Redis | None = None
+        self._client: Any = None
 
-    def _new_client(self) -> Redis:
-        client: Redis = Redis.from_url(self._url, **self._options)
-        return client
+    def _new_client(self, *, for_prepare: bool = False) -> Any:
+        return Redis.from_url(self._url, **self._options)
 
     async def prepare(self) -> None:
-        client = self._new_client()
+        client = self._new_client(for_prepare=True)
         try:
             await client.flushdb()
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             raise BackendError(f"{self.name}: could not flush Valkey at {self._url}: {exc}") \
                 from exc
         finally:
             await client.aclose()
 
     async def connect(self) -> None:
-        self._client = self._new_client()
+        if self._client is not None:
+            raise BackendError(f"{self.name}: backend is already connected")
+        client = self._new_client()
         try:
-            await self._client.ping()
-        except (RedisError, OSError) as exc:
+            await client.ping()
+        except self._errors as exc:
+            await client.aclose()
             raise BackendError(f"{self.name}: could not connect to Valkey at {self._url}: "
                                f"{exc}") from exc
+        self._client = client
 
-    def _require(self) -> Redis:
+    def _require(self) -> Any:
         if self._client is None:
             raise BackendError(f"{self.name}: backend is not connected")
         return self._client
 
     async def get(self, key: str) -> GetResult:
-        value = await self._require().get(key)
+        value: bytes | None = await self._require().get(key)
         # decode_responses is off (the default): replies are bytes.
-        return GetResult(value, False)  # type: ignore[arg-type]
+        return GetResult(value, False)
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
         await self._require().set(key, value, px=max(1, int(ttl_seconds * 1000)))
@@ -71,6 +77,6 @@ class ValkeyBackend:
         return {}
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

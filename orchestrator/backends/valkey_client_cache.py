@@ -43,6 +43,7 @@ from valkey.asyncio.connection import Connection
 from valkey.exceptions import ValkeyError
 
 from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.errors import BackendError
 
 __all__ = ["RESERVED_OPTIONS", "ValkeyClientCacheBackend", "allowed_options"]
@@ -60,8 +61,10 @@ def allowed_options() -> set[str]:
     return params - RESERVED_OPTIONS
 
 
-class ValkeyClientCacheBackend:
+class ValkeyClientCacheBackend(ValkeyBackend):
     """GET through valkey-py's client-side cache; SET PX / DEL to the server."""
+
+    _errors = (ValkeyError, OSError)
 
     def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
         reserved = sorted(set(options) & RESERVED_OPTIONS)
@@ -74,10 +77,7 @@ class ValkeyClientCacheBackend:
             raise BackendError(
                 f"{name}: unknown option(s) {', '.join(unknown)}; expected keyword arguments "
                 f"of valkey.asyncio.Valkey such as cache_max_size, cache_ttl, max_connections")
-        self.name = name
-        self._url = endpoints.valkey_url
-        self._options = dict(options)
-        self._client: Any = None
+        super().__init__(name, options, endpoints)
         self._hook: InvalidationHook | None = None
         self._counts = {"local_hits": 0, "server_gets": 0, "invalidated_keys": 0,
                         "invalidate_all": 0}
@@ -113,39 +113,12 @@ class ValkeyClientCacheBackend:
         for key in keys:
             hook(key.decode() if isinstance(key, bytes) else str(key), None, now)
 
-    def _new_client(self, *, cache: bool) -> Any:
-        if cache:
-            return valkey_asyncio.Valkey.from_url(
-                self._url, protocol=3, cache_enabled=True,
-                connection_class=self._connection_class, **self._options)
-        return valkey_asyncio.Valkey.from_url(self._url)
-
-    async def prepare(self) -> None:
-        client = self._new_client(cache=False)
-        try:
-            await client.flushdb()
-        except (ValkeyError, OSError) as exc:
-            raise BackendError(
-                f"{self.name}: could not flush Valkey at {self._url}: {exc}") from exc
-        finally:
-            await client.aclose()
-
-    async def connect(self) -> None:
-        if self._client is not None:
-            raise BackendError(f"{self.name}: backend is already connected")
-        client = self._new_client(cache=True)
-        try:
-            await client.ping()
-        except (ValkeyError, OSError) as exc:
-            await client.aclose()
-            raise BackendError(
-                f"{self.name}: could not connect to Valkey at {self._url}: {exc}") from exc
-        self._client = client
-
-    def _require(self) -> Any:
-        if self._client is None:
-            raise BackendError(f"{self.name}: backend is not connected")
-        return self._client
+    def _new_client(self, *, for_prepare: bool = False) -> Any:
+        if for_prepare:
+            return valkey_asyncio.Valkey.from_url(self._url)
+        return valkey_asyncio.Valkey.from_url(
+            self._url, protocol=3, cache_enabled=True,
+            connection_class=self._connection_class, **self._options)
 
     async def get(self, key: str) -> GetResult:
         client = self._require()
@@ -158,13 +131,6 @@ class ValkeyClientCacheBackend:
         self._counts["local_hits" if local else "server_gets"] += 1
         return GetResult(value, local)
 
-    async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
-        await self._require().set(key, value, px=max(1, int(ttl_seconds * 1000)))
-        return None
-
-    async def delete(self, key: str) -> None:
-        await self._require().delete(key)
-
     def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
         self._hook = hook
 
@@ -174,8 +140,3 @@ class ValkeyClientCacheBackend:
         if pool is not None:
             connections = len(pool._available_connections) + len(pool._in_use_connections)
         return {**self._counts, "connections": connections}
-
-    async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
