@@ -330,7 +330,6 @@ def _network(c: _Checker, value: Any) -> Network:
             c.add(f"network.proxies.{key}", "a listen address host:port", address)
         else:
             proxies[key] = address
-    faults: list[Fault] = []
     raw_faults = data.get("faults") or []
     if not isinstance(raw_faults, list):
         c.add("network.faults", "a list of faults", raw_faults)
@@ -348,23 +347,18 @@ def _network(c: _Checker, value: Any) -> Network:
         if not isinstance(attributes, Mapping):
             c.add(f"{fpath}.attributes", "a mapping of toxic attributes", attributes)
             attributes = {}
-        label = fdata.get("label")
-        faults.append(Fault(
-            at_s=c.number(fdata, "at_s", fpath, 0.0, minimum=0.0) or 0.0,
-            duration_s=c.number(fdata, "duration_s", fpath, 1.0, minimum=0.0,
-                                exclusive_min=True) or 1.0,
-            # A short name (postgres, postgres-listener, valkey) or a Toxiproxy proxy name.
-            proxy=c.string(fdata, "proxy", fpath, "postgres"),
-            toxic=c.string(fdata, "toxic", fpath, "latency", choices=TOXICS),
-            attributes=dict(attributes),
-            stream=c.string(fdata, "stream", fpath, "downstream",
-                            choices=("upstream", "downstream", "both")),
-            toxicity=c.number(fdata, "toxicity", fpath, 1.0, minimum=0.0, maximum=1.0) or 0.0,
-            label=label if isinstance(label, str) else None,
-        ))
+        # Checked here for precise paths and messages; the Fault objects come from
+        # proxies.faults below, once the whole workload is otherwise valid.
+        c.number(fdata, "at_s", fpath, 0.0, minimum=0.0)
+        c.number(fdata, "duration_s", fpath, 1.0, minimum=0.0, exclusive_min=True)
+        c.string(fdata, "proxy", fpath, "postgres")
+        c.string(fdata, "toxic", fpath, "latency", choices=TOXICS)
+        c.string(fdata, "stream", fpath, "downstream", choices=("upstream", "downstream", "both"))
+        c.number(fdata, "toxicity", fpath, 1.0, minimum=0.0, maximum=1.0)
+    faults: tuple[Fault, ...] = ()
     if raw_faults and not c.issues:
-        _fault_details(c, raw_faults)
-    if faults and mode in ("none", "inprocess"):
+        faults = _fault_details(c, raw_faults)
+    if raw_faults and mode in ("none", "inprocess"):
         c.add("network.faults", "mode toxiproxy or auto (faults need Toxiproxy)", mode)
     return Network(mode=mode, latency_ms=latency, jitter_ms=jitter, toxiproxy_url=url,
                    proxies=proxies, faults=tuple(faults))
@@ -418,15 +412,14 @@ _PROBLEM = re.compile(r"^(?P<path>[^:]+): (?:expected (?P<expected>.*), found (?
                       r"(?P<other>.*))$", re.S)
 
 
-def _fault_details(c: _Checker, raw_faults: list[Any]) -> None:
-    """Toxic attributes and proxy names, checked by proxies.faults (Toxiproxy's rules)."""
+def _fault_details(c: _Checker, raw_faults: list[Any]) -> tuple[Fault, ...]:
+    """The faults, with toxic attributes and proxy names checked by proxies.faults
+    (Toxiproxy's rules); () when any is invalid (the problems are added to ``c``)."""
+    from proxies.faults import parse_faults
+    from proxies.toxiproxy import ProxyConfigError
+
     try:
-        from proxies.faults import parse_faults
-        from proxies.toxiproxy import ProxyConfigError
-    except ImportError:
-        return
-    try:
-        parse_faults(raw_faults)
+        return tuple(parse_faults(raw_faults))
     except ProxyConfigError as exc:
         for problem in getattr(exc, "problems", None) or [str(exc)]:
             match = _PROBLEM.match(problem)
@@ -436,3 +429,4 @@ def _fault_details(c: _Checker, raw_faults: list[Any]) -> None:
                 c.add(match["path"], "a valid fault", match["other"], raw=True)
             else:
                 c.add(match["path"], match["expected"], match["found"], raw=True)
+        return ()

@@ -18,10 +18,14 @@ import yaml
 
 from orchestrator.errors import Issue, UsageError, WorkloadError
 
+# The fault model is the fault schedule's own (one definition, checked by Toxiproxy's rules).
+from proxies.faults import FAULT_ATTRIBUTES
+from proxies.faults import Fault as Fault
+
 OPS = ("get", "set", "delete")
 NETWORK_MODES = ("none", "inprocess", "toxiproxy", "auto")
 PROXY_NAMES = ("postgres", "postgres-listener", "valkey")
-TOXICS = ("latency", "bandwidth", "timeout", "reset_peer", "slicer", "limit_data", "down")
+TOXICS = tuple(FAULT_ATTRIBUTES)
 DISTRIBUTIONS = ("uniform", "zipfian", "hotspot")
 DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
 
@@ -44,20 +48,6 @@ class BackendSpec:
     name: str
     type: str
     options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """A toxic added to one proxy ``at_s`` into the measurement, for ``duration_s``."""
-
-    at_s: float
-    duration_s: float
-    proxy: str
-    toxic: str
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    stream: str = "downstream"  # upstream | downstream | both
-    toxicity: float = 1.0
-    label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

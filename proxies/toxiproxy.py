@@ -689,16 +689,10 @@ def open_route(network: Any, endpoints: Any, log: _Log) -> ToxiproxyRoute:
     stack's proxies forward to ``postgres:5432`` / ``valkey:6379``, names only Toxiproxy's
     container can resolve), and re-pointed at the run's endpoint otherwise.
     """
-    from proxies.faults import Fault
-
     listen = {ROUTES[short][0]: address for short, address in dict(network.proxies).items()
               if short in ROUTES}
     ctl = ToxiproxyNetwork(network.toxiproxy_url, listen_addresses=listen)
-    faults = [
-        Fault(at_s=f.at_s, duration_s=f.duration_s, proxy=f.proxy, toxic=f.toxic,
-              attributes=dict(f.attributes), stream=getattr(f, "stream", "downstream"),
-              toxicity=getattr(f, "toxicity", 1.0), label=getattr(f, "label", None))
-        for f in network.faults]
+    faults: list[Fault] = list(network.faults)
     names = [name for name, _ in ROUTES.values()]
     cleaned = ctl.clear_leftovers(names)
     existing = ctl.client.proxies()
