@@ -221,6 +221,7 @@ class TestSharedReads:
     arrived after that fetch began (then the later read fetches for itself)."""
 
     async def test_concurrent_reads_share_one_fetch(self, settings: CacheSettings) -> None:
+        """A miss while another read of the key is on the wire waits for that read."""
         async with FaultProxy.for_dsn(settings.dsn) as proxy:
             a = PostgresCache(settings)
             b = PostgresCache(replace(settings, dsn=proxy.rewrite(settings.dsn),
@@ -240,6 +241,7 @@ class TestSharedReads:
 
     async def test_read_after_invalidation_fetches_itself(
             self, settings: CacheSettings) -> None:
+        """A read that begins after an invalidation arrived never shares an older fetch."""
         async with FaultProxy.for_dsn(settings.dsn) as proxy:
             a = PostgresCache(settings)
             b, inbox = listening(settings, dsn=proxy.rewrite(settings.dsn),
