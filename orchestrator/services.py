@@ -233,9 +233,19 @@ class EmbeddedPostgres:
             _stop_process(self._proc, signal.SIGKILL)
             self._proc = None
 
-    def restart(self) -> None:
-        """Stop and start again on the same port with the same data."""
-        self.stop()
+    def restart(self, mode: str = "fast") -> None:
+        """Stop and start again on the same port with the same data.
+
+        ``mode`` is pg_ctl's shutdown mode: ``fast`` (clients are told and disconnected,
+        a clean shutdown) or ``immediate`` (every server process quits at once, and the
+        next start runs crash recovery, which empties UNLOGGED tables).
+        """
+        signals = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+        if mode not in signals:
+            raise ValueError(f"restart mode must be one of {sorted(signals)}, got {mode!r}")
+        if self._proc is not None:
+            _stop_process(self._proc, signals[mode])
+            self._proc = None
         self.start()
 
 
