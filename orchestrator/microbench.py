@@ -153,14 +153,13 @@ async def bench_postgres(dsn: str, iterations: int, duration: float,
     await PostgresCache.init_db(base)
     raw = await asyncpg.connect(dsn)
     raw_conns = [await asyncpg.connect(dsn) for _ in range(WRITERS)]
-    table = f"{PREFIX}pgcache_entries"
     await raw.execute(f'DROP TABLE IF EXISTS "{RAW_TABLE}"')
     await raw.execute(f'CREATE UNLOGGED TABLE "{RAW_TABLE}" (key bytea PRIMARY KEY, '
                       "value bytea NOT NULL, expires_at timestamptz) WITH (fillfactor = 80)")
     upsert = (f'INSERT INTO "{RAW_TABLE}" (key, value, expires_at) VALUES '
               "($1, $2, now() + make_interval(secs => $3::float8)) ON CONFLICT (key) DO UPDATE "
               "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at")
-    select = f'SELECT value FROM "{table}" WHERE key = $1'
+    select = f'SELECT value FROM "{RAW_TABLE}" WHERE key = $1'
     keys = [f"key:{i}" for i in range(KEYSPACE)]
     key_bytes = [k.encode() for k in keys]
     checks: list[Check] = []
@@ -215,7 +214,7 @@ async def bench_postgres(dsn: str, iterations: int, duration: float,
                             f"asyncpg x{WRITERS} conns", ">= 0.85x",
                             ours_tp >= 0.85 * raw_total))
         stats = a.stats
-        print(f"  (notifier: {stats.notifications_sent} NOTIFYs for {stats.notified_keys} "
+        print(f"  ({stats.notifications_sent} NOTIFYs for {stats.notified_keys} "
               f"keys, {stats.sets} sets)", file=sys.stderr)
 
         # Invalidation lag: set returns on a -> b's callback for that version.
@@ -333,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=YAML",
                         help="a CacheSettings option for the pgcache instances, e.g. "
-                             "--option notify_coalesce_seconds=0.005 (repeatable)")
+                             "--option write_batch_max=32 (repeatable)")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {}
     for item in args.option:

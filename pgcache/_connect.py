@@ -1,25 +1,44 @@
-"""Opening connections and turning asyncpg's errors into pgcache's."""
+"""Opening connections, and what asyncpg's errors mean for pgcache.
+
+Every exception a driver call can raise is sorted into one of three outcomes:
+
+- the server rejected the statement (``CacheServerError``); the session is fine and the
+  connection goes back to the pool;
+- the connection, or the server, is gone or in an unknown state (``CacheConnectionError``);
+  the connection is never used again;
+- cancellation and the like, which are not errors of ours and travel on unchanged (the
+  connection is dropped: its session state is unknown).
+
+Nothing else leaves pgcache: a driver's internal or interface error is a connection error.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from ._errors import CacheConnectionError, CacheServerError
+from ._errors import CacheConnectionError, CacheServerError, PgCacheError
 from ._settings import CacheSettings
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information
 
 # Errors that mean "the connection or the server is gone", as opposed to a rejected statement.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
+)
+# Errors raised before a statement was sent: a write that failed so can safely be retried.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -33,6 +52,24 @@ def describe_address(dsn: str) -> str:
     except ValueError:
         return "(unparsable DSN)"
     return f"{host}:{port}/{database}"
+
+
+def is_server_rejection(exc: BaseException) -> bool:
+    """The server refused the statement and the session survives it."""
+    return (isinstance(exc, asyncpg.PostgresError)
+            and not isinstance(exc, _CONNECTION_ERRORS)
+            and getattr(exc, "severity", "ERROR") not in ("FATAL", "PANIC"))
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """The connection (or the server) is gone, broken or in an unknown protocol state."""
+    return isinstance(exc, Exception) and not isinstance(exc, PgCacheError) \
+        and not is_server_rejection(exc)
+
+
+def was_not_sent(exc: BaseException) -> bool:
+    """The failure happened before the statement left the client."""
+    return isinstance(exc, _NOT_SENT)
 
 
 def connect_hint(exc: BaseException, settings: CacheSettings) -> str:
@@ -55,15 +92,33 @@ async def connect_once(settings: CacheSettings, dsn: str, application_name: str)
         return await asyncpg.connect(
             dsn, timeout=settings.connect_timeout, command_timeout=settings.command_timeout,
             server_settings={"application_name": application_name})
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
         address = describe_address(dsn)
         raise CacheConnectionError(
             f"could not connect to PostgreSQL at {address}: {type(exc).__name__}: {exc}",
             address=address, hint=connect_hint(exc, settings)) from exc
 
 
-def server_error(exc: asyncpg.PostgresError, what: str) -> CacheServerError:
+def server_error(exc: BaseException, what: str) -> CacheServerError:
     """A statement rejected by the server, with its SQLSTATE, detail and hint."""
     return CacheServerError(
         f"PostgreSQL rejected {what}: {exc}", sqlstate=getattr(exc, "sqlstate", None),
         detail=getattr(exc, "detail", None), hint=getattr(exc, "hint", None))
+
+
+def connection_error(exc: BaseException, address: str, settings: CacheSettings,
+                     what: str) -> CacheConnectionError:
+    """A connection that broke (or timed out) during ``what``."""
+    if isinstance(exc, CacheConnectionError):
+        return exc
+    if isinstance(exc, TimeoutError) and settings.command_timeout is not None:
+        return CacheConnectionError(
+            f"{what}: PostgreSQL at {address} did not answer within command_timeout="
+            f"{settings.command_timeout} s", address=address,
+            hint="check the server's load and the network, or raise command_timeout")
+    return CacheConnectionError(
+        f"{what}: lost the connection to PostgreSQL at {address}: "
+        f"{type(exc).__name__}: {exc}",
+        address=address, hint="retry; if it persists, check the server and network")

@@ -1,4 +1,9 @@
-"""The pgcache exception hierarchy: one root, one subclass per thing a user must do differently."""
+"""The pgcache exception hierarchy: one root, one subclass per thing a user must do differently.
+
+Where postgres-cache 0.1.1 raised a built-in exception in the same situation, the subclass
+also derives from it, so existing ``except ValueError`` / ``except RuntimeError`` clauses still
+catch what they caught before.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,11 @@ class CacheConfigError(PgCacheError, ValueError):
         self.field = field
 
 
-class CacheStateError(PgCacheError):
+class CacheArgumentError(PgCacheError, ValueError):
+    """An argument of a cache call is invalid (a non-str key, a non-positive TTL, ...)."""
+
+
+class CacheStateError(PgCacheError, RuntimeError):
     """The cache was used in a state that does not allow it ("cache is closed", ...)."""
 
 
@@ -56,5 +65,17 @@ class CacheSerializationError(PgCacheError, TypeError):
     """A value could not be serialized or a stored value could not be deserialized."""
 
 
-class CacheArgumentError(PgCacheError, ValueError):
-    """An argument of a cache call is invalid (a non-str key, a non-positive TTL, ...)."""
+class CacheLockTimeoutError(PgCacheError, TimeoutError):
+    """``get_or_set`` waited ``lock_timeout_seconds`` for another instance loading the key."""
+
+    def __init__(self, message: str, *, key: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key
+
+
+class CacheLoaderTimeoutError(PgCacheError, TimeoutError):
+    """A ``get_or_set`` loader did not finish within its timeout; nothing was stored."""
+
+    def __init__(self, message: str, *, key: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key

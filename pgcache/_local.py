@@ -1,30 +1,26 @@
 """The per-instance local cache: a bounded LRU with TTL that knows the version of every copy.
 
-Besides the copies themselves it tracks reads in flight, so that an invalidation arriving
-while a read is on the wire stops that read from installing what it fetched (DESIGN 3, race
-a), and it compares versions so that an invalidation for version v never evicts a copy of a
-newer version (race b).
+Besides the copies it tracks every operation in flight on a key (a read on the wire, a write
+not yet returned) together with the highest version announced for the key while it was in
+flight. That is the instance's high-water mark of recently announced versions: it lives
+exactly as long as something it could contradict (a copy, through the copy's own version, or
+an operation in flight, through its slot), so it is bounded by the local cache's size plus the
+instance's concurrency, and it never forgets a version too early. With it:
+
+- a fetch overtaken by an invalidation never installs what it fetched;
+- an invalidation for version v never evicts a copy of a newer version;
+- a write that returns version v after an invalidation for a version above v was received
+  (another instance wrote the key meanwhile) never installs v.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-# Keys longer than this many characters travel in notifications as a digest (a key of up to
-# 200 characters needs at most 2 400 bytes JSON-escaped, so several always fit a payload).
-LONG_KEY_CHARS = 200
+from ._keys import LONG_KEY_CHARS, key_digest
 
-
-def encode_key(key: str) -> bytes:
-    """The stored form of a key: UTF-8, lone surrogates kept (any ``str`` is a valid key)."""
-    return key.encode("utf-8", "surrogatepass")
-
-
-def key_digest(key: str) -> str:
-    """The name a long key goes by in notifications."""
-    return hashlib.blake2b(encode_key(key), digest_size=16).hexdigest()
+_NEVER = 0.0
 
 
 class Entry(NamedTuple):
@@ -35,28 +31,30 @@ class Entry(NamedTuple):
 
 
 class LocalCache:
-    """Bounded LRU of versioned copies plus the bookkeeping of reads in flight."""
+    """Bounded LRU of versioned copies plus the bookkeeping of operations in flight."""
 
-    __slots__ = ("by_digest", "data", "epoch", "inflight", "max_entries", "ttl")
+    __slots__ = ("by_digest", "data", "epoch", "inflight", "max_entries", "trusted_until")
 
-    def __init__(self, max_entries: int, ttl: float) -> None:
+    def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self.ttl = ttl
-        # Read by PostgresCache.get() directly: a local hit must not pay for a method call.
+        # Read by PostgresCache.get_local() directly: a local hit must not pay for a call.
         self.data: OrderedDict[str, Entry] = OrderedDict()
-        # digest -> key, for long keys held or being fetched (notifications name them so).
+        # Copies may be served, and installed, only while time.monotonic() is below this
+        # (the lease, see ``_lease``); 0 while invalidations may be missed.
+        self.trusted_until = _NEVER
+        # digest -> key, for long keys held or in flight (notifications name them so).
         self.by_digest: dict[str, str] = {}
-        # key -> [reads in flight, highest version invalidated while they were in flight,
+        # key -> [operations in flight, highest version announced while they were,
         #         the fetch a new read of the key may share (None: none may be shared)]
         self.inflight: dict[str, list[Any]] = {}
-        # Bumped by every flush: a read that began before a flush never installs.
+        # Bumped by every flush: an operation that began before a flush never installs.
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def begin_fetch(self, key: str, shared: Any = None) -> int:
-        """Note a read of ``key`` going to PostgreSQL; returns the epoch to hand to finish.
+    def begin(self, key: str, shared: Any = None) -> int:
+        """Note an operation on ``key`` going to PostgreSQL; returns the epoch to check later.
 
         ``shared`` (if not None) is what a read of ``key`` beginning while this one is in
         flight may wait for instead of fetching itself (see :meth:`joinable`).
@@ -76,14 +74,14 @@ class LocalCache:
         """The fetch of ``key`` in flight that a read beginning now may share, or None.
 
         A fetch is shareable only until an invalidation of ``key`` (or a flush) arrives: what
-        it returns is then at least as new as anything this instance has been told about
+        it returns is then at least as new as anything this instance had been told about
         when the sharing read began, the same guarantee as a local copy.
         """
         slot = self.inflight.get(key)
         return None if slot is None else slot[2]
 
-    def end_fetch(self, key: str, shared: Any = None) -> int:
-        """The read of ``key`` is back; returns the highest version invalidated meanwhile."""
+    def end(self, key: str, shared: Any = None) -> int:
+        """The operation on ``key`` is back; returns the highest version announced meanwhile."""
         slot = self.inflight[key]
         slot[0] -= 1
         if shared is not None and slot[2] is shared:
@@ -92,8 +90,8 @@ class LocalCache:
             del self.inflight[key]
             if len(key) > LONG_KEY_CHARS and key not in self.data:
                 self.by_digest.pop(key_digest(key), None)
-        invalidated: int = slot[1]
-        return invalidated
+        announced: int = slot[1]
+        return announced
 
     def install(self, key: str, value: bytes, kind: int, version: int, expires: float) -> None:
         """Keep a copy unless one of the same or a newer version is already held."""
@@ -116,7 +114,7 @@ class LocalCache:
             self.by_digest.pop(key_digest(key), None)
 
     def invalidate(self, key: str, version: int) -> bool:
-        """Apply "``key`` changed at ``version``": drop older copies, stop older reads in flight.
+        """Apply "``key`` changed at ``version``": drop older copies, tell operations in flight.
 
         Returns whether a copy was dropped.
         """
@@ -141,7 +139,7 @@ class LocalCache:
         return self.by_digest.get(digest)
 
     def flush(self) -> int:
-        """Drop every copy and disown every read in flight; returns how many copies went."""
+        """Drop every copy and disown every operation in flight; returns how many copies went."""
         count = len(self.data)
         self.data.clear()
         for slot in self.inflight.values():

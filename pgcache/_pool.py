@@ -2,9 +2,8 @@
 
 asyncpg's own pool resets every connection on release (one extra round trip: ``RESET ALL``,
 ``UNLISTEN *``, ...) and schedules timers per acquire; on loopback that doubled the latency of
-a one-row read. pgcache never leaves session state behind on a pooled connection (advisory
-locks taken by get_or_set are released explicitly, or the connection is discarded), so a
-LIFO list of idle connections is all it needs. Acquiring an idle connection does not suspend.
+a one-row read. pgcache never leaves session state behind on a pooled connection, so a LIFO
+list of idle connections is all it needs. Acquiring an idle connection does not suspend.
 """
 
 from __future__ import annotations
@@ -90,11 +89,11 @@ class ConnectionPool:
                 conn = await waiter
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
-                    # Handed a connection just as we were cancelled: pass it on.
-                    handed = waiter.result()
+                    # Handed a connection (or an error) just as we were cancelled: pass it on.
+                    handed = None if waiter.exception() else waiter.result()
                     if handed is not None:
                         self.release(handed)
-                    else:
+                    elif waiter.exception() is None:
                         self._wake_one(None)
                 else:
                     self._remove_waiter(waiter)
@@ -120,6 +119,16 @@ class ConnectionPool:
         self._size -= 1
         self._wake_one(None)
 
+    def discard_idle(self) -> int:
+        """Close every idle connection (after one failed, the others are suspect: a server
+        restart ends them all); returns how many went."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.terminate()
+            self._size -= 1
+            self._wake_one(None)
+        return len(idle)
+
     def _wake_one(self, conn: Connection | None) -> bool:
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -129,7 +138,7 @@ class ConnectionPool:
         return False
 
     def _remove_waiter(self, waiter: asyncio.Future[Connection | None]) -> None:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError):  # already taken off by _wake_one: nothing to do
             self._waiters.remove(waiter)
 
     async def close(self) -> None:
@@ -146,11 +155,3 @@ class ConnectionPool:
         for conn, result in zip(idle, results, strict=True):
             if isinstance(result, BaseException):
                 conn.terminate()
-
-    def terminate(self) -> None:
-        """Close every idle connection at once, without waiting."""
-        self._closed = True
-        for conn in self._idle:
-            conn.terminate()
-        self._size -= len(self._idle)
-        self._idle = []

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import asyncpg
+
+from ._connect import connect_once, server_error
 from ._settings import CacheSettings
 
 
@@ -26,7 +29,7 @@ class Migration:
 
 @dataclass(frozen=True, slots=True)
 class SchemaNames:
-    """Object names and statements for one ``schema_prefix``."""
+    """Object names and schema statements for one ``schema_prefix``."""
 
     table: str
     version_table: str
@@ -43,11 +46,10 @@ class SchemaNames:
             migration_lock=int.from_bytes(digest, "big", signed=True),
         )
 
-    # -- migrations -------------------------------------------------------------------------
-
     def migrations(self, *, logged: bool) -> tuple[Migration, ...]:
         """Every migration in order; the ``logged`` setting only shapes the first."""
         t = quote_ident(self.table)
+        pkey = quote_ident(f"{self.table}_pkey")
         persistence = "" if logged else "UNLOGGED "
         return (
             Migration(1, "entries table", (
@@ -60,6 +62,14 @@ class SchemaNames:
                 " version bigint NOT NULL,"
                 " expires_at timestamptz"
                 ") WITH (fillfactor = 80)",
+            )),
+            Migration(2, "rows indexed by a 16-byte key hash (keys of any length)", (
+                f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS key_hash bytea",
+                f"UPDATE {t} SET key_hash = substring(sha256(key) FROM 1 FOR 16) "
+                "WHERE key_hash IS NULL",
+                f"ALTER TABLE {t} ALTER COLUMN key_hash SET NOT NULL",
+                f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {pkey}",
+                f"ALTER TABLE {t} ADD CONSTRAINT {pkey} PRIMARY KEY (key_hash)",
             )),
         )
 
@@ -94,19 +104,25 @@ class SchemaNames:
 
 @dataclass(frozen=True, slots=True)
 class Statements:
-    """The statements of the data path, built once per cache instance."""
+    """The statements of the data path, built once per cache instance.
+
+    Parameters, in this order wherever they appear: key hash, key, value, kind, TTL seconds;
+    then, for the statements that announce themselves, the channel and the payload parts.
+    """
 
     get: str
     get_value: str
     get_many: str
     set: str
     set_notify: str
-    set_many: str
     set_batch: str
+    set_batch_notify: str
     delete: str
+    delete_notify: str
     truncate: str
+    notify: str
     sweep: str
-    lock: str
+    try_lock: str
     unlock: str
 
     @classmethod
@@ -116,56 +132,110 @@ class Statements:
         # never less than the row's previous version + 1. The DO UPDATE and RETURNING
         # expressions run with the row locked, so a key's versions increase in commit order
         # even when writers race on it (a later-committing writer may hold a lower id: hence
-        # greatest()). xid8 never wraps and survives restarts and crashes. A sequence gave the
-        # same guarantees at ~4 us more server CPU per write (its buffer lock and WAL).
-        # txid_current() is pg_current_xact_id() as a bigint; the ::text::bigint round trip
-        # of the newer function cost ~1.5 us per write.
+        # greatest()). xid8 never wraps and survives restarts and crashes. txid_current() is
+        # pg_current_xact_id() as a bigint (the ::text::bigint round trip of the newer
+        # function cost ~1.5 us per write; a sequence cost ~4 us).
         xid = "txid_current()"
-        alive = "(expires_at IS NULL OR expires_at > now())"
-        ttl = "extract(epoch FROM expires_at - now())::float8"
-        set_one = (f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
-                   f"VALUES ($1, $2, $3, {xid}, now() + make_interval(secs => $4::float8)) "
-                   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
-                   f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
-                   "expires_at = EXCLUDED.expires_at RETURNING version")
+        alive = "(e.expires_at IS NULL OR e.expires_at > now())"
+        ttl = "extract(epoch FROM e.expires_at - now())::float8"
+        # A row whose hash matches but whose key differs (a collision) is never touched: the
+        # write returns no row and fails instead.
+        upsert = ("ON CONFLICT (key_hash) DO UPDATE SET value = EXCLUDED.value, "
+                  f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
+                  "expires_at = EXCLUDED.expires_at WHERE e.key = EXCLUDED.key")
+        insert = f"INSERT INTO {t} AS e (key_hash, key, value, kind, version, expires_at) "
+        set_one = (f"{insert}VALUES ($1, $2, $3, $4, {xid}, "
+                   f"now() + make_interval(secs => $5::float8)) {upsert} RETURNING version")
+        batch = (f"{insert}SELECT u.h, u.k, u.v, u.kd, {xid}, "
+                 "now() + make_interval(secs => u.ttl) "
+                 "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int2[], "
+                 f"$5::float8[]) AS u(h, k, v, kd, ttl) {upsert} RETURNING e.key_hash, e.version")
+        # A delete leaves a tombstone (expired at once, swept later) carrying the next
+        # version, so a key's versions keep increasing through delete and re-insert: a
+        # writer that raced the delete still conflicts with the row and gets a higher one.
+        delete = (f"WITH old AS (SELECT key_hash, {alive} AS alive FROM {t} AS e "
+                  "WHERE key_hash = $1 AND key = $2 FOR UPDATE) "
+                  f"UPDATE {t} AS e SET value = '\\x'::bytea, version = "
+                  f"greatest({xid}, e.version + 1), expires_at = '-infinity' FROM old "
+                  "WHERE e.key_hash = old.key_hash RETURNING e.version, old.alive")
         return cls(
-            get=f"SELECT value, kind, version, {ttl} FROM {t} WHERE key = $1 AND {alive}",
+            get=(f"SELECT e.value, e.kind, e.version, {ttl} FROM {t} AS e "
+                 f"WHERE e.key_hash = $1 AND e.key = $2 AND {alive}"),
             # Without a local cache there is nothing to install: version and TTL are not needed.
-            get_value=f"SELECT value, kind FROM {t} WHERE key = $1 AND {alive}",
-            get_many=(f"SELECT key, value, kind, version, {ttl} FROM {t} "
-                      f"WHERE key = ANY($1::bytea[]) AND {alive}"),
+            get_value=(f"SELECT e.value, e.kind FROM {t} AS e "
+                       f"WHERE e.key_hash = $1 AND e.key = $2 AND {alive}"),
+            get_many=(f"SELECT u.i, e.value, e.kind, e.version, {ttl} "
+                      "FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS u(h, k, i) "
+                      f"JOIN {t} AS e ON e.key_hash = u.h AND e.key = u.k WHERE {alive}"),
             set=set_one,
-            # A lone write announces itself in its own transaction (see PostgresCache.set):
-            # pg_notify(channel, head || version || tail), delivered only if it commits.
-            set_notify=f"{set_one}, pg_notify($5, $6 || version::text || $7)",
-            set_many=(f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
-                      f"SELECT u.k, u.v, u.kd, {xid}, "
-                      "now() + make_interval(secs => $4::float8) "
-                      "FROM unnest($1::bytea[], $2::bytea[], $3::int2[]) AS u(k, v, kd) "
-                      "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
-                      f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
-                      "expires_at = EXCLUDED.expires_at RETURNING key, version"),
-            # Concurrent set() calls of one instance, coalesced (one TTL per row).
-            set_batch=(f"INSERT INTO {t} AS e (key, value, kind, version, expires_at) "
-                       f"SELECT u.k, u.v, u.kd, {xid}, now() + make_interval(secs => u.ttl) "
-                       "FROM unnest($1::bytea[], $2::bytea[], $3::int2[], $4::float8[]) "
-                       "AS u(k, v, kd, ttl) "
-                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
-                       f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
-                       "expires_at = EXCLUDED.expires_at RETURNING key, version"),
-            # RETURNING runs with the row locked: the delete's version is newer than every
-            # version the row ever had.
-            delete=f"DELETE FROM {t} WHERE key = $1 RETURNING greatest({xid}, version + 1)",
+            # The write announces itself in its own transaction:
+            # pg_notify(channel, head || version || tail), delivered if and only if it commits.
+            set_notify=f"{set_one}, pg_notify($6, $7 || version::text || $8)",
+            set_batch=batch,
+            # One notification per payload-sized chunk of the batch's keys ($8: each key's
+            # name in the payload, $9: the sign of its version there, $10: its chunk).
+            set_batch_notify=(
+                f"WITH w AS ({batch}), n AS (SELECT pg_notify($6, $7 || string_agg("
+                "(j.sign * w.version)::text || ',' || j.name, ',') || ']') "
+                "FROM w JOIN unnest($1::bytea[], $8::text[], $9::int2[], $10::int4[]) "
+                "AS j(h, name, sign, chunk) ON j.h = w.key_hash GROUP BY j.chunk) "
+                "SELECT w.key_hash, w.version FROM w, (SELECT count(*) FROM n) AS sent"),
+            delete=delete,
+            delete_notify=f"{delete}, pg_notify($3, $4 || e.version::text || $5)",
             truncate=f"TRUNCATE {t}",
-            sweep=(f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} "
+            notify="SELECT pg_notify($1, $2)",
+            sweep=(f"DELETE FROM {t} WHERE key_hash IN (SELECT key_hash FROM {t} "
                    "WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"),
-            lock="SELECT pg_advisory_lock($1)",
+            try_lock="SELECT pg_try_advisory_lock($1)",
             unlock="SELECT pg_advisory_unlock($1)",
         )
 
 
-def lock_key(table: str, key: bytes) -> int:
-    """The advisory-lock key get_or_set() uses for ``key`` (64-bit, signed)."""
-    digest = hashlib.blake2b(key, digest_size=8, person=b"pgc-lock",
+def lock_key(table: str, hashed_key: bytes) -> int:
+    """The advisory-lock key get_or_set() uses for a key (by its hash; 64-bit, signed)."""
+    digest = hashlib.blake2b(hashed_key, digest_size=8, person=b"pgc-lock",
                              salt=hashlib.blake2b(table.encode(), digest_size=16).digest())
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+async def migrate(settings: CacheSettings) -> int:
+    """Apply every missing migration in one transaction (serialised by an advisory lock, so
+    concurrent callers are safe); the schema version now in place."""
+    names = SchemaNames.from_settings(settings)
+    conn = await connect_once(settings, settings.dsn, settings.application_name)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", names.migration_lock)
+            await conn.execute(names.create_version_table)
+            current = await conn.fetchval(names.select_schema_version)
+            for migration in names.migrations(logged=settings.logged):
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(names.insert_schema_version, migration.version,
+                                   migration.description)
+                current = migration.version
+            persistence = await conn.fetchval(names.select_persistence, names.table)
+            wanted = "p" if settings.logged else "u"
+            if persistence != wanted:
+                mode = "LOGGED" if settings.logged else "UNLOGGED"
+                await conn.execute(f"ALTER TABLE {quote_ident(names.table)} SET {mode}")
+        return int(current)
+    except asyncpg.PostgresError as exc:
+        raise server_error(exc, "init_db") from exc
+    finally:
+        await conn.close()
+
+
+async def drop_schema(settings: CacheSettings) -> None:
+    """Drop the cache's tables."""
+    names = SchemaNames.from_settings(settings)
+    conn = await connect_once(settings, settings.dsn, settings.application_name)
+    try:
+        for statement in names.drop_statements():
+            await conn.execute(statement)
+    except asyncpg.PostgresError as exc:
+        raise server_error(exc, "drop_db") from exc
+    finally:
+        await conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import CacheConfigError
 from ._serializers import SERIALIZERS, Serializer
@@ -17,6 +18,8 @@ MAX_PREFIX_LENGTH = 40
 MAX_CHANNEL_LENGTH = 63
 # PostgreSQL rejects NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_PAYLOAD = 7999
+# Longer TTLs would overflow PostgreSQL's timestamps (now() + 300 000 years does).
+MAX_TTL_SECONDS = 100 * 365.25 * 86400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,12 +39,6 @@ class CacheSettings:
     default_ttl_seconds: float | None = 300.0
     # Upper bound on how long a local copy is trusted; the entry's own TTL bounds it further.
     local_ttl_seconds: float = 60.0
-    # Longest pause between two NOTIFYs of this instance under load. After a batch of n keys
-    # the notifier waits notify_coalesce_seconds * min(1, n / notify_coalesce_keys): a lone
-    # write is announced at once, a busy writer's keys are sent in ever larger batches.
-    # 0: no pause (whatever accumulated while the previous NOTIFY was in flight).
-    notify_coalesce_seconds: float = 0.002
-    notify_coalesce_keys: int = 64
     # Concurrent set() calls of one instance share statements: at most
     # write_batch_concurrency statements are in flight; writes arriving meanwhile queue and
     # go together (up to write_batch_max per statement) in the next free one. A lone write
@@ -49,11 +46,16 @@ class CacheSettings:
     write_batch_max: int = 64
     write_batch_concurrency: int = 2
     notify_max_payload_bytes: int = 7900
-    # Distinct keys waiting for notification before the notifier gives up on naming them and
-    # tells the other instances to flush everything instead.
-    notify_max_pending: int = 100_000
+    # The staleness bound under silent faults: local copies are served only within a lease
+    # that the instance's own notifications, coming back through its listener, renew (see
+    # pgcache/README.md, "The lease").
+    local_lease_seconds: float = 0.5
     listener_heartbeat_interval_seconds: float = 1.0
     listener_heartbeat_timeout_seconds: float = 2.0
+    # get_or_set: how long an instance waits for another one loading the same key, and how
+    # long a loader may run (None: no limit).
+    lock_timeout_seconds: float = 5.0
+    loader_timeout_seconds: float | None = None
     reconnect_backoff_min_seconds: float = 0.05
     reconnect_backoff_max_seconds: float = 5.0
     sweep_interval_seconds: float = 60.0
@@ -85,14 +87,19 @@ class CacheSettings:
         _check_int("local_max_entries", self.local_max_entries, minimum=0)
         if self.default_ttl_seconds is not None:
             _check_float("default_ttl_seconds", self.default_ttl_seconds, positive=True)
+            if self.default_ttl_seconds > MAX_TTL_SECONDS:
+                raise CacheConfigError("default_ttl_seconds",
+                                       f"must be <= {MAX_TTL_SECONDS:.0f} (100 years), got "
+                                       f"{self.default_ttl_seconds}")
         _check_float("local_ttl_seconds", self.local_ttl_seconds, positive=True)
-        _check_float("notify_coalesce_seconds", self.notify_coalesce_seconds, positive=False)
-        _check_int("notify_coalesce_keys", self.notify_coalesce_keys, minimum=1)
         _check_int("write_batch_max", self.write_batch_max, minimum=1, maximum=10_000)
         _check_int("write_batch_concurrency", self.write_batch_concurrency, minimum=1)
         _check_int("notify_max_payload_bytes", self.notify_max_payload_bytes, minimum=512,
                    maximum=MAX_NOTIFY_PAYLOAD)
-        _check_int("notify_max_pending", self.notify_max_pending, minimum=1)
+        _check_float("local_lease_seconds", self.local_lease_seconds, positive=True)
+        _check_float("lock_timeout_seconds", self.lock_timeout_seconds, positive=True)
+        if self.loader_timeout_seconds is not None:
+            _check_float("loader_timeout_seconds", self.loader_timeout_seconds, positive=True)
         _check_float("listener_heartbeat_interval_seconds",
                      self.listener_heartbeat_interval_seconds, positive=True)
         _check_float("listener_heartbeat_timeout_seconds",
@@ -150,6 +157,15 @@ def _check_dsn(name: str, value: Any) -> None:
     if not value.startswith(("postgresql://", "postgres://")):
         raise CacheConfigError(name, "must start with postgresql:// or postgres://",
                                hint="e.g. postgresql://user:password@host:5432/database")
+    try:
+        parts = urlsplit(value)
+        # Each host of a multi-host URL ("h1:5432,h2:5433") must carry a valid port.
+        for host in parts.netloc.rsplit("@", 1)[-1].split(","):
+            if host.rpartition(":")[0] and not host.endswith("]"):
+                urlsplit(f"//{host}").port  # noqa: B018 - parsing is the check
+    except ValueError as exc:
+        raise CacheConfigError(name, f"is not a valid URL: {exc}",
+                               hint="ports are integers from 1 to 65535") from None
 
 
 def _check_identifier(name: str, value: Any, max_length: int, *, allow_empty: bool) -> None:

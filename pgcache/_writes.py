@@ -1,133 +1,256 @@
-"""Concurrent set() calls of one instance, sharing statements.
+"""The write path: set, set_many, delete and truncate, each one statement that carries its
+own notification.
 
-At most ``slots`` write statements are in flight. A write that finds a free slot goes out at
-once on its own (a lone write pays nothing); a write that finds none queues, and when a slot
-frees up the oldest queued write takes it and carries up to ``max_batch`` queued writes of
-distinct keys in one statement. Every caller still gets its own version or its own error.
+Every write statement announces itself in its own transaction (``pg_notify`` in the same
+statement): the notification is delivered if and only if the write commits, the moment it
+commits. No write can be committed and left unannounced, whatever happens to the writer
+afterwards (a crash, a broken connection). Concurrent ``set`` calls share statements
+(``_batching.WriteQueue``), so one NOTIFY covers a whole batch.
+
+A write is in flight (``LocalCache.begin``) from before it is sent until it returns, so an
+invalidation for a newer version that arrives meanwhile (another instance wrote the key too)
+stops it from installing its own, older, version. A write whose outcome is unknown (a lost
+connection, a cancellation) drops the instance's copy of the key, and stops every operation
+of that key in flight from installing: the row may now hold something newer than any of them.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+import time
+from collections.abc import Callable
+from operator import attrgetter
 
-# Handed to a queued write: "a statement slot is yours, lead a batch".
-_LEAD = object()
+from ._batching import Write, WriteQueue
+from ._db import Database
+from ._errors import CacheServerError, PgCacheError
+from ._keys import key_bytes, key_hash
+from ._local import LocalCache
+from ._payload import chunks, flush_all, header, inline_parts, name
+from ._schema import Statements
+from ._settings import CacheSettings
+from ._stats import Counters
 
-
-class Write:
-    """One set() to be written, possibly together with others."""
-
-    __slots__ = ("data", "future", "key", "key_bytes", "kind", "ttl")
-
-    def __init__(self, key: str, key_bytes: bytes, data: bytes, kind: int,
-                 ttl: float | None) -> None:
-        self.key = key
-        self.key_bytes = key_bytes
-        self.data = data
-        self.kind = kind
-        self.ttl = ttl
-        self.future: asyncio.Future[Any] | None = None
+_monotonic = time.monotonic
+# Above every version (bigint): "something newer than anything held may have been written".
+_UNKNOWN = 1 << 63
 
 
-WriteOne = Callable[[Write], Awaitable[int]]
-WriteBatch = Callable[[list[Write]], Awaitable[list[int | BaseException]]]
+def _collision(key: str) -> CacheServerError:
+    return CacheServerError(
+        f"set({key[:80]!r}): another key with the same 16-byte hash is stored; nothing was "
+        "written", hint="this is a SHA-256 collision; please report it")
 
 
-class WriteQueue:
-    """Shares write statements between concurrent writers (see the module docstring)."""
+class Writer:
+    """Writes of one instance, announced in their own transactions."""
 
-    __slots__ = ("_free", "_max_batch", "_queue", "_write_batch", "_write_one")
+    __slots__ = ("_announce", "_channel", "_counters", "_db", "_expires", "_instance_id",
+                 "_local", "_max_payload", "_next_seq", "_queue", "_sql")
 
-    def __init__(self, write_one: WriteOne, write_batch: WriteBatch, *, max_batch: int,
-                 slots: int) -> None:
-        self._write_one = write_one
-        self._write_batch = write_batch
-        self._max_batch = max_batch
-        self._free = slots
-        self._queue: deque[Write] = deque()
+    def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
+                 local: LocalCache | None, expires: Callable[[float | None], float],
+                 counters: Counters, instance_id: str, next_seq: Callable[[], int]) -> None:
+        self._db = db
+        self._sql = sql
+        self._local = local
+        self._expires = expires
+        self._counters = counters
+        self._instance_id = instance_id
+        self._next_seq = next_seq
+        self._announce = not settings.disable_notify
+        self._channel = settings.notify_channel
+        self._max_payload = settings.notify_max_payload_bytes
+        self._queue: WriteQueue | None = None
+        if settings.write_batch_max > 1:
+            self._queue = WriteQueue(self._write_one, self._write_batch,
+                                     max_batch=settings.write_batch_max,
+                                     slots=settings.write_batch_concurrency)
 
-    async def submit(self, write: Write) -> int:
-        """Write ``write`` (alone or with others); its version, or its error raised."""
-        if self._free > 0:
-            self._free -= 1
-            return await self._lead(write)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        write.future = future
-        self._queue.append(write)
+    # -- the local copy around a write ------------------------------------------------------
+
+    def _begin(self, key: str) -> int:
+        local = self._local
+        return local.begin(key) if local is not None else 0
+
+    def _settle(self, key: str, version: int, data: bytes | None, kind: int,
+                ttl: float | None, epoch: int) -> None:
+        """``key`` was written (``data``) or deleted (None) at ``version``: update our copy."""
+        local = self._local
+        if local is None:
+            return
+        announced = local.end(key)
+        local.invalidate(key, version)  # older copies go; operations in flight learn of it
+        if data is not None and version >= announced and epoch == local.epoch \
+                and _monotonic() < local.trusted_until:
+            local.install(key, data, kind, version, self._expires(ttl))
+
+    def _abandon(self, key: str) -> None:
+        """The write of ``key`` failed, or may have: trust no copy of it from before."""
+        local = self._local
+        if local is not None:
+            local.end(key)
+            local.invalidate(key, _UNKNOWN)
+
+    # -- set --------------------------------------------------------------------------------
+
+    async def set(self, key: str, data: bytes, kind: int, ttl: float | None) -> int:
+        """Write one value; its version. Concurrent calls may share a statement."""
+        stored = key_bytes(key)
+        write = Write(key, stored, key_hash(stored), data, kind, ttl)
+        epoch = self._begin(key)
         try:
-            result = await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled() and future.result() is _LEAD:
-                self._release_slot()  # handed a slot just as we were cancelled
+            if self._queue is None:
+                version = await self._write_one(write)
+            else:
+                version = await self._queue.submit(write)
+        except BaseException:
+            self._abandon(key)
             raise
-        if result is _LEAD:
-            return await self._lead(write)
-        return int(result)
+        self._counters.sets += 1
+        self._settle(key, version, data, kind, ttl, epoch)
+        return version
 
-    async def _lead(self, write: Write) -> int:
-        """Holding a slot: write ``write`` and as many queued writes as fit."""
-        try:
-            batch = [write]
-            keys = {write.key_bytes}
-            queue = self._queue
-            while queue and len(batch) < self._max_batch:
-                queued = queue[0]
-                assert queued.future is not None
-                if queued.future.done():  # its caller was cancelled
-                    queue.popleft()
-                    continue
-                if queued.key_bytes in keys:
-                    break  # one statement cannot upsert a row twice; keep FIFO order
-                queue.popleft()
-                batch.append(queued)
-                keys.add(queued.key_bytes)
-            if len(batch) == 1:
-                return await self._write_one(write)
-            # Others wait on this statement: our own cancellation must not fail theirs.
-            task = asyncio.ensure_future(self._write_batch(batch))
-            try:
-                results = await asyncio.shield(task)
-            except BaseException:
-                if task.done():
-                    _settle_followers(batch, task)
-                else:
-                    task.add_done_callback(lambda done: _settle_followers(batch, done))
-                raise
-        finally:
-            self._release_slot()
-        _settle_followers(batch, task)
-        own = results[0]
-        if isinstance(own, BaseException):
-            raise own
-        return own
-
-    def _release_slot(self) -> None:
-        queue = self._queue
-        while queue:
-            queued = queue.popleft()
-            assert queued.future is not None
-            if not queued.future.done():
-                queued.future.set_result(_LEAD)  # the slot passes to the oldest waiter
-                return
-        self._free += 1
-
-
-def _settle_followers(batch: list[Write],
-                      task: asyncio.Future[list[int | BaseException]]) -> None:
-    """Give the queued writes of a batch their results once its statement is done."""
-    results: list[int | BaseException]
-    if task.cancelled():
-        results = [asyncio.CancelledError()] * len(batch)
-    else:
-        error = task.exception()
-        results = [error] * len(batch) if error is not None else task.result()
-    for queued, result in zip(batch[1:], results[1:], strict=True):
-        if queued.future is None or queued.future.done():
-            continue
-        if isinstance(result, BaseException):
-            queued.future.set_exception(result)
+    async def _write_one(self, write: Write) -> int:
+        counters = self._counters
+        if self._announce:
+            head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
+            version: int | None = await self._db.run(
+                "set", "fetchval", self._sql.set_notify, write.key_hash, write.key_bytes,
+                write.data, write.kind, write.ttl, self._channel, head, tail)
         else:
-            queued.future.set_result(result)
+            version = await self._db.run(
+                "set", "fetchval", self._sql.set, write.key_hash, write.key_bytes, write.data,
+                write.kind, write.ttl)
+        counters.write_statements += 1
+        if version is None:
+            raise _collision(write.key)
+        if self._announce:
+            counters.notifications_sent += 1
+            counters.notified_keys += 1
+        return version
+
+    async def _write_batch(self, batch: list[Write]) -> list[int | BaseException]:
+        """Distinct keys in one statement; per-write results (version or error)."""
+        try:
+            versions = await self._statement(batch)
+        except CacheServerError:
+            # One write was rejected (a constraint, a trigger...): write them one by one so
+            # that only the offending one fails.
+            results: list[int | BaseException] = []
+            for write in batch:
+                try:
+                    results.append(await self._write_one(write))
+                except PgCacheError as exc:
+                    results.append(exc)
+            return results
+        except PgCacheError as exc:
+            return [exc] * len(batch)
+        return [versions.get(w.key_hash) or _collision(w.key) for w in batch]
+
+    async def _statement(self, writes: list[Write]) -> dict[bytes, int]:
+        """One statement writing ``writes`` (distinct keys); key hash -> version written."""
+        # Rows in hash order: two instances upserting overlapping batches then lock them in
+        # the same order and cannot deadlock.
+        ordered = sorted(writes, key=attrgetter("key_hash"))
+        columns = ([w.key_hash for w in ordered], [w.key_bytes for w in ordered],
+                   [w.data for w in ordered], [w.kind for w in ordered],
+                   [w.ttl for w in ordered])
+        counters = self._counters
+        if self._announce:
+            head = header(self._instance_id, self._next_seq()) + ","
+            named = [name(w.key) for w in ordered]
+            texts = [text for text, _ in named]
+            chunk = chunks(texts, head=len(head), limit=self._max_payload)
+            rows = await self._db.run(
+                "set", "fetch", self._sql.set_batch_notify, *columns, self._channel, head,
+                texts, [sign for _, sign in named], chunk)
+        else:
+            rows = await self._db.run("set", "fetch", self._sql.set_batch, *columns)
+        counters.write_statements += 1
+        versions = {bytes(row[0]): row[1] for row in rows}
+        if self._announce and versions:
+            by_hash = dict(zip(columns[0], chunk, strict=True))
+            counters.notifications_sent += len({by_hash[h] for h in versions})
+            counters.notified_keys += len(versions)
+        return versions
+
+    async def set_many(self, items: list[tuple[str, bytes, int]],
+                       ttl: float | None) -> dict[str, int]:
+        """Write every ``(key, data, kind)`` in one statement; key -> version."""
+        writes = []
+        for key, data, kind in items:
+            stored = key_bytes(key)
+            writes.append(Write(key, stored, key_hash(stored), data, kind, ttl))
+        if not writes:
+            return {}
+        epochs = {w.key: self._begin(w.key) for w in writes}
+        try:
+            versions = await self._statement(writes)
+        except BaseException:
+            for write in writes:
+                self._abandon(write.key)
+            raise
+        result: dict[str, int] = {}
+        collided: list[str] = []
+        for write in writes:
+            version = versions.get(write.key_hash)
+            if version is None:
+                collided.append(write.key)
+                self._abandon(write.key)
+                continue
+            result[write.key] = version
+            self._settle(write.key, version, write.data, write.kind, ttl, epochs[write.key])
+        self._counters.sets += len(result)
+        if collided:
+            raise _collision(collided[0])
+        return result
+
+    # -- delete, truncate -------------------------------------------------------------------
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` (table and every instance's copy); True if a live row existed."""
+        stored = key_bytes(key)
+        hashed = key_hash(stored)
+        epoch = self._begin(key)
+        try:
+            if self._announce:
+                head, tail = inline_parts(self._instance_id, self._next_seq(), key)
+                row = await self._db.run("delete", "fetchrow", self._sql.delete_notify, hashed,
+                                         stored, self._channel, head, tail)
+            else:
+                row = await self._db.run("delete", "fetchrow", self._sql.delete, hashed, stored)
+        except BaseException:
+            self._abandon(key)
+            raise
+        counters = self._counters
+        counters.write_statements += 1
+        counters.deletes += 1
+        if row is None:
+            # Nothing was stored, so no instance can hold a valid copy; drop ours regardless.
+            self._abandon(key)
+            return False
+        if self._announce:
+            counters.notifications_sent += 1
+            counters.notified_keys += 1
+        self._settle(key, row[0], None, 0, None, epoch)
+        return bool(row[1])
+
+    async def truncate(self) -> None:
+        """Empty the table; every instance (this one too) flushes its local cache."""
+        statement = self._sql.truncate
+        if self._announce:
+            payload = flush_all(self._instance_id, self._next_seq())
+            # One simple-protocol string: both statements run in one transaction, so the
+            # flush is announced if and only if the truncate commits.
+            statement += (f"; SELECT pg_notify({_literal(self._channel)}, "
+                          f"{_literal(payload)})")
+        await self._db.run("truncate", "execute", statement)
+        self._counters.write_statements += 1
+        if self._announce:
+            self._counters.notifications_sent += 1
+
+
+def _literal(text: str) -> str:
+    """An SQL string literal (for the two values the simple protocol cannot bind)."""
+    return "'" + text.replace("'", "''") + "'"
+

@@ -1,93 +1,23 @@
-"""Cross-instance invalidation against a real PostgreSQL (issue 2, semantics 4, 5 and 6):
-races, version order, losing the listener in four ways, long keys and batched NOTIFY."""
+"""Cross-instance invalidation against a real PostgreSQL: races, version order, losing the
+listener in four ways, long keys, and notifications carried by the writes themselves."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
-import asyncpg
 import pytest
-from faultproxy import FaultProxy
+from support.caches import Inbox, eventually, listening, sql
+from support.faultproxy import FaultProxy
 
-from orchestrator.services import Services
-from pgcache import CacheServerError, CacheSettings, PostgresCache
-
-_ids = itertools.count()
-
-
-@pytest.fixture
-async def settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
-    """Settings with a table prefix and channel of this test's own, schema created."""
-    name = f"i{os.getpid()}_{next(_ids)}_"
-    value = CacheSettings(dsn=postgres_dsn, schema_prefix=name, notify_channel=f"{name}ch",
-                          application_name=name, sweep_interval_seconds=0,
-                          listener_heartbeat_interval_seconds=0.2,
-                          # Generous: a loaded machine can stall for a second, and a false
-                          # "listener lost" would drop notifications the test waits for.
-                          # The blackhole test sets its own short timeout.
-                          listener_heartbeat_timeout_seconds=5.0,
-                          reconnect_backoff_min_seconds=0.01,
-                          reconnect_backoff_max_seconds=0.2, connect_timeout=2)
-    await PostgresCache.init_db(value)
-    yield value
-    await PostgresCache.drop_db(value)
-
-
-
-async def sql(dsn: str, query: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll a condition no event announces (bounded)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
-class Inbox:
-    """An invalidation callback that records (key, version) and lets a test await one."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str | None, int | None]] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, key: str | None, version: int | None) -> None:
-        self.items.append((key, version))
-        self._changed.set()
-
-    async def wait_for(self, item: tuple[str | None, int | None], within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
-            while item not in self.items:
-                self._changed.clear()
-                await self._changed.wait()
-
-    def seen_keys(self) -> set[str | None]:
-        return {key for key, _ in self.items}
-
-
-def listening(settings: CacheSettings, **changes: Any) -> tuple[PostgresCache, Inbox]:
-    cache = PostgresCache(replace(settings, **changes))
-    inbox = Inbox()
-    cache.add_invalidation_callback(inbox)
-    return cache, inbox
+from pgcache import CacheServerError, CacheSettings, PgCacheError, PostgresCache
 
 
 async def assert_coherent_again(a: PostgresCache, b: PostgresCache, inbox: Inbox) -> None:
     """b's listener is back: it caches again and hears a's next write."""
-    await eventually(lambda: b.stats.listener_connected)
+    await eventually(lambda: b.stats.listener_connected and b.stats.lease_valid)
     version = await a.set("probe", b"before")
     await inbox.wait_for(("probe", version))
     assert await b.get("probe") == b"before"
@@ -122,7 +52,6 @@ class TestCrossInstance:
         b = PostgresCache(settings)
         async with a, b:
             await a.set("mine", b"v")
-            assert await a.wait_notified()  # A's NOTIFY is committed before B's below
             marker = await b.set("marker", b"m")  # so A gets its own notification first
             await inbox_a.wait_for(("marker", marker))
             assert inbox_a.seen_keys() == {"marker"}
@@ -169,12 +98,12 @@ class TestRaces:
             v2 = await a.set("k", b"2")
             await inbox.wait_for(("k", v2))
             assert await b.get("k") == b"2"
-            forged = json.dumps(["another-instance", v1, "k"])
+            forged = json.dumps(["another-instance", 0, v1, "k"])
             await sql(settings.dsn, "SELECT pg_notify($1, $2)", settings.notify_channel, forged)
             await inbox.wait_for(("k", v1))
             hits = b.stats.local_hits
             assert await b.get("k") == b"2" and b.stats.local_hits == hits + 1
-            newer = json.dumps(["another-instance", v2 + 1, "k"])
+            newer = json.dumps(["another-instance", 0, v2 + 1, "k"])
             await sql(settings.dsn, "SELECT pg_notify($1, $2)", settings.notify_channel, newer)
             await inbox.wait_for(("k", v2 + 1))
             assert b.stats.local_size == 0
@@ -193,27 +122,46 @@ class TestRaces:
             assert (rows[0][0], rows[0][1]) == (writes[newest][1], versions[newest])
 
 
-class TestLoneWrites:
-    async def test_lone_write_carries_its_own_notify(self, settings: CacheSettings) -> None:
-        """A set alone on the wire announces itself in its own transaction: it reaches the
-        other instance even while the notifier's connection is gone, and the notifier sends
-        nothing for it."""
+class TestWritesAnnounceThemselves:
+    async def test_every_write_notifies_in_its_own_transaction(
+            self, settings: CacheSettings) -> None:
+        """set, delete and long keys are announced; one notification per write statement."""
         a = PostgresCache(settings)
         b, inbox = listening(settings)
         async with a, b:
-            await sql(settings.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE application_name = $1", f"{settings.application_name}-notify")
             version = await a.set("k", b"v")
             await inbox.wait_for(("k", version))
-            assert await a.wait_notified(within_seconds=0)
             stats = a.stats
             assert (stats.notifications_sent, stats.notified_keys, stats.notify_errors) == (1, 1, 0)
+            assert await b.get("k") == b"v"
+            assert await a.delete("k")
+            await eventually(lambda: b.stats.local_size == 0)
             long_key = "long-" + "x" * 300
             await a.set(long_key, b"v")
             assert await b.get(long_key) == b"v"  # b holds it: it can resolve the digest
             version = await a.set(long_key, b"w")
             await inbox.wait_for((long_key, version))
             assert b.stats.local_size == 0 and await b.get(long_key) == b"w"
+
+    async def test_write_whose_writer_vanishes_after_commit_is_announced(
+            self, settings: CacheSettings) -> None:
+        """A's write commits but A never hears back (its connection is reset while the reply
+        is held): B is told anyway, because the NOTIFY was part of the committed write."""
+        async with FaultProxy.for_dsn(settings.dsn) as proxy:
+            a = PostgresCache(replace(settings, dsn=proxy.rewrite(settings.dsn),
+                                      listener_dsn=settings.dsn, max_pool_size=1))
+            b = PostgresCache(settings)
+            async with a, b:
+                await a.set("k", b"old")
+                assert await b.get("k") == b"old"
+                proxy.hold()
+                write = asyncio.ensure_future(a.set("k", b"new"))
+                await proxy.wait_held()  # committed on the server; the reply is in the proxy
+                await eventually(lambda: b.stats.local_size == 0)
+                assert await b.get("k") == b"new"
+                proxy.reset()
+                with pytest.raises(PgCacheError):
+                    await write
 
 
 class TestSharedReads:
@@ -343,15 +291,14 @@ class TestListenerLoss:
                 proxy.recover()
                 await assert_coherent_again(a, b, inbox)
 
-    async def test_server_restart(self, settings: CacheSettings, services: Services) -> None:
+    async def test_server_restart(self, settings: CacheSettings,
+                                  restart_postgres: Callable[[str], None]) -> None:
         """PostgreSQL restarts under both instances."""
-        if services.postgres is None:
-            pytest.skip("POSTGRES_DSN names an external server this test cannot restart")
         a = PostgresCache(settings)
         b, inbox = listening(settings)
         async with a, b:
             await self._cached(a, b, inbox)
-            await asyncio.to_thread(services.postgres.restart)
+            await asyncio.to_thread(restart_postgres, "fast")
             await inbox.wait_for((None, None))
             assert b.stats.local_size == 0
             await assert_coherent_again(a, b, inbox)
@@ -387,7 +334,6 @@ class TestNotifyBatching:
             versions = await asyncio.gather(*(a.set(k, b"w") for k in keys))
             for key, version in zip(keys, versions, strict=True):
                 await inbox.wait_for((key, version))
-            assert await a.wait_notified()
             assert a.stats.notifications_sent < a.stats.sets
 
     async def test_rolled_back_write_sends_nothing(self, settings: CacheSettings) -> None:

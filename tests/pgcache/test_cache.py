@@ -1,20 +1,15 @@
 """PostgresCache against a real PostgreSQL: storage, values, instance shape, write-through,
-get_or_set and errors (issue 2, semantics 1, 2, 3 and 7)."""
+errors and shared write statements."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
 
-import asyncpg
 import pytest
+from support.caches import sql, unique_name, unused_port
 
-from orchestrator.services import free_port
 from pgcache import (
     CacheArgumentError,
     CacheConnectionError,
@@ -25,61 +20,33 @@ from pgcache import (
     PostgresCache,
 )
 
-_ids = itertools.count()
-
-
-def unique_name() -> str:
-    return f"t{os.getpid()}_{next(_ids)}_"
-
-
-@pytest.fixture
-async def settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
-    """Settings with a table prefix and channel of this test's own, schema created."""
-    name = unique_name()
-    value = CacheSettings(dsn=postgres_dsn, schema_prefix=name, notify_channel=f"{name}ch",
-                          application_name=name, sweep_interval_seconds=0,
-                          listener_heartbeat_interval_seconds=0.2,
-                          listener_heartbeat_timeout_seconds=5.0, connect_timeout=3)
-    await PostgresCache.init_db(value)
-    yield value
-    await PostgresCache.drop_db(value)
-
-
-
-async def sql(settings: CacheSettings, query: str, *args: Any) -> Any:
-    conn = await asyncpg.connect(settings.dsn)
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await conn.close()
-
 
 class TestStorage:
     async def test_table_is_unlogged_by_default(self, settings: CacheSettings) -> None:
         """The entries table is UNLOGGED unless logged=True."""
-        rows = await sql(settings, "SELECT relpersistence::text FROM pg_class WHERE relname = $1",
-                         f"{settings.schema_prefix}pgcache_entries")
+        rows = await sql(settings.dsn, "SELECT relpersistence::text FROM pg_class "
+                         "WHERE relname = $1", f"{settings.schema_prefix}pgcache_entries")
         assert rows[0][0] == "u"
 
     async def test_logged_true_opts_in_and_init_db_is_idempotent(
             self, settings: CacheSettings) -> None:
         """init_db with logged=True makes the table logged; reruns change nothing else."""
         logged = replace(settings, logged=True)
-        assert await PostgresCache.init_db(logged) == 1
-        assert await PostgresCache.init_db(logged) == 1
-        rows = await sql(settings, "SELECT relpersistence::text FROM pg_class WHERE relname = $1",
-                         f"{settings.schema_prefix}pgcache_entries")
+        assert await PostgresCache.init_db(logged) == 2
+        assert await PostgresCache.init_db(logged) == 2
+        rows = await sql(settings.dsn, "SELECT relpersistence::text FROM pg_class "
+                         "WHERE relname = $1", f"{settings.schema_prefix}pgcache_entries")
         assert rows[0][0] == "p"
-        versions = await sql(settings, f'SELECT version FROM "{settings.schema_prefix}'
+        versions = await sql(settings.dsn, f'SELECT version FROM "{settings.schema_prefix}'
                                        'pgcache_schema_version"')
-        assert [r[0] for r in versions] == [1]
+        assert sorted(r[0] for r in versions) == [1, 2]
 
     async def test_expired_rows_are_never_returned(self, settings: CacheSettings) -> None:
         """A row past expires_at reads as a miss, from every read path."""
         async with PostgresCache(replace(settings, local_max_entries=0)) as cache:
             await cache.set("gone", b"x")
             await cache.set("kept", b"y")
-            await sql(settings, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
+            await sql(settings.dsn, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
                                 "interval '1 second' WHERE key = $1", b"gone")
             assert await cache.get("gone") is None
             assert await cache.get_many(["gone", "kept"]) == {"kept": b"y"}
@@ -98,11 +65,11 @@ class TestStorage:
         async with PostgresCache(settings) as cache:
             await cache.set_many({f"old{i}": b"o" for i in range(25)})
             await cache.set_many({f"new{i}": b"n" for i in range(5)})
-            await sql(settings, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
+            await sql(settings.dsn, f'UPDATE "{cache.table_name}" SET expires_at = now() - '
                                 "interval '1 second' WHERE key::text LIKE '%6f6c64%'")
             assert await cache.cleanup_expired(batch_size=10) == 25
             assert await cache.cleanup_expired(batch_size=10) == 0
-            rows = await sql(settings, f'SELECT count(*) FROM "{cache.table_name}"')
+            rows = await sql(settings.dsn, f'SELECT count(*) FROM "{cache.table_name}"')
             assert rows[0][0] == 5
 
 
@@ -151,20 +118,20 @@ class TestValues:
 
 class TestInstanceShape:
     async def _apps(self, settings: CacheSettings) -> dict[str, int]:
-        rows = await sql(settings, "SELECT application_name, count(*) FROM pg_stat_activity "
+        rows = await sql(settings.dsn, "SELECT application_name, count(*) FROM pg_stat_activity "
                                    "WHERE application_name LIKE $1 GROUP BY 1",
                          f"{settings.application_name}%")
         return {r[0]: r[1] for r in rows}
 
-    async def test_one_pool_one_listener_one_notifier(self, settings: CacheSettings) -> None:
-        """An instance holds its pool plus one dedicated listener connection (and a notifier)."""
+    async def test_one_pool_and_one_listener(self, settings: CacheSettings) -> None:
+        """An instance holds its pool plus one dedicated listener connection, nothing else
+        (notifications travel with the writes, heartbeats through the pool)."""
         async with PostgresCache(replace(settings, min_pool_size=2)) as cache:
             await cache.set("k", b"v")
-            assert await cache.wait_notified()
             apps = await self._apps(settings)
             name = settings.application_name
-            assert apps == {name: 2, f"{name}-listen": 1, f"{name}-notify": 1}
-            assert cache.stats.listener_connected
+            assert apps == {name: 2, f"{name}-listen": 1}
+            assert cache.stats.listener_connected and cache.stats.lease_valid
 
     async def test_no_local_cache_means_no_listener(self, settings: CacheSettings) -> None:
         """local_max_entries=0: every read goes to PostgreSQL, nothing listens, writes notify."""
@@ -173,7 +140,6 @@ class TestInstanceShape:
             assert await cache.get("k") == b"v"
             assert await cache.get("k") == b"v"
             assert cache.stats.local_hits == 0 and cache.stats.remote_hits == 2
-            assert await cache.wait_notified()
             assert cache.stats.notifications_sent == 1
             name = settings.application_name
             assert f"{name}-listen" not in await self._apps(settings)
@@ -200,7 +166,7 @@ class TestInstanceShape:
             await asyncio.gather(*(cache.set(f"k{i}", b"v") for i in range(20)))
             values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(20)))
             assert values == [b"v"] * 20
-            assert cache._pool is not None and cache._pool.size == 1
+            assert cache._db is not None and cache._db.pool.size == 1
 
     async def test_local_cache_is_bounded(self, settings: CacheSettings) -> None:
         """Never more than local_max_entries copies; the least recently used goes first."""
@@ -292,7 +258,7 @@ class TestGetOrSet:
 class TestErrors:
     async def test_unreachable_server_fails_on_connect_with_address_and_hint(self) -> None:
         """Connecting to a port nobody listens on names the address and what to check."""
-        port = free_port()
+        port = unused_port()
         settings = CacheSettings(dsn=f"postgresql://u:secret@127.0.0.1:{port}/db",
                                  connect_timeout=2)
         cache = PostgresCache(settings)
@@ -327,17 +293,17 @@ class TestErrors:
     async def test_server_rejection_is_a_server_error(self, settings: CacheSettings) -> None:
         """A statement the server rejects raises CacheServerError with its SQLSTATE."""
         async with PostgresCache(settings) as cache:
-            await sql(settings, f"""
+            await sql(settings.dsn, f"""
                 CREATE FUNCTION "{settings.schema_prefix}reject"() RETURNS trigger AS $$
                 BEGIN RAISE EXCEPTION 'rejected' USING ERRCODE = 'P0001'; END $$
                 LANGUAGE plpgsql""")
-            await sql(settings, f'CREATE TRIGGER reject BEFORE INSERT ON "{cache.table_name}" '
+            await sql(settings.dsn, f'CREATE TRIGGER reject BEFORE INSERT ON "{cache.table_name}" '
                                 f'FOR EACH ROW EXECUTE FUNCTION "{settings.schema_prefix}reject"()')
             with pytest.raises(CacheServerError) as info:
                 await cache.set("k", b"v")
             assert info.value.sqlstate == "P0001" and isinstance(info.value, PgCacheError)
             assert await cache.get("k") is None  # the pool survived the error
-            await sql(settings, f'DROP FUNCTION "{settings.schema_prefix}reject"() CASCADE')
+            await sql(settings.dsn, f'DROP FUNCTION "{settings.schema_prefix}reject"() CASCADE')
 
     async def test_bad_arguments(self, settings: CacheSettings) -> None:
         """Non-str keys and non-positive TTLs are rejected before reaching the server."""
@@ -358,8 +324,8 @@ class TestWriteBatching:
             versions = await asyncio.gather(*(cache.set(f"k{i}", f"v{i}".encode())
                                               for i in range(32)))
             assert cache.stats.write_statements < 32 and cache.stats.sets == 32
-            rows = await sql(settings, f'SELECT key, value, version FROM "{cache.table_name}"')
-            stored = {bytes(r[0]).decode(): (r[1], r[2]) for r in rows}
+            rows = await sql(settings.dsn, f'SELECT key, value, version FROM "{cache.table_name}"')
+            stored = {bytes(r[0]).decode(): (bytes(r[1]), r[2]) for r in rows}
             assert stored == {f"k{i}": (f"v{i}".encode(), versions[i]) for i in range(32)}
             assert await cache.get("k7") == b"v7" and cache.stats.local_hits == 1
 
@@ -372,7 +338,7 @@ class TestWriteBatching:
             assert v1 != v2
             winner = b"2" if v2 > v1 else b"1"
             assert await cache.get("k") == winner
-            rows = await sql(settings, f'SELECT value FROM "{cache.table_name}" WHERE key = $1',
+            rows = await sql(settings.dsn, f'SELECT value FROM "{cache.table_name}" WHERE key = $1',
                              b"k")
             assert rows[0][0] == winner
 
@@ -380,10 +346,10 @@ class TestWriteBatching:
         """A write the server rejects inside a batch fails; its batch-mates are written."""
         async with PostgresCache(replace(settings, write_batch_concurrency=1)) as cache:
             prefix = settings.schema_prefix
-            await sql(settings, f"""
+            await sql(settings.dsn, f"""
                 CREATE FUNCTION "{prefix}boom"() RETURNS trigger AS $$
                 BEGIN RAISE EXCEPTION 'boom'; END $$ LANGUAGE plpgsql""")
-            await sql(settings, f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON '
+            await sql(settings.dsn, f'CREATE TRIGGER boom BEFORE INSERT OR UPDATE ON '
                                 f'"{cache.table_name}" FOR EACH ROW WHEN '
                                 "(NEW.key = '\\x626f6f6d'::bytea) "
                                 f'EXECUTE FUNCTION "{prefix}boom"()')

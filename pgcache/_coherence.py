@@ -1,0 +1,116 @@
+"""Keeping the local copies coherent: what an arriving notification, a lost listener and a
+listener back again do to them.
+
+- Another instance's ``(key, v)`` drops a copy older than v and tells any operation of that
+  key in flight (``LocalCache.invalidate``); a copy of v or newer stays.
+- Our own notifications come back too: they renew the lease (``_lease``), nothing else.
+- Listener lost: copies are no longer trusted (the lease is suspended), the local cache is
+  flushed (operations in flight are disowned) and callbacks hear ``(None, None)``.
+- Listener back: flushed again (what was read while deaf is disowned), and the next echo
+  renews the lease.
+- A payload that is not pgcache's (another program on the channel, another version during a
+  rolling deploy) is counted in ``stats.foreign_notifications`` and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ._lease import Lease
+from ._local import LocalCache
+from ._payload import FLUSH_ALL, decode, own_prefix, own_seq
+from ._stats import Counters
+
+log = logging.getLogger("pgcache")
+
+InvalidationCallback = Callable[[str | None, int | None], None]
+
+
+class Coherence:
+    """Applies invalidations to one instance's local cache and tells the callbacks."""
+
+    __slots__ = ("_callbacks", "_counters", "_foreign_logged", "_lease", "_local",
+                 "_own_prefix", "_wake")
+
+    def __init__(self, instance_id: str, local: LocalCache | None, lease: Lease | None,
+                 counters: Counters, wake: Callable[[str], None]) -> None:
+        self._local = local
+        self._lease = lease
+        self._counters = counters
+        self._own_prefix = own_prefix(instance_id)
+        self._callbacks: list[InvalidationCallback] = []
+        self._foreign_logged = False
+        # Tells get_or_set waiters that a key they wait for was written.
+        self._wake = wake
+
+    def add_callback(self, callback: InvalidationCallback) -> None:
+        self._callbacks.append(callback)
+
+    def remove_callback(self, callback: InvalidationCallback) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def _tell(self, key: str | None, version: int | None) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(key, version)
+            except Exception:
+                log.exception("pgcache invalidation callback %r failed", callback)
+
+    def on_payload(self, payload: str) -> None:
+        if payload.startswith(self._own_prefix):
+            seq = own_seq(payload, self._own_prefix)
+            if seq is not None and self._lease is not None:
+                self._lease.echoed(seq)
+            return
+        notice = decode(payload)
+        if notice is None:
+            self._counters.foreign_notifications += 1
+            if not self._foreign_logged:
+                self._foreign_logged = True
+                log.warning("pgcache ignores notifications on its channel that are not its "
+                            "own (counted in stats.foreign_notifications; logged once): %.200r",
+                            payload)
+            return
+        local = self._local
+        counters = self._counters
+        items = notice.items
+        for i in range(0, len(items), 2):
+            version, name = items[i], items[i + 1]
+            if type(version) is not int or not isinstance(name, str):
+                continue
+            if version == FLUSH_ALL:
+                self.flush()
+                self._tell(None, None)
+                continue
+            key: str | None = name
+            if version < 0:
+                version = -version
+                key = local.key_for_digest(name) if local is not None else None
+            counters.invalidations_received += 1
+            if key is None:
+                continue  # a long key this instance neither holds nor has in flight
+            if local is not None and local.invalidate(key, version):
+                counters.local_evictions += 1
+            self._wake(key)
+            if self._callbacks:
+                self._tell(key, version)
+
+    def flush(self) -> None:
+        if self._local is not None:
+            self._local.flush()
+            self._counters.local_flushes += 1
+
+    def on_lost(self, reason: str) -> None:
+        # Notifications may be lost from here on: stop trusting copies until LISTEN is back.
+        if self._lease is not None:
+            self._lease.suspend()
+        self.flush()
+        self._tell(None, None)
+
+    def on_ready(self) -> None:
+        if self._local is not None:
+            self._local.flush()  # disowns operations that began while we were deaf
+        if self._lease is not None:
+            self._lease.resume()

@@ -1,0 +1,136 @@
+"""The lease: how long this instance may trust its local copies without hearing from anyone.
+
+A listener that goes silent (a blackholed route: bytes dropped, connection not closed) cannot
+be told from a quiet one. So local copies are served only within a lease, renewed by proof
+that the notification path works end to end: a notification this instance sent at time ``t``
+coming back through its own listener. PostgreSQL delivers notifications to a listener in
+commit order, so when that echo arrives, every write committed before ``t`` has been
+announced to this instance already; a copy served before ``t + duration`` is therefore stale
+by at most ``duration``. That is pgcache's staleness bound under silent faults.
+
+Every notification carries a sequence number (see ``_payload``), so the writes' own
+notifications renew the lease as they come back; a heartbeat (an empty notification through
+the pool) is sent only when nothing else was sent for a quarter of the lease. When the lease
+lapses, reads bypass the local cache and install nothing until an echo proves the path again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from ._errors import PgCacheError
+from ._local import LocalCache
+from ._stats import Counters
+
+log = logging.getLogger("pgcache")
+
+_monotonic = time.monotonic
+
+
+class Lease:
+    """Sequence numbers for outgoing notifications, and the lease their echoes renew."""
+
+    __slots__ = (
+        "_active",
+        "_counters",
+        "_kick",
+        "_local",
+        "_proof",
+        "_sent",
+        "_seq",
+        "duration",
+        "lapses",
+        "last_sent",
+    )
+
+    def __init__(self, local: LocalCache, duration: float, counters: Counters) -> None:
+        self._local = local
+        self.duration = duration
+        self._counters = counters
+        self._sent: dict[int, float] = {}  # seq -> when it was sent (monotonic)
+        self._seq = 0
+        self._active = False  # the listener is up: echoes mean something
+        self._proof = asyncio.Event()
+        self._kick = asyncio.Event()
+        self.last_sent = 0.0
+        self.lapses = 0
+
+    @property
+    def valid(self) -> bool:
+        return _monotonic() < self._local.trusted_until
+
+    def next_seq(self) -> int:
+        """The number of a notification about to be sent (its send time is noted now)."""
+        self._seq += 1
+        now = self.last_sent = _monotonic()
+        sent = self._sent
+        sent[self._seq] = now
+        if len(sent) > 256:
+            # Notifications whose echo never came (a failed write) would renew nothing now.
+            stale = now - self.duration
+            for seq in [s for s, at in sent.items() if at < stale]:
+                del sent[seq]
+        return self._seq
+
+    def echoed(self, seq: int) -> None:
+        """Our notification ``seq`` came back: renew the lease from its send time."""
+        at = self._sent.pop(seq, None)
+        if at is None or not self._active:
+            return
+        for older in [s for s in self._sent if s < seq]:
+            del self._sent[older]  # their echoes, if any, would renew less
+        local = self._local
+        until = at + self.duration
+        if until > local.trusted_until:
+            if local.trusted_until and local.trusted_until < _monotonic():
+                self.lapses += 1
+            local.trusted_until = until
+            self._proof.set()
+
+    def suspend(self) -> None:
+        """The listener is lost: trust nothing until it is back and proven."""
+        self._active = False
+        self._local.trusted_until = 0.0
+        self._proof.clear()
+
+    def resume(self) -> None:
+        """The listener is back (LISTEN in place): the next echo renews the lease."""
+        self._active = True
+        self._sent.clear()  # sent before LISTEN: their echoes cannot arrive
+        self._kick.set()
+
+    async def wait_proven(self, within_seconds: float) -> bool:
+        """Wait for the first renewal; False if none came within that time."""
+        try:
+            async with asyncio.timeout(within_seconds):
+                await self._proof.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def heartbeat(self, send: Callable[[int], Awaitable[None]]) -> None:
+        """Forever: when nothing was sent for a quarter of the lease, send a heartbeat."""
+        interval = self.duration / 4
+        while True:
+            wait = self.last_sent + interval - _monotonic()
+            if wait > 0 and not self._kick.is_set():
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+                continue
+            self._kick.clear()
+            if not self._active:
+                self.last_sent = _monotonic()  # nothing to prove until the listener is back
+                continue
+            try:
+                await send(self.next_seq())
+            except PgCacheError as exc:
+                self._counters.notify_errors += 1
+                log.debug("lease heartbeat failed: %s", exc)
+                continue
+            self._counters.heartbeats_sent += 1
