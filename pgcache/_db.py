@@ -120,7 +120,12 @@ async def call_bounded(conn: Connection, method: str, sql: str, *args: Any,
         raise
     if not done:
         conn.terminate()
+        # The call fails as soon as the loop sees the connection gone; should it not, it is
+        # cancelled (the connection is closed: no cancel request can be sent on its behalf).
+        await asyncio.wait({call}, timeout=1.0)
+        if not call.done():
+            call.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
-            await call  # fails at once: its connection is gone
+            await call
         raise TimeoutError(f"no answer within {within} s")
     return call.result()

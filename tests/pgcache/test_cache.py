@@ -224,37 +224,6 @@ class TestWriteThrough:
             assert await a.get("k") is None
 
 
-class TestGetOrSet:
-    async def test_loader_runs_once_across_instances(self, settings: CacheSettings) -> None:
-        """Ten concurrent callers on two instances share one loader run."""
-        calls = 0
-
-        async def loader() -> dict[str, int]:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.05)  # widen the window in which others could also miss
-            return {"n": 1}
-
-        async with PostgresCache(settings) as a, PostgresCache(settings) as b:
-            results = await asyncio.gather(*(c.get_or_set("k", loader)
-                                             for c in (a, b) for _ in range(5)))
-            assert results == [{"n": 1}] * 10 and calls == 1
-            assert await a.get_or_set("k", lambda: {"n": 2}) == {"n": 1}
-
-    async def test_sync_loader_and_loader_error(self, settings: CacheSettings) -> None:
-        """A sync loader works; a failing loader stores nothing and its error propagates."""
-        async with PostgresCache(settings) as cache:
-            assert await cache.get_or_set("sync", lambda: "v") == "v"
-
-            def broken() -> str:
-                raise RuntimeError("boom")
-
-            with pytest.raises(RuntimeError, match="boom"):
-                await cache.get_or_set("bad", broken)
-            assert await cache.get("bad") is None
-            assert await cache.get_or_set("bad", lambda: "ok") == "ok"
-
-
 class TestErrors:
     async def test_unreachable_server_fails_on_connect_with_address_and_hint(self) -> None:
         """Connecting to a port nobody listens on names the address and what to check."""

@@ -5,13 +5,15 @@ every socket open but silently drops all bytes, also on connections accepted mea
 only a timeout or heartbeat can detect; ``recover()`` lets new connections through again
 (connections that lost bytes stay dead: their streams are corrupt). ``hold()`` keeps the
 server's answers in the proxy (nothing lost) until ``release()``: a read is then "in flight"
-for as long as a test needs.
+for as long as a test needs. ``delay(seconds, jitter)`` holds every chunk, in each direction,
+for half of ``seconds +/- jitter`` (a round trip costs about ``seconds``), never reordering.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import struct
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +42,7 @@ class FaultProxy:
         self._holding = False
         self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
         self._held_event = asyncio.Event()
+        self._delay = (0.0, 0.0)
 
     @classmethod
     def for_dsn(cls, dsn: str) -> FaultProxy:
@@ -83,6 +86,10 @@ class FaultProxy:
     def recover(self) -> None:
         """Forward new connections again."""
         self._blackholed = False
+
+    def delay(self, seconds: float, jitter: float = 0.0) -> None:
+        """Delay every chunk by (seconds +/- jitter) / 2 per direction from now on."""
+        self._delay = (seconds, jitter)
 
     def hold(self) -> None:
         """Keep every answer from the server in the proxy until ``release()``."""
@@ -151,6 +158,8 @@ class FaultProxy:
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None,
                     link: _Link, *, held: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        last = 0.0
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while True:
                 data = await reader.read(65536)
@@ -158,6 +167,14 @@ class FaultProxy:
                     break
                 if link.dead or writer is None:
                     continue
+                seconds, jitter = self._delay
+                if seconds or jitter:
+                    due = max(loop.time() + max(0.0, seconds + random.uniform(-jitter, jitter))
+                              / 2, last)
+                    last = due
+                    await asyncio.sleep(due - loop.time())
+                    if link.dead:
+                        continue
                 if held and self._holding:
                     self._held.append((writer, data))
                     self._held_event.set()
