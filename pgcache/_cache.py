@@ -1,13 +1,13 @@
 """``PostgresCache``: the public API, a facade over the parts of one instance.
 
 Lifecycle and argument checks live here; the work is done by the parts: ``Database`` (pool,
-statements, errors), ``Reader``, ``Writer``, ``Loads`` (get_or_set), ``Sweeper``, ``Listener``
-+ ``Coherence`` + ``Lease`` (invalidation and its staleness bound) and ``LocalCache``.
+statements, errors), ``Reader``, ``Writer`` + ``Notifier``, ``Loads`` (get_or_set),
+``Sweeper``, ``Listener`` + ``Coherence`` + ``Lease`` (invalidation and its staleness bound)
+and ``LocalCache``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import math
@@ -26,7 +26,7 @@ from ._lease import Lease
 from ._listener import Listener
 from ._loader import Loader, Loads, check_loader
 from ._local import LocalCache
-from ._payload import heartbeat
+from ._notifier import Notifier
 from ._pool import ConnectionPool
 from ._reads import Reader
 from ._schema import SchemaNames, Statements, drop_schema, migrate
@@ -69,7 +69,7 @@ class PostgresCache:
             LocalCache(settings.local_max_entries) if settings.local_cache_enabled else None)
         self._lease: Lease | None = None
         if self._local is not None and settings.listener_enabled:
-            self._lease = Lease(self._local, settings.local_lease_seconds, self._counters)
+            self._lease = Lease(self._local, settings.local_lease_seconds)
         self._coherence = Coherence(self._instance_id, self._local, self._lease,
                                     self._counters, wake=self._wake)
         self._state = State.NEW
@@ -81,7 +81,7 @@ class PostgresCache:
         self._loads: Loads | None = None
         self._sweeper: Sweeper | None = None
         self._listener: Listener | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._notifier: Notifier | None = None
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -121,7 +121,7 @@ class PostgresCache:
         return self._names.table
 
     async def connect(self) -> None:
-        """Open the pool and the listener; fails with CacheConnectionError."""
+        """Open the pool, the notifier and the listener; fails with CacheConnectionError."""
         if self._state is State.CLOSED:
             raise CacheStateError("cache is closed", hint="create a new PostgresCache")
         if self._state is not State.NEW:
@@ -136,9 +136,16 @@ class PostgresCache:
             self._db = db = Database(pool, settings, self._address, self._counters)
             await pool.start()
             await self._check_schema(db)
+            if not settings.disable_notify:
+                self._notifier = Notifier(
+                    settings, self._open_notifier_connection, self._instance_id,
+                    next_seq=self._next_seq, counters=self._counters,
+                    heartbeat_every=(settings.local_lease_seconds / 4
+                                     if self._lease is not None else None))
+                await self._notifier.start()
             self._build_parts(db)
             if self._lease is not None:
-                await self._start_listening(db, self._lease)
+                await self._start_listening(self._lease)
             elif self._local is not None:
                 # No NOTIFY: copies live until local_ttl_seconds, nothing evicts them earlier.
                 self._local.trusted_until = math.inf
@@ -155,29 +162,24 @@ class PostgresCache:
         self._reader = reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
                                        self._counters)
         self._writer = writer = Writer(db, sql, settings, local, reader.expires,
-                                       self._counters, self._instance_id, self._next_seq)
+                                       self._counters, self._instance_id, self._next_seq,
+                                       self._notifier)
         self._loads = Loads(settings, sql, self._names.table, local, self._codec,
                             self._counters, connect=self._open_lock_connection,
                             address=self._address, get=self.get, set=writer.set)
         self._sweeper = Sweeper(db, sql, interval=settings.sweep_interval_seconds,
                                 batch_size=settings.sweep_batch_size)
 
-    async def _start_listening(self, db: Database, lease: Lease) -> None:
+    async def _start_listening(self, lease: Lease) -> None:
         settings = self._settings
         coherence = self._coherence
+        assert self._notifier is not None  # a listener implies notifications
+        lease.kick = self._notifier.kick
         self._listener = Listener(settings, self._open_listener_connection,
                                   on_payload=coherence.on_payload, on_lost=coherence.on_lost,
                                   on_ready=coherence.on_ready)
         await self._listener.start()
         lease.resume()
-
-        async def send(seq: int) -> None:
-            await db.run_bounded("heartbeat", "execute", self._sql.notify,
-                                 settings.notify_channel, heartbeat(self._instance_id, seq),
-                                 within=settings.listener_heartbeat_timeout_seconds)
-
-        self._heartbeat = asyncio.get_running_loop().create_task(
-            lease.heartbeat(send), name="pgcache-lease")
         if not await lease.wait_proven(settings.connect_timeout):
             log.warning("pgcache: no notification came back within connect_timeout=%s s; "
                         "local copies are bypassed until one does", settings.connect_timeout)
@@ -200,14 +202,12 @@ class PostgresCache:
             self._lease.suspend()
         if self._local is not None:
             self._local.trusted_until = 0.0
-        heartbeat_task, self._heartbeat = self._heartbeat, None
-        if heartbeat_task is not None:
-            heartbeat_task.cancel()
-            await asyncio.wait({heartbeat_task})
         if self._sweeper is not None:
             await self._sweeper.stop()
         if self._listener is not None:
             await self._listener.close()
+        if self._notifier is not None:
+            await self._notifier.close(drain_timeout=self._settings.connect_timeout)
         if self._loads is not None:
             await self._loads.close()
         if self._db is not None:
@@ -215,7 +215,7 @@ class PostgresCache:
         if self._local is not None:
             self._local.flush()
         self._db = self._reader = self._writer = self._loads = None
-        self._sweeper = self._listener = None
+        self._sweeper = self._listener = self._notifier = None
 
     async def __aenter__(self) -> PostgresCache:
         await self.connect()
@@ -228,6 +228,10 @@ class PostgresCache:
     async def _open_pool_connection(self) -> Connection:
         return await connect_once(self._settings, self._settings.dsn,
                                   self._settings.application_name)
+
+    async def _open_notifier_connection(self) -> Connection:
+        return await connect_once(self._settings, self._settings.dsn,
+                                  f"{self._settings.application_name}-notify"[:63])
 
     async def _open_lock_connection(self) -> Connection:
         return await connect_once(self._settings, self._settings.dsn,
@@ -420,10 +424,11 @@ class PostgresCache:
         await self.truncate()
 
     async def wait_notified(self, within_seconds: float = 5.0) -> bool:
-        """True: every write's notification is sent in the write's own transaction, so none
-        is ever pending once the write returned. (Kept for callers of earlier versions.)"""
-        _positive("within_seconds", within_seconds, allow_zero=True)
-        return True
+        """Wait until this instance's queued notifications are sent (False on timeout)."""
+        within = _positive("within_seconds", within_seconds, allow_zero=True)
+        if self._notifier is None:
+            return True
+        return await self._notifier.drain(within)
 
     @property
     def stats(self) -> CacheStats:

@@ -9,23 +9,19 @@ announced to this instance already; a copy served before ``t + duration`` is the
 by at most ``duration``. That is pgcache's staleness bound under silent faults.
 
 Every notification carries a sequence number (see ``_payload``), so the writes' own
-notifications renew the lease as they come back; a heartbeat (an empty notification through
-the pool) is sent only when nothing else was sent for a quarter of the lease. When the lease
+notifications renew the lease as they come back; a heartbeat (an empty notification on
+the notifier's connection, see ``_notifier``) is sent only when nothing else was sent for a
+quarter of the lease. When the lease
 lapses, reads bypass the local cache and install nothing until an echo proves the path again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from ._errors import PgCacheError
 from ._local import LocalCache
-from ._stats import Counters
-
-log = logging.getLogger("pgcache")
 
 _monotonic = time.monotonic
 
@@ -33,29 +29,17 @@ _monotonic = time.monotonic
 class Lease:
     """Sequence numbers for outgoing notifications, and the lease their echoes renew."""
 
-    __slots__ = (
-        "_active",
-        "_counters",
-        "_kick",
-        "_local",
-        "_proof",
-        "_sent",
-        "_seq",
-        "duration",
-        "lapses",
-        "last_sent",
-    )
+    __slots__ = ("_active", "_local", "_proof", "_sent", "_seq", "duration", "kick", "lapses")
 
-    def __init__(self, local: LocalCache, duration: float, counters: Counters) -> None:
+    def __init__(self, local: LocalCache, duration: float) -> None:
         self._local = local
         self.duration = duration
-        self._counters = counters
         self._sent: dict[int, float] = {}  # seq -> when it was sent (monotonic)
         self._seq = 0
         self._active = False  # the listener is up: echoes mean something
         self._proof = asyncio.Event()
-        self._kick = asyncio.Event()
-        self.last_sent = 0.0
+        # Asks for a heartbeat now (the notifier's kick, set once it exists).
+        self.kick: Callable[[], None] = lambda: None
         self.lapses = 0
 
     @property
@@ -65,7 +49,7 @@ class Lease:
     def next_seq(self) -> int:
         """The number of a notification about to be sent (its send time is noted now)."""
         self._seq += 1
-        now = self.last_sent = _monotonic()
+        now = _monotonic()
         sent = self._sent
         sent[self._seq] = now
         if len(sent) > 256:
@@ -100,7 +84,7 @@ class Lease:
         """The listener is back (LISTEN in place): the next echo renews the lease."""
         self._active = True
         self._sent.clear()  # sent before LISTEN: their echoes cannot arrive
-        self._kick.set()
+        self.kick()
 
     async def wait_proven(self, within_seconds: float) -> bool:
         """Wait for the first renewal; False if none came within that time."""
@@ -110,27 +94,3 @@ class Lease:
         except TimeoutError:
             return False
         return True
-
-    async def heartbeat(self, send: Callable[[int], Awaitable[None]]) -> None:
-        """Forever: when nothing was sent for a quarter of the lease, send a heartbeat."""
-        interval = self.duration / 4
-        while True:
-            wait = self.last_sent + interval - _monotonic()
-            if wait > 0 and not self._kick.is_set():
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._kick.wait()
-                except TimeoutError:
-                    pass
-                continue
-            self._kick.clear()
-            if not self._active:
-                self.last_sent = _monotonic()  # nothing to prove until the listener is back
-                continue
-            try:
-                await send(self.next_seq())
-            except PgCacheError as exc:
-                self._counters.notify_errors += 1
-                log.debug("lease heartbeat failed: %s", exc)
-                continue
-            self._counters.heartbeats_sent += 1

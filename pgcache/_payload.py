@@ -16,15 +16,12 @@ A payload with no items (``[sender, seq]``) is a heartbeat: only its echo matter
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from ._keys import LONG_KEY_CHARS, key_digest
 
 FLUSH_ALL = 0
-# The longest text a version can take in a payload: a sign and 19 digits (bigint).
-_VERSION_CHARS = 20
 
 
 class Notice(NamedTuple):
@@ -73,20 +70,6 @@ def heartbeat(sender: str, seq: int) -> str:
 
 def flush_all(sender: str, seq: int) -> str:
     return header(sender, seq) + f',{FLUSH_ALL},""]'
-
-
-def chunks(names: Iterable[str], *, head: int, limit: int) -> list[int]:
-    """For each name, the payload it goes in, so that no payload exceeds ``limit`` characters
-    whatever the versions turn out to be (``head``: the header's length)."""
-    result: list[int] = []
-    chunk, size = 0, head + 1  # the closing bracket
-    for text in names:
-        need = 2 + _VERSION_CHARS + len(text)  # two commas, the version, the name
-        if size + need > limit and size > head + 1:
-            chunk, size = chunk + 1, head + 1
-        result.append(chunk)
-        size += need
-    return result
 
 
 def decode(payload: str) -> Notice | None:

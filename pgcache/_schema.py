@@ -116,7 +116,6 @@ class Statements:
     set: str
     set_notify: str
     set_batch: str
-    set_batch_notify: str
     delete: str
     delete_notify: str
     truncate: str
@@ -168,18 +167,10 @@ class Statements:
                       "FROM unnest($1::bytea[], $2::bytea[]) WITH ORDINALITY AS u(h, k, i) "
                       f"JOIN {t} AS e ON e.key_hash = u.h AND e.key = u.k WHERE {alive}"),
             set=set_one,
-            # The write announces itself in its own transaction:
+            # A lone write announces itself in its own transaction (see _notifier):
             # pg_notify(channel, head || version || tail), delivered if and only if it commits.
             set_notify=f"{set_one}, pg_notify($6, $7 || version::text || $8)",
             set_batch=batch,
-            # One notification per payload-sized chunk of the batch's keys ($8: each key's
-            # name in the payload, $9: the sign of its version there, $10: its chunk).
-            set_batch_notify=(
-                f"WITH w AS ({batch}), n AS (SELECT pg_notify($6, $7 || string_agg("
-                "(j.sign * w.version)::text || ',' || j.name, ',') || ']') "
-                "FROM w JOIN unnest($1::bytea[], $8::text[], $9::int2[], $10::int4[]) "
-                "AS j(h, name, sign, chunk) ON j.h = w.key_hash GROUP BY j.chunk) "
-                "SELECT w.key_hash, w.version FROM w, (SELECT count(*) FROM n) AS sent"),
             delete=delete,
             delete_notify=f"{delete}, pg_notify($3, $4 || e.version::text || $5)",
             truncate=f"TRUNCATE {t}",

@@ -39,6 +39,12 @@ class CacheSettings:
     default_ttl_seconds: float | None = 300.0
     # Upper bound on how long a local copy is trusted; the entry's own TTL bounds it further.
     local_ttl_seconds: float = 60.0
+    # Longest pause between two NOTIFYs of this instance under load. After a batch of n keys
+    # the notifier waits notify_coalesce_seconds * min(1, n / notify_coalesce_keys): a lone
+    # write is announced at once, a busy writer's keys are sent in ever larger batches.
+    # 0: no pause (whatever accumulated while the previous NOTIFY was in flight).
+    notify_coalesce_seconds: float = 0.002
+    notify_coalesce_keys: int = 64
     # Concurrent set() calls of one instance share statements: at most
     # write_batch_concurrency statements are in flight; writes arriving meanwhile queue and
     # go together (up to write_batch_max per statement) in the next free one. A lone write
@@ -46,6 +52,9 @@ class CacheSettings:
     write_batch_max: int = 64
     write_batch_concurrency: int = 2
     notify_max_payload_bytes: int = 7900
+    # Distinct keys waiting for notification before the notifier gives up on naming them and
+    # tells the other instances to flush everything instead.
+    notify_max_pending: int = 100_000
     # The staleness bound under silent faults: local copies are served only within a lease
     # that the instance's own notifications, coming back through its listener, renew (see
     # pgcache/README.md, "The lease").
@@ -92,6 +101,9 @@ class CacheSettings:
                                        f"must be <= {MAX_TTL_SECONDS:.0f} (100 years), got "
                                        f"{self.default_ttl_seconds}")
         _check_float("local_ttl_seconds", self.local_ttl_seconds, positive=True)
+        _check_float("notify_coalesce_seconds", self.notify_coalesce_seconds, positive=False)
+        _check_int("notify_coalesce_keys", self.notify_coalesce_keys, minimum=1)
+        _check_int("notify_max_pending", self.notify_max_pending, minimum=1)
         _check_int("write_batch_max", self.write_batch_max, minimum=1, maximum=10_000)
         _check_int("write_batch_concurrency", self.write_batch_concurrency, minimum=1)
         _check_int("notify_max_payload_bytes", self.notify_max_payload_bytes, minimum=512,

@@ -1,17 +1,17 @@
-"""The write path: set, set_many, delete and truncate, each one statement that carries its
-own notification.
+"""The write path: set, set_many, delete and truncate.
 
-Every write statement announces itself in its own transaction (``pg_notify`` in the same
-statement): the notification is delivered if and only if the write commits, the moment it
-commits. No write can be committed and left unannounced, whatever happens to the writer
-afterwards (a crash, a broken connection). Concurrent ``set`` calls share statements
-(``_batching.WriteQueue``), so one NOTIFY covers a whole batch.
+A lone write (no other write statement of the instance on the wire, nothing queued in the
+notifier) carries its own NOTIFY in its own statement: delivered if and only if it commits.
+Overlapping writes are announced by the notifier after they commit, batched (see
+``_notifier``, which also says what that costs and why). Concurrent ``set`` calls share
+statements (``_batching.WriteQueue``).
 
 A write is in flight (``LocalCache.begin``) from before it is sent until it returns, so an
 invalidation for a newer version that arrives meanwhile (another instance wrote the key too)
 stops it from installing its own, older, version. A write whose outcome is unknown (a lost
-connection, a cancellation) drops the instance's copy of the key, and stops every operation
-of that key in flight from installing: the row may now hold something newer than any of them.
+connection, a cancellation) drops the instance's copy of the key, stops every operation of
+that key in flight from installing, and tells the other instances to drop theirs: the row
+may now hold something newer than any copy.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from ._db import Database
 from ._errors import CacheServerError, PgCacheError
 from ._keys import key_bytes, key_hash
 from ._local import LocalCache
-from ._payload import chunks, flush_all, header, inline_parts, name
+from ._notifier import Notifier
+from ._payload import flush_all, inline_parts
 from ._schema import Statements
 from ._settings import CacheSettings
 from ._stats import Counters
 
 _monotonic = time.monotonic
-# Above every version (bigint): "something newer than anything held may have been written".
-_UNKNOWN = 1 << 63
+# The largest version (bigint): "something newer than anything held may have been written".
+UNKNOWN_VERSION = (1 << 63) - 1
 
 
 def _collision(key: str) -> CacheServerError:
@@ -42,14 +43,15 @@ def _collision(key: str) -> CacheServerError:
 
 
 class Writer:
-    """Writes of one instance, announced in their own transactions."""
+    """Writes of one instance, and their announcement."""
 
-    __slots__ = ("_announce", "_channel", "_counters", "_db", "_expires", "_instance_id",
-                 "_local", "_max_payload", "_next_seq", "_queue", "_sql")
+    __slots__ = ("_channel", "_counters", "_db", "_expires", "_instance_id", "_local",
+                 "_next_seq", "_notifier", "_queue", "_sql", "_writing")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
                  local: LocalCache | None, expires: Callable[[float | None], float],
-                 counters: Counters, instance_id: str, next_seq: Callable[[], int]) -> None:
+                 counters: Counters, instance_id: str, next_seq: Callable[[], int],
+                 notifier: Notifier | None) -> None:
         self._db = db
         self._sql = sql
         self._local = local
@@ -57,9 +59,10 @@ class Writer:
         self._counters = counters
         self._instance_id = instance_id
         self._next_seq = next_seq
-        self._announce = not settings.disable_notify
+        self._notifier = notifier
         self._channel = settings.notify_channel
-        self._max_payload = settings.notify_max_payload_bytes
+        # Write statements of this instance on the wire (a lone write is announced inline).
+        self._writing = 0
         self._queue: WriteQueue | None = None
         if settings.write_batch_max > 1:
             self._queue = WriteQueue(self._write_one, self._write_batch,
@@ -84,12 +87,27 @@ class Writer:
                 and _monotonic() < local.trusted_until:
             local.install(key, data, kind, version, self._expires(ttl))
 
-    def _abandon(self, key: str) -> None:
-        """The write of ``key`` failed, or may have: trust no copy of it from before."""
+    def _abandon(self, key: str, error: BaseException) -> None:
+        """The write of ``key`` failed with ``error``: if it may have committed anyway, no
+        copy of the key from before can be trusted, here or anywhere."""
         local = self._local
         if local is not None:
             local.end(key)
-            local.invalidate(key, _UNKNOWN)
+        if isinstance(error, CacheServerError):
+            return  # rejected by the server: nothing was written
+        if local is not None:
+            local.invalidate(key, UNKNOWN_VERSION)
+        if self._notifier is not None:
+            self._notifier.enqueue(key, UNKNOWN_VERSION)
+
+    def _announce(self, key: str, version: int) -> None:
+        if self._notifier is not None:
+            self._notifier.enqueue(key, version)
+
+    def _alone(self) -> bool:
+        """Whether a write starting now may carry its own NOTIFY."""
+        notifier = self._notifier
+        return notifier is not None and self._writing == 0 and notifier.idle
 
     # -- set --------------------------------------------------------------------------------
 
@@ -103,30 +121,38 @@ class Writer:
                 version = await self._write_one(write)
             else:
                 version = await self._queue.submit(write)
-        except BaseException:
-            self._abandon(key)
+        except BaseException as exc:
+            self._abandon(key, exc)
             raise
         self._counters.sets += 1
         self._settle(key, version, data, kind, ttl, epoch)
         return version
 
     async def _write_one(self, write: Write) -> int:
-        counters = self._counters
-        if self._announce:
-            head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
-            version: int | None = await self._db.run(
-                "set", "fetchval", self._sql.set_notify, write.key_hash, write.key_bytes,
-                write.data, write.kind, write.ttl, self._channel, head, tail)
-        else:
-            version = await self._db.run(
-                "set", "fetchval", self._sql.set, write.key_hash, write.key_bytes, write.data,
-                write.kind, write.ttl)
-        counters.write_statements += 1
+        inline = self._alone()
+        # Counted from here (no suspension since _alone() looked): a write that arrives while
+        # this one waits for a connection does not count itself alone.
+        self._writing += 1
+        try:
+            if inline:
+                head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
+                version: int | None = await self._db.run(
+                    "set", "fetchval", self._sql.set_notify, write.key_hash, write.key_bytes,
+                    write.data, write.kind, write.ttl, self._channel, head, tail)
+            else:
+                version = await self._db.run(
+                    "set", "fetchval", self._sql.set, write.key_hash, write.key_bytes,
+                    write.data, write.kind, write.ttl)
+        finally:
+            self._writing -= 1
+        self._counters.write_statements += 1
         if version is None:
             raise _collision(write.key)
-        if self._announce:
-            counters.notifications_sent += 1
-            counters.notified_keys += 1
+        if inline:
+            assert self._notifier is not None
+            self._notifier.sent_inline()
+        else:
+            self._announce(write.key, version)
         return version
 
     async def _write_batch(self, batch: list[Write]) -> list[int | BaseException]:
@@ -148,30 +174,25 @@ class Writer:
         return [versions.get(w.key_hash) or _collision(w.key) for w in batch]
 
     async def _statement(self, writes: list[Write]) -> dict[bytes, int]:
-        """One statement writing ``writes`` (distinct keys); key hash -> version written."""
+        """One statement writing ``writes`` (distinct keys), each announced; key hash ->
+        version written."""
         # Rows in hash order: two instances upserting overlapping batches then lock them in
         # the same order and cannot deadlock.
         ordered = sorted(writes, key=attrgetter("key_hash"))
-        columns = ([w.key_hash for w in ordered], [w.key_bytes for w in ordered],
-                   [w.data for w in ordered], [w.kind for w in ordered],
-                   [w.ttl for w in ordered])
-        counters = self._counters
-        if self._announce:
-            head = header(self._instance_id, self._next_seq()) + ","
-            named = [name(w.key) for w in ordered]
-            texts = [text for text, _ in named]
-            chunk = chunks(texts, head=len(head), limit=self._max_payload)
+        self._writing += 1
+        try:
             rows = await self._db.run(
-                "set", "fetch", self._sql.set_batch_notify, *columns, self._channel, head,
-                texts, [sign for _, sign in named], chunk)
-        else:
-            rows = await self._db.run("set", "fetch", self._sql.set_batch, *columns)
-        counters.write_statements += 1
+                "set", "fetch", self._sql.set_batch, [w.key_hash for w in ordered],
+                [w.key_bytes for w in ordered], [w.data for w in ordered],
+                [w.kind for w in ordered], [w.ttl for w in ordered])
+        finally:
+            self._writing -= 1
+        self._counters.write_statements += 1
         versions = {bytes(row[0]): row[1] for row in rows}
-        if self._announce and versions:
-            by_hash = dict(zip(columns[0], chunk, strict=True))
-            counters.notifications_sent += len({by_hash[h] for h in versions})
-            counters.notified_keys += len(versions)
+        for write in ordered:
+            version = versions.get(write.key_hash)
+            if version is not None:
+                self._announce(write.key, version)
         return versions
 
     async def set_many(self, items: list[tuple[str, bytes, int]],
@@ -186,9 +207,9 @@ class Writer:
         epochs = {w.key: self._begin(w.key) for w in writes}
         try:
             versions = await self._statement(writes)
-        except BaseException:
+        except BaseException as exc:
             for write in writes:
-                self._abandon(write.key)
+                self._abandon(write.key, exc)
             raise
         result: dict[str, int] = {}
         collided: list[str] = []
@@ -196,7 +217,7 @@ class Writer:
             version = versions.get(write.key_hash)
             if version is None:
                 collided.append(write.key)
-                self._abandon(write.key)
+                self._abandon(write.key, _collision(write.key))
                 continue
             result[write.key] = version
             self._settle(write.key, version, write.data, write.kind, ttl, epochs[write.key])
@@ -212,33 +233,41 @@ class Writer:
         stored = key_bytes(key)
         hashed = key_hash(stored)
         epoch = self._begin(key)
+        inline = self._alone()
+        self._writing += 1
         try:
-            if self._announce:
+            if inline:
                 head, tail = inline_parts(self._instance_id, self._next_seq(), key)
                 row = await self._db.run("delete", "fetchrow", self._sql.delete_notify, hashed,
                                          stored, self._channel, head, tail)
             else:
                 row = await self._db.run("delete", "fetchrow", self._sql.delete, hashed, stored)
-        except BaseException:
-            self._abandon(key)
+        except BaseException as exc:
+            self._abandon(key, exc)
             raise
+        finally:
+            self._writing -= 1
         counters = self._counters
         counters.write_statements += 1
         counters.deletes += 1
         if row is None:
             # Nothing was stored, so no instance can hold a valid copy; drop ours regardless.
-            self._abandon(key)
+            if self._local is not None:
+                self._local.end(key)
+                self._local.remove(key)
             return False
-        if self._announce:
-            counters.notifications_sent += 1
-            counters.notified_keys += 1
+        if inline:
+            assert self._notifier is not None
+            self._notifier.sent_inline()
+        else:
+            self._announce(key, row[0])
         self._settle(key, row[0], None, 0, None, epoch)
         return bool(row[1])
 
     async def truncate(self) -> None:
         """Empty the table; every instance (this one too) flushes its local cache."""
         statement = self._sql.truncate
-        if self._announce:
+        if self._notifier is not None:
             payload = flush_all(self._instance_id, self._next_seq())
             # One simple-protocol string: both statements run in one transaction, so the
             # flush is announced if and only if the truncate commits.
@@ -246,11 +275,10 @@ class Writer:
                           f"{_literal(payload)})")
         await self._db.run("truncate", "execute", statement)
         self._counters.write_statements += 1
-        if self._announce:
-            self._counters.notifications_sent += 1
+        if self._notifier is not None:
+            self._notifier.sent_inline()
 
 
 def _literal(text: str) -> str:
     """An SQL string literal (for the two values the simple protocol cannot bind)."""
     return "'" + text.replace("'", "''") + "'"
-

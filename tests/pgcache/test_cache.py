@@ -123,14 +123,14 @@ class TestInstanceShape:
                          f"{settings.application_name}%")
         return {r[0]: r[1] for r in rows}
 
-    async def test_one_pool_and_one_listener(self, settings: CacheSettings) -> None:
-        """An instance holds its pool plus one dedicated listener connection, nothing else
-        (notifications travel with the writes, heartbeats through the pool)."""
+    async def test_one_pool_one_listener_one_notifier(self, settings: CacheSettings) -> None:
+        """An instance holds its pool plus one dedicated listener and one notifier connection."""
         async with PostgresCache(replace(settings, min_pool_size=2)) as cache:
             await cache.set("k", b"v")
+            assert await cache.wait_notified()
             apps = await self._apps(settings)
             name = settings.application_name
-            assert apps == {name: 2, f"{name}-listen": 1}
+            assert apps == {name: 2, f"{name}-listen": 1, f"{name}-notify": 1}
             assert cache.stats.listener_connected and cache.stats.lease_valid
 
     async def test_no_local_cache_means_no_listener(self, settings: CacheSettings) -> None:

@@ -8,25 +8,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pgcache._keys import LONG_KEY_CHARS, key_digest
+from pgcache import CacheSettings
+from pgcache._notifier import Notifier
 from pgcache._payload import (
     FLUSH_ALL,
-    chunks,
     decode,
     flush_all,
-    header,
     heartbeat,
     inline_parts,
-    name,
     own_prefix,
     own_seq,
 )
+from pgcache._stats import Counters
 
 SENDER = "0123456789abcdef"
-
-
-def assemble(head: str, items: list[tuple[str, int, int]]) -> str:
-    """What set_batch_notify builds in SQL: head, then "sign*version,name" joined, "]"."""
-    return head + ",".join(f"{sign * version},{text}" for text, sign, version in items) + "]"
 
 
 class TestPayloads:
@@ -65,20 +60,63 @@ class TestPayloads:
                         '["a", "1"]', '["a", true]', '["old-format", 5, "k"]']:
             assert decode(payload) is None, payload
 
-    @given(st.lists(st.text(min_size=0, max_size=LONG_KEY_CHARS + 50), min_size=1,
-                    max_size=300),
-           st.integers(min_value=1, max_value=2**63 - 1))
-    def test_chunks_keep_every_payload_under_the_limit(self, keys: list[str],
-                                                       version: int) -> None:
-        """Whatever the versions, no chunk's payload exceeds the limit, and every key is in
-        exactly one chunk, in order."""
-        head = header(SENDER, 2**40) + ","
-        named = [name(k) for k in keys]
-        chunk = chunks([text for text, _ in named], head=len(head), limit=1000)
-        assert chunk == sorted(chunk)
-        for index in set(chunk):
-            items = [(t, s, version) for (t, s), c in zip(named, chunk, strict=True)
-                     if c == index]
-            payload = assemble(head, items)
-            assert len(payload.encode()) <= 1000 or len(items) == 1
-            assert decode(payload) is not None
+
+class TestNotifierPayloads:
+    def _notifier(self, **options: object) -> Notifier:
+        settings = CacheSettings(dsn="postgresql://x@127.0.0.1/db", **options)  # type: ignore[arg-type]
+        seqs = iter(range(1, 10_000))
+        return Notifier(settings, connect=None, instance_id=SENDER,  # type: ignore[arg-type]
+                        next_seq=lambda: next(seqs), counters=Counters(), heartbeat_every=None)
+
+    def test_many_keys_pack_into_few_payloads_under_the_limit(self) -> None:
+        """1000 queued writes leave in a handful of payloads, each below the byte limit."""
+        notifier = self._notifier(notify_max_payload_bytes=7900)
+        for i in range(1000):
+            notifier.enqueue(f"key:{i}:ünïcode\n\"quoted\"", i + 1)
+        seen: dict[str, int] = {}
+        payloads = 0
+        while not notifier.idle:
+            payload, count = notifier._next_payload()
+            payloads += 1
+            assert len(payload.encode()) < 7900
+            notice = decode(payload)
+            assert notice is not None and notice.sender == SENDER
+            assert len(notice.items) == 2 * count
+            seen.update({notice.items[i + 1]: notice.items[i]
+                         for i in range(0, len(notice.items), 2)})
+        assert len(seen) == 1000 and payloads < 20
+
+    def test_repeated_key_is_coalesced_to_its_newest_version(self) -> None:
+        """Only the newest version of a key is sent."""
+        notifier = self._notifier()
+        for version in (3, 9, 5):
+            notifier.enqueue("k", version)
+        payload, count = notifier._next_payload()
+        assert decode(payload) == (SENDER, [9, "k"]) and count == 1
+
+    def test_long_key_goes_by_digest_with_negative_version(self) -> None:
+        """A key too long for a payload is named by its hash."""
+        notifier = self._notifier()
+        key = "é" * 9000
+        notifier.enqueue(key, 4)
+        payload, _ = notifier._next_payload()
+        assert decode(payload) == (SENDER, [-4, key_digest(key)]) and len(payload) < 100
+
+    def test_overflow_turns_into_flush_all(self) -> None:
+        """Past notify_max_pending distinct keys the others are told to flush."""
+        notifier = self._notifier(notify_max_pending=3)
+        for i in range(5):
+            notifier.enqueue(str(i), i + 1)
+        payload, _ = notifier._next_payload()
+        assert decode(payload) == (SENDER, [FLUSH_ALL, ""])
+
+    def test_failed_payload_is_requeued_and_long_keys_become_a_flush(self) -> None:
+        """What could not be sent is queued again; a long key's hash cannot be turned back
+        into its key, so its retry is a flush of everything."""
+        notifier = self._notifier()
+        notifier.enqueue("short", 5)
+        notifier.enqueue("x" * (LONG_KEY_CHARS + 1), 6)
+        payload, _ = notifier._next_payload()
+        assert notifier.idle
+        notifier._requeue(payload)
+        assert notifier._pending == {"short": 5} and notifier._flush_all
