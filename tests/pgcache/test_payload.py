@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from pgcache._keys import LONG_KEY_CHARS, key_digest
 from pgcache import CacheSettings
+from pgcache._keys import LONG_KEY_CHARS, key_digest
 from pgcache._notifier import Notifier
 from pgcache._payload import (
     FLUSH_ALL,

@@ -32,7 +32,7 @@ class Conn:
     def terminate(self) -> None:
         self.closed = True
 
-    async def close(self, timeout: float = 0) -> None:
+    async def close(self, **_: Any) -> None:
         self.closed = True
 
     async def fetchval(self, sql: str, *args: Any) -> Any:

@@ -104,10 +104,10 @@ async def restarts_under_load(settings: CacheSettings, restart: Callable[[str], 
             await a.get("probe")
             await a.set("probe", mode.encode())
             assert await b.get("probe") == mode.encode()
-            await eventually(lambda: load.ops > ops + 100, within=30)
+            await eventually(lambda ops=ops: load.ops > ops + 100, within=30)
         await load.stop()
-        print(f"\n{modes}: {load.ops} ops, errors {dict(load.errors)} from {dict(load.causes)}, retries "
-              f"{a.stats.retries + b.stats.retries}")
+        print(f"\n{modes}: {load.ops} ops, errors {dict(load.errors)} from "
+              f"{dict(load.causes)}, retries {a.stats.retries + b.stats.retries}")
         assert not load.foreign, f"non-pgcache errors escaped: {load.foreign[:3]!r}"
         # After the restarts: listeners back, leases held, and every copy is the row.
         for cache in (a, b):

@@ -98,7 +98,7 @@ class TestWriteThroughNeverGoesBack:
             self, pair: tuple[PostgresCache, Inbox, PostgresCache, FaultProxy]) -> None:
         """A write whose outcome A never learns (reset after commit) drops A's older copy: A
         ignores its own notifications, so keeping the copy would serve it forever."""
-        a, _, b, proxy = pair
+        a, _, _, proxy = pair
         await a.set("k", b"old")
         assert a.get_local("k") == b"old"
         proxy.hold()
