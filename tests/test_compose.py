@@ -6,16 +6,17 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from repo import ROOT
 
 from orchestrator.services import COMPOSE_POSTGRES_DSN, COMPOSE_VALKEY_URL
-from proxies.toxiproxy import DEFAULT_URL, PROXY_NAMES, url_address
+from proxies import PROXY_NAMES
+from proxies.routes import url_address
+from proxies.toxiproxy import DEFAULT_URL
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 PROXIES = ROOT / "proxies" / "toxiproxy.json"
 CONFIG_IN_CONTAINER = "/config/toxiproxy.json"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from repo import ROOT
 
 from orchestrator.services import Services
 
-ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", ROOT / "results" / "README.md"]
 TINY = ("--set processes=1 --set writers=1 --set readers=1 --set write_iterations=3 "
         "--set read_iterations=3 --set keyspace=4 --set warmup_s=0 --set prefill=false "

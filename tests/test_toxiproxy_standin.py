@@ -17,10 +17,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
-from toxiproxy_fixtures import EchoServer, echo_server, hostport, toxiproxy
+from toxiproxy_fixtures import EchoServer, hostport
 from toxiproxy_standin import ToxiproxyStandIn, wait_until
-
-__all__ = ["echo_server", "toxiproxy"]  # fixtures
 
 
 def call(server: ToxiproxyStandIn, method: str, path: str, body: Any = None

@@ -1,7 +1,8 @@
-"""Fixtures and helpers shared by the Toxiproxy tests (import the fixtures into a test module).
+"""Fixtures and helpers shared by the Toxiproxy tests (a pytest plugin of tests/conftest.py).
 
 ``toxiproxy`` is a running :class:`ToxiproxyStandIn` (a test stand-in for Toxiproxy's server),
-``echo_server`` a real TCP echo server for byte-level toxic checks.
+``echo_server`` a real TCP echo server for byte-level toxic checks, :class:`RecordingLog` a
+logger that keeps what a route reports.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from toxiproxy_standin import ToxiproxyStandIn
 
 from orchestrator.services import free_port
-from proxies.toxiproxy import url_address
+from proxies.routes import proxy_name, url_address
+
+# The Toxiproxy proxies of a run's three routes.
+PROXY_POSTGRES = proxy_name("postgres")
+PROXY_POSTGRES_LISTENER = proxy_name("postgres-listener")
+PROXY_VALKEY = proxy_name("valkey")
 
 
 @pytest.fixture
@@ -78,3 +85,24 @@ def hostport(url: str) -> str:
 def dead_port() -> int:
     """A 127.0.0.1 port nothing listens on (a moment ago)."""
     return free_port()
+
+
+def unreachable_url() -> str:
+    """An http URL no Toxiproxy answers at."""
+    return f"http://127.0.0.1:{dead_port()}"
+
+
+class RecordingLog:
+    """Collects (level, event, fields) like a structlog logger would emit them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.events.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.events.append(("warning", event, fields))
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.events.append(("error", event, fields))

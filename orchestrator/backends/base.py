@@ -3,7 +3,8 @@
 A backend adapter is one application instance's client: a worker process creates exactly one,
 connects it once, and shares it between all of its writer and reader tasks. Adding a backend
 is adding one module that implements :class:`Backend` and registering it in
-``orchestrator.backends``.
+:mod:`orchestrator.backends.registry`. Where the client connects comes as
+:class:`proxies.Endpoints` (already rewritten through any network emulation).
 """
 
 from __future__ import annotations
@@ -16,16 +17,6 @@ from typing import Any, Protocol
 # (key, server_version or None, monotonic arrival time in ns from time.perf_counter_ns());
 # key None: the instance flushed its whole local cache (e.g. after losing its listener).
 InvalidationHook = Callable[["str | None", "int | None", int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Where the worker's backend connects (already rewritten through any network emulation)."""
-
-    postgres_dsn: str
-    valkey_url: str
-    # The pgcache listener connection has its own route so that faults can target it alone.
-    postgres_listener_dsn: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook
+from proxies import Endpoints
 
 _MISS = GetResult(None, False)
 

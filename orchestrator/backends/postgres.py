@@ -2,7 +2,7 @@
 
 ``options`` become :class:`pgcache.CacheSettings` keywords; ``dsn`` and ``listener_dsn`` come
 from the (possibly emulated) endpoints. The seed's three Postgres variants are presets of this
-type (see ``orchestrator.backends.PRESETS``).
+type (see ``orchestrator.backends.registry.PRESETS``).
 
 A read is recorded as *local* when the cache answered it from its local copy:
 :meth:`pgcache.PostgresCache.get_local` (no I/O, never suspends) is asked first, and only when
@@ -17,8 +17,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook
 from orchestrator.errors import BackendError
+from pgcache import CacheSettings, PgCacheError, PostgresCache
+from proxies import Endpoints
 
 
 def _as_dict(stats: Any) -> dict[str, Any]:
@@ -34,8 +36,6 @@ class PgCacheBackend:
     """Adapter from the orchestrator's Backend protocol to pgcache."""
 
     def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
-        from pgcache import CacheSettings, PgCacheError
-
         self.name = name
         try:
             self._settings = CacheSettings(dsn=endpoints.postgres_dsn,
@@ -53,8 +53,6 @@ class PgCacheBackend:
         self._hits_max = max(1, self._settings.local_max_entries)
 
     async def prepare(self) -> None:
-        from pgcache import PgCacheError, PostgresCache
-
         try:
             await PostgresCache.init_db(self._settings)
             cache = PostgresCache(self._settings)
@@ -68,8 +66,6 @@ class PgCacheBackend:
                 from exc
 
     async def connect(self) -> None:
-        from pgcache import PgCacheError, PostgresCache
-
         self._cache = PostgresCache(self._settings)
         self._get_local = self._cache.get_local
         self._cache.add_invalidation_callback(self._on_invalidation)

@@ -12,8 +12,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook
 from orchestrator.errors import BackendError
+from proxies import Endpoints
 
 
 class ValkeyBackend:

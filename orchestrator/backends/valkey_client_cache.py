@@ -42,9 +42,10 @@ import valkey.asyncio as valkey_asyncio
 from valkey.asyncio.connection import Connection
 from valkey.exceptions import ValkeyError
 
-from orchestrator.backends.base import Endpoints, GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook
 from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.errors import BackendError
+from proxies import Endpoints
 
 __all__ = ["RESERVED_OPTIONS", "ValkeyClientCacheBackend", "allowed_options"]
 

@@ -1,0 +1,91 @@
+"""The backend registry: every backend type, the routes its client uses, and the preset names.
+
+``TYPES`` maps a backend type (a workload's ``type:``) to its :class:`BackendType`;
+``PRESETS`` maps the preset names a workload may list to a type and its options. Adding a
+backend is one module implementing :class:`orchestrator.backends.base.Backend` plus one entry
+in ``TYPES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from orchestrator.backends.base import Backend
+from orchestrator.backends.null import NullBackend
+from orchestrator.backends.postgres import PgCacheBackend
+from orchestrator.backends.valkey import ValkeyBackend
+from orchestrator.backends.valkey_client_cache import ValkeyClientCacheBackend
+from pgcache import CacheSettings
+from proxies import ROUTES, Endpoints
+
+BackendFactory = Callable[[str, Mapping[str, Any], Endpoints], Backend]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendType:
+    """One backend type: how to build its client and which routes that client uses."""
+
+    name: str
+    factory: BackendFactory
+    routes: tuple[str, ...]  # route names (proxies.ROUTE_NAMES); network emulation sits on them
+    # Options the orchestrator sets itself (from the services / network emulation).
+    reserved: frozenset[str] = frozenset()
+
+    @property
+    def servers(self) -> frozenset[str]:
+        """The servers this type needs: the protocols at the end of its routes."""
+        return frozenset(r.protocol for r in ROUTES if r.name in self.routes)
+
+
+TYPES: dict[str, BackendType] = {t.name: t for t in (
+    BackendType("null", NullBackend, ()),
+    BackendType("pgcache", PgCacheBackend, ("postgres", "postgres-listener"),
+                frozenset({"dsn", "listener_dsn"})),
+    BackendType("valkey", ValkeyBackend, ("valkey",), frozenset({"url"})),
+    BackendType("valkey-client-cache", ValkeyClientCacheBackend, ("valkey",)),
+)}
+
+PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {
+    "postgres-cache": ("pgcache", {}),
+    "postgres-no-local-cache": ("pgcache", {"local_max_entries": 0}),
+    "postgres-no-notify": ("pgcache", {"disable_notify": True}),
+    "valkey": ("valkey", {}),
+    "valkey-client-cache": ("valkey-client-cache", {}),
+    "null": ("null", {}),
+}
+
+
+def create_backend(name: str, backend_type: str, options: Mapping[str, Any],
+                   endpoints: Endpoints) -> Backend:
+    """A new, unconnected adapter for one application instance."""
+    return TYPES[backend_type].factory(name, options, endpoints)
+
+
+def option_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Problems with a backend's options: (option, expected, found) for each.
+
+    ``valkey-client-cache`` checks its options itself when it is created.
+    """
+    issues: list[tuple[str, str, str]] = []
+    reserved = TYPES[backend_type].reserved
+    allowed: set[str] | None = None
+    if backend_type == "pgcache":
+        allowed = {f.name for f in dataclasses.fields(CacheSettings)}
+    elif backend_type == "valkey":
+        allowed = set(inspect.signature(Redis.__init__).parameters) - {"self"}
+    elif backend_type == "null":
+        allowed = set()
+    for key in options:
+        if key in reserved:
+            issues.append((str(key), "an option the orchestrator does not set itself",
+                           f"{key!r} (set from the services / network emulation)"))
+        elif allowed is not None and key not in allowed:
+            known = ", ".join(sorted(a for a in allowed if a not in reserved)) or "none"
+            issues.append((str(key), f"a {backend_type} option ({known})", f"{key!r}"))
+    return issues

@@ -1,0 +1,213 @@
+"""The log files a run writes: operations and invalidations as CSV, events as JSON lines.
+
+Workers and the parent write these files while a pass runs; :mod:`orchestrator.results.store`
+ingests them into DuckDB after it. Their names and formats are defined here, once.
+
+Operations are the bulk of the data (hundreds of thousands per second per worker), so they do
+not go through structlog one by one: the worker's loop formats each operation as one CSV line
+(an f-string: ~0.4 us, where the csv module takes ~2 us) into an in-memory buffer, and the
+buffer is appended to ``*.ops.csv`` (columns ``OPS_COLUMNS``) in whole chunks with a single
+``os.write`` — a worker killed mid-run leaves a file whose every line is intact. Keys are
+written bare when the key prefix needs no CSV quoting (generated keys are prefix + digits) and
+quoted otherwise; error texts are always quoted. DuckDB's ``read_csv`` ingests the files in
+bulk.
+
+Invalidation arrivals are frequent too: they go the same way to ``*.invalidations.csv``
+(columns ``INVALIDATION_COLUMNS``) and are ingested as ``invalidation`` events. Both go through
+a :class:`CsvRecorder`.
+
+Every other event (phases, local flushes, stats, errors, the parent's progress) is a structlog
+event rendered as one JSON line: ``{"ts", "ts_ns", "level", "event", "run_id", "backend",
+"repetition", "process", "data": {...the rest...}}``. A worker's event file is flushed every
+0.25 s and at exit (not after every event), so a worker killed with SIGKILL loses at most its
+last quarter second of events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+PARENT_EVENTS = "parent.events.jsonl"  # the parent's events, in the run's log directory
+
+# Each file's columns, in order, with the DuckDB type the ingest reads them as.
+OPS_COLUMNS: dict[str, str] = {
+    "task": "INTEGER", "op": "VARCHAR", "key": "VARCHAR", "start_ns": "BIGINT",
+    "latency_ns": "BIGINT", "hit": "TINYINT", "local": "TINYINT", "version": "VARCHAR",
+    "server_version": "BIGINT", "error": "VARCHAR",
+}
+
+
+def csv_field(text: str) -> str:
+    """``text`` as one CSV field (quoted when it must be)."""
+    if any(c in text for c in ',"\n\r') or text == "":
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def needs_quoting(text: str) -> bool:
+    return any(c in text for c in ',"\n\r')
+
+
+def csv_row(task: int, op: str, key: str, start_ns: int, latency_ns: int,
+            hit: int | None = None, local: int | None = None, version: str | None = None,
+            server_version: int | None = None, error: str | None = None) -> str:
+    """One operation as a CSV line in OPS_COLUMNS order (the slow, general path)."""
+    def opt(value: object) -> str:
+        return "" if value is None else str(value)
+
+    return (f"{task},{op},{csv_field(key)},{start_ns},{latency_ns},{opt(hit)},{opt(local)},"
+            f"{'' if version is None else csv_field(version)},{opt(server_version)},"
+            f"{'' if error is None else csv_field(error)}\n")
+
+# Invalidation arrivals (worker -> ``<stem>.invalidations.csv``): one CSV line each, buffered
+# like operations (a structlog event per arrival cost ~7% of a worker's CPU in read-heavy
+# runs). The ingest turns each line into an ``events`` row, event ``invalidation``, data
+# ``{key, server_version, ts_ns}``: the same contract as a structlog event would have.
+INVALIDATION_COLUMNS: dict[str, str] = {
+    "key": "VARCHAR", "server_version": "BIGINT", "ts_ns": "BIGINT", "wall_ns": "BIGINT",
+}
+
+
+def worker_stem(backend: str, repetition: int, process: int) -> str:
+    """The common name of one worker's files for one pass: ``<backend>.r<rep>.p<process>``."""
+    return f"{backend}.r{repetition}.p{process}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFiles:
+    """The files one worker writes during one pass."""
+
+    process: int
+    ops: Path  # <stem>.ops.csv, OPS_COLUMNS
+    events: Path  # <stem>.events.jsonl, structlog events
+    invalidations: Path  # <stem>.invalidations.csv, INVALIDATION_COLUMNS
+
+    @classmethod
+    def of(cls, log_dir: Path, stem: str, process: int) -> WorkerFiles:
+        return cls(process, log_dir / f"{stem}.ops.csv", log_dir / f"{stem}.events.jsonl",
+                   log_dir / f"{stem}.invalidations.csv")
+
+
+# An event line's fields: these at the top, everything else under "data".
+_CORE = ("ts", "ts_ns", "level", "event", "run_id", "backend", "repetition", "process")
+EVENT_COLUMNS: dict[str, str] = {
+    "ts": "TIMESTAMP", "ts_ns": "BIGINT", "level": "VARCHAR", "event": "VARCHAR",
+    "backend": "VARCHAR", "repetition": "INTEGER", "process": "INTEGER", "data": "JSON",
+}
+
+
+class CsvRecorder:
+    """Buffers CSV lines (operations, invalidation arrivals) and appends them to one file in
+    whole chunks."""
+
+    def __init__(self, path: Path, flush_at: int = 16384) -> None:
+        self.path = path
+        self.rows: list[str] = []
+        self.flush_at = flush_at
+        self.flushed = 0
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    @property
+    def count(self) -> int:
+        return self.flushed + len(self.rows)
+
+    def flush(self) -> None:
+        rows = self.rows
+        if not rows or self._fd is None:
+            return
+        data = "".join(rows).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.flushed += len(rows)
+        rows.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _now_wall() -> str:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ",
+                                                                  timespec="microseconds")
+
+
+class _Stamp:
+    """Adds the wall-clock ``ts`` and the monotonic ``ts_ns`` (kept if the caller set one)."""
+
+    def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        event["ts"] = _now_wall()
+        event.setdefault("ts_ns", time.perf_counter_ns())
+        return event
+
+
+class _Context:
+    """Adds the fixed context of this log stream (run, backend, repetition, process)."""
+
+    def __init__(self, context: Mapping[str, Any]) -> None:
+        self.context = dict(context)
+
+    def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        for key, value in self.context.items():
+            event.setdefault(key, value)
+        return event
+
+
+def _nest(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """Moves every non-core field under ``data`` so the ingest reads a fixed set of columns."""
+    data = {key: event.pop(key) for key in [k for k in event if k not in _CORE]}
+    event["data"] = data
+    return event
+
+
+def _dumps(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(obj, default=str, separators=(",", ":"))
+
+
+class BufferedStream:
+    """A text file whose ``flush`` waits for :meth:`sync`: structlog's WriteLogger flushes
+    after every event, which would cost a system call per invalidation arrival."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "a", buffering=1 << 20, encoding="utf-8")  # noqa: SIM115
+
+    def write(self, text: str) -> int:
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        return None
+
+    def sync(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any]) -> None:
+    """Route this process's structlog events, as JSON lines, to ``stream``."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _Context(context),
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            _Stamp(),
+            _nest,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(file=stream),  # type: ignore[arg-type]
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        cache_logger_on_first_use=False,
+    )

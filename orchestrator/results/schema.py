@@ -1,0 +1,547 @@
+"""Every table and view of the results database (DuckDB), and the schema's version.
+
+The schema is a public interface, documented in ``results/README.md``; every statement that
+creates part of it is in this module. :func:`install` creates the tables and views of a
+results database (idempotent); :func:`ensure_views` gives a reader the views an older database
+lacks (TEMP views when it cannot write).
+
+Schema history (``schema_info.version``):
+  1 -- runs, ops, events tables; summary view; consistency, invalidation-lag and server-cost
+       views; server_cost table; threshold_results table (created when thresholds are
+       evaluated).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    workload VARCHAR,
+    workload_yaml VARCHAR,
+    seed BIGINT,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR,
+    host VARCHAR,
+    versions JSON,
+    git_commit VARCHAR,
+    network JSON,
+    thresholds_passed BOOLEAN
+);
+CREATE TABLE IF NOT EXISTS ops (
+    run_id VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    repetition INTEGER NOT NULL,
+    process INTEGER NOT NULL,
+    task INTEGER NOT NULL,
+    op VARCHAR NOT NULL,
+    key VARCHAR,
+    start_ns BIGINT NOT NULL,
+    latency_ns BIGINT NOT NULL,
+    hit BOOLEAN,
+    local BOOLEAN,
+    version VARCHAR,
+    server_version BIGINT,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id VARCHAR NOT NULL,
+    backend VARCHAR,
+    repetition INTEGER,
+    process INTEGER NOT NULL,
+    ts TIMESTAMP,
+    ts_ns BIGINT,
+    level VARCHAR,
+    event VARCHAR,
+    data JSON
+);
+"""
+
+# Latency statistics cover successful operations; ``ops`` and ``errors`` count all of them.
+# ops_per_s divides by the summed measured span of each repetition (first start to last end
+# of that op), so idle time between repetitions is not counted.
+SUMMARY_VIEW = """
+CREATE OR REPLACE VIEW summary AS
+WITH spans AS (
+    SELECT run_id, backend, op, repetition,
+           max(start_ns + latency_ns) - min(start_ns) AS span_ns
+    FROM ops GROUP BY run_id, backend, op, repetition
+), total_spans AS (
+    SELECT run_id, backend, op, sum(span_ns) AS span_ns
+    FROM spans GROUP BY run_id, backend, op
+)
+SELECT o.run_id, o.backend, o.op,
+       count(*) AS ops,
+       count(o.error) AS errors,
+       count(*) * 1e9 / nullif(any_value(s.span_ns), 0) AS ops_per_s,
+       avg(o.latency_ns) FILTER (WHERE o.error IS NULL) / 1e6 AS mean_ms,
+       quantile_cont(o.latency_ns, 0.5) FILTER (WHERE o.error IS NULL) / 1e6 AS p50_ms,
+       quantile_cont(o.latency_ns, 0.95) FILTER (WHERE o.error IS NULL) / 1e6 AS p95_ms,
+       quantile_cont(o.latency_ns, 0.99) FILTER (WHERE o.error IS NULL) / 1e6 AS p99_ms,
+       quantile_cont(o.latency_ns, 0.999) FILTER (WHERE o.error IS NULL) / 1e6 AS p999_ms,
+       avg(CASE WHEN o.hit THEN 1.0 ELSE 0.0 END)
+           FILTER (WHERE o.op = 'get' AND o.error IS NULL) AS hit_rate,
+       avg(CASE WHEN o.local THEN 1.0 ELSE 0.0 END)
+           FILTER (WHERE o.op = 'get' AND o.error IS NULL) AS local_rate
+FROM ops o JOIN total_spans s USING (run_id, backend, op)
+GROUP BY o.run_id, o.backend, o.op
+"""
+
+SUMMARY_COLUMNS = ("run_id", "backend", "op", "ops", "errors", "ops_per_s", "mean_ms",
+                   "p50_ms", "p95_ms", "p99_ms", "p999_ms", "hit_rate", "local_rate")
+
+# -- server cost -----------------------------------------------------------------------------
+# How server_cost_summary reads each metric: a counter's increase over the pass, a gauge's
+# maximum. (orchestrator.results.servercost samples them.)
+COUNTER = "counter"
+GAUGE = "gauge"
+
+METRIC_KINDS: dict[str, str] = {
+    # postgres
+    "xact_commit": COUNTER,
+    "xact_rollback": COUNTER,
+    "tup_inserted": COUNTER,
+    "tup_updated": COUNTER,
+    "tup_deleted": COUNTER,
+    "wal_bytes": COUNTER,
+    "notification_queue_usage": GAUGE,
+    "lock_waiting_backends": GAUGE,
+    "locks_not_granted": GAUGE,
+    "connections": GAUGE,
+    "table_bytes": GAUGE,
+    "dead_tuples": GAUGE,
+    "live_tuples": GAUGE,
+    # valkey
+    "total_commands_processed": COUNTER,
+    "instantaneous_ops_per_sec": GAUGE,
+    "used_memory": GAUGE,
+    "tracking_total_keys": GAUGE,
+    "tracking_clients": GAUGE,
+    "connected_clients": GAUGE,
+    "total_net_input_bytes": COUNTER,
+    "total_net_output_bytes": COUNTER,
+    "keyspace_hits": COUNTER,
+    "keyspace_misses": COUNTER,
+    "expired_keys": COUNTER,
+    "evicted_keys": COUNTER,
+    # both
+    "cpu_seconds": COUNTER,
+}
+
+_SERVER_COST_TABLE = """
+CREATE TABLE IF NOT EXISTS server_cost (
+    run_id VARCHAR, backend VARCHAR, repetition INTEGER, ts_ns BIGINT, ts TIMESTAMP,
+    server VARCHAR, metric VARCHAR, value DOUBLE)
+"""
+
+
+def _server_cost_summary_sql() -> str:
+    kinds = ", ".join(f"('{m}', '{k}')" for m, k in METRIC_KINDS.items())
+    return f"""
+CREATE OR REPLACE VIEW server_cost_summary AS
+WITH kinds(metric, kind) AS (VALUES {kinds}),
+steps AS (
+    SELECT c.*, coalesce(k.kind, 'gauge') AS kind,
+           coalesce(value - lag(value) OVER w, 0) AS step
+    FROM server_cost AS c LEFT JOIN kinds AS k USING (metric)
+    WINDOW w AS (PARTITION BY run_id, backend, repetition, server, metric ORDER BY ts_ns)
+)
+SELECT run_id, backend, repetition, server, metric, any_value(kind) AS kind,
+       count(*) AS samples,
+       (max(ts_ns) - min(ts_ns)) / 1e9 AS duration_s,
+       arg_min(value, ts_ns) AS first_value,
+       arg_max(value, ts_ns) AS last_value,
+       max(value) AS max_value,
+       -- A counter that went down was reset (server restart): count from zero again.
+       CASE WHEN any_value(kind) = 'counter'
+            THEN coalesce(sum(CASE WHEN step >= 0 THEN step ELSE value END), 0) END AS delta,
+       CASE WHEN any_value(kind) = 'counter' AND max(ts_ns) > min(ts_ns)
+            THEN coalesce(sum(CASE WHEN step >= 0 THEN step ELSE value END), 0)
+                 / ((max(ts_ns) - min(ts_ns)) / 1e9) END AS per_s,
+       CASE WHEN any_value(kind) = 'counter'
+            THEN coalesce(sum(CASE WHEN step >= 0 THEN step ELSE value END), 0)
+            ELSE max(value) END AS value
+FROM steps
+GROUP BY run_id, backend, repetition, server, metric
+"""
+
+_THRESHOLD_RESULTS_TABLE = """
+CREATE TABLE IF NOT EXISTS threshold_results (run_id VARCHAR, backend VARCHAR,
+    expression VARCHAR, measured DOUBLE, passed BOOLEAN, note VARCHAR)
+"""
+
+# -- consistency views over the recorded operations: stale reads and invalidation lag ---------
+# The views read the public tables ``ops`` and ``events``; a "pass" is one
+# ``(run_id, backend, repetition)``.
+#
+# Definitions (DESIGN.md section 5), made precise here:
+#
+# * A *write* is a successful ``set`` or ``delete`` (``error IS NULL``); a failed operation is
+#   not a write that happened. It occupies ``[start_ns, finish_ns]`` with
+#   ``finish_ns = start_ns + latency_ns``. A delete makes the key absent.
+# * A read is a successful ``get`` that returned a version (a hit). It saw write W1, the set
+#   whose ``version`` it returned. It is **stale** when some write W2 to the same key in the
+#   same pass started after W1 finished (``W2.start > W1.finish``) and finished before the
+#   read started (``W2.finish < read.start``).
+# * Its **staleness age** is ``read.start - min(W2.finish)`` over all such W2: how long the
+#   value had already been superseded when the read began. That earliest-finishing W2 is
+#   reported as the superseding write.
+# * Misses are never stale. A miss returns no superseded data: after a delete it is correct,
+#   and a cache may always drop an entry (TTL, eviction); its cost shows in the hit rate.
+# * A read returning a version that no recorded set of its pass wrote (a warm-up write: the
+#   warm-up is not recorded) is judged as if W1 finished before the pass began, so any write to
+#   the key that finished before the read supersedes it (``w1_recorded = false``). A read
+#   returning a version written by a *failed* set cannot be judged (the write may have been
+#   applied at any time) and is counted as ``unjudged_reads`` instead.
+# * ``beyond_invalidation`` tells a stale read that the invalidation protocol explains from one
+#   it does not: TRUE when the reader's instance had already been told of the superseding
+#   write W2 before the read started (an ``invalidation`` event in the reader's process for
+#   W2's ``server_version`` or a newer one, or a ``local_flush`` there after W2 finished,
+#   arrived earlier), or wrote W2 itself (pgcache is write-through); FALSE when that
+#   invalidation arrived only after the read started (the read fell within the invalidation
+#   lag); NULL when it cannot be told (W2 is a delete or has no
+#   server version, as with Valkey, or no invalidation for it reached the reader).
+#   For a correct pgcache, ``stale_beyond_invalidation`` is 0.
+#
+# Computation, linear-ish in the number of ops: for each key, writes sorted by start get the
+# suffix minimum of their finish (a window); an ASOF join gives each write W1 the earliest
+# finish of any write starting after W1 finished; each read then joins its W1 by version
+# (hash join) and is stale iff that earliest finish is before the read's start.
+#
+# Invalidation lag (pgcache backends): for each successful set with a ``server_version`` and
+# each *other* worker process of the pass, the first ``invalidation`` event in that process
+# for the same key whose ``server_version`` is at least the set's (an ASOF join, so a
+# coalesced notification for a newer version counts as delivering the older one), and
+# ``lag = arrival_ns - set.finish_ns``. A ``local_flush`` in that process after the set
+# finished delivers it too (``via = 'flush'``), whichever comes first. The lag can be slightly
+# negative: the server commits and notifies before the writer has read the reply. A (write,
+# process) pair with neither is *missing*: expected with NOTIFY disabled, and for writes in the
+# last moments of a pass whose notification arrived after the worker stopped recording.
+
+# Quantiles here are ``quantile_disc``: an observed value, never an interpolation.
+
+# Invalidation arrivals (with a server version) and local-cache flushes, as workers log them.
+_ARRIVALS = """arrivals AS (
+    SELECT run_id, backend, repetition, process,
+           data->>'key' AS key,
+           (data->>'server_version')::BIGINT AS server_version,
+           coalesce((data->>'ts_ns')::BIGINT, ts_ns) AS arrival_ns
+    FROM events
+    WHERE event = 'invalidation' AND data->>'server_version' IS NOT NULL
+),
+flushes AS (
+    SELECT run_id, backend, repetition, process,
+           coalesce((data->>'ts_ns')::BIGINT, ts_ns) AS flush_ns
+    FROM events
+    WHERE event = 'local_flush'
+)"""
+
+_STALE_READS = """
+CREATE OR REPLACE VIEW stale_reads AS
+WITH writes AS (
+    SELECT run_id, backend, repetition, key, op, version, process, server_version, start_ns,
+           start_ns + latency_ns AS finish_ns
+    FROM ops
+    WHERE op IN ('set', 'delete') AND error IS NULL
+),
+-- For writes ordered by start (descending), the earliest finish among this write and every
+-- write starting later (peers with an equal start share one value: RANGE frame).
+suffix AS (
+    SELECT run_id, backend, repetition, key, start_ns,
+           min(finish_ns) OVER w AS next_finish_ns,
+           arg_min(version, finish_ns) OVER w AS next_version,
+           arg_min(op, finish_ns) OVER w AS next_op,
+           arg_min(process, finish_ns) OVER w AS next_process,
+           arg_min(server_version, finish_ns) OVER w AS next_server_version
+    FROM writes
+    WINDOW w AS (PARTITION BY run_id, backend, repetition, key ORDER BY start_ns DESC)
+),
+-- Each set W1 with the earliest-finishing write that started after W1 finished.
+superseded AS (
+    SELECT w.run_id, w.backend, w.repetition, w.key, w.version, w.finish_ns,
+           s.next_finish_ns, s.next_version, s.next_op, s.next_process, s.next_server_version
+    FROM writes AS w
+    ASOF JOIN suffix AS s
+      ON s.run_id = w.run_id AND s.backend = w.backend AND s.repetition = w.repetition
+     AND s.key = w.key AND s.start_ns > w.finish_ns
+    WHERE w.op = 'set'
+),
+-- Per key, the earliest-finishing write of the pass: supersedes any unrecorded W1.
+first_write AS (
+    SELECT run_id, backend, repetition, key,
+           min(finish_ns) AS next_finish_ns,
+           arg_min(version, finish_ns) AS next_version,
+           arg_min(op, finish_ns) AS next_op,
+           arg_min(process, finish_ns) AS next_process,
+           arg_min(server_version, finish_ns) AS next_server_version
+    FROM writes
+    GROUP BY ALL
+),
+recorded_sets AS (
+    SELECT DISTINCT run_id, backend, repetition, version
+    FROM ops WHERE op = 'set' AND version IS NOT NULL
+),
+reads AS (
+    SELECT run_id, backend, repetition, process, task, key, start_ns, latency_ns,
+           local, version
+    FROM ops
+    WHERE op = 'get' AND error IS NULL AND version IS NOT NULL
+),
+judged AS (
+    SELECT r.*, true AS w1_recorded, s.finish_ns AS w1_finish_ns,
+           s.next_finish_ns, s.next_version, s.next_op, s.next_process, s.next_server_version
+    FROM reads AS r
+    JOIN superseded AS s
+      ON s.run_id = r.run_id AND s.backend = r.backend AND s.repetition = r.repetition
+     AND s.key = r.key AND s.version = r.version
+    WHERE s.next_finish_ns < r.start_ns
+    UNION ALL
+    SELECT r.*, false AS w1_recorded, NULL::BIGINT AS w1_finish_ns,
+           f.next_finish_ns, f.next_version, f.next_op, f.next_process, f.next_server_version
+    FROM reads AS r
+    ANTI JOIN recorded_sets AS k
+      ON k.run_id = r.run_id AND k.backend = r.backend AND k.repetition = r.repetition
+     AND k.version = r.version
+    JOIN first_write AS f
+      ON f.run_id = r.run_id AND f.backend = r.backend AND f.repetition = r.repetition
+     AND f.key = r.key
+    WHERE f.next_finish_ns < r.start_ns
+),
+{_ARRIVALS},
+-- When the reader's instance learnt of the superseding write: its invalidation (for that
+-- server version or a newer one) arriving in the reader's process.
+matched AS (
+    SELECT j.*, a.arrival_ns
+    FROM judged AS j
+    ASOF LEFT JOIN arrivals AS a
+      ON a.run_id = j.run_id AND a.backend = j.backend AND a.repetition = j.repetition
+     AND a.process = j.process AND a.key = j.key
+     AND a.server_version >= j.next_server_version
+),
+-- A flush of the reader's local cache after the superseding write finished tells it too.
+told AS (
+    SELECT m.* EXCLUDE (arrival_ns),
+           CASE WHEN m.next_server_version IS NOT NULL
+                THEN least(m.arrival_ns, f.flush_ns) END AS invalidation_arrival_ns
+    FROM matched AS m
+    ASOF LEFT JOIN flushes AS f
+      ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
+     AND f.process = m.process AND f.flush_ns > m.next_finish_ns
+)
+SELECT run_id, backend, repetition, process, task, key,
+       start_ns AS read_start_ns, latency_ns AS read_latency_ns, local,
+       version AS version_read, w1_recorded, w1_finish_ns,
+       next_version AS superseding_version, next_op AS superseding_op,
+       next_process AS superseding_process,
+       next_server_version AS superseding_server_version,
+       next_finish_ns AS superseding_finish_ns,
+       start_ns - next_finish_ns AS staleness_age_ns,
+       (start_ns - next_finish_ns) / 1e6 AS staleness_age_ms,
+       invalidation_arrival_ns,
+       CASE WHEN next_server_version IS NULL THEN NULL
+            WHEN next_process = process THEN true
+            WHEN invalidation_arrival_ns IS NULL THEN NULL
+            ELSE invalidation_arrival_ns < start_ns END AS beyond_invalidation
+FROM told
+"""
+
+def _consistency_sql(view: str, keys: str) -> str:
+    """The consistency summary grouped by ``keys`` (one scan of stale_reads)."""
+    on = " AND ".join(f"f.{k} = r.{k}" for k in ("run_id", "backend", "repetition"))
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
+WITH gets AS (
+    SELECT {keys},
+           count(DISTINCT repetition) AS passes,
+           count(*) AS reads,
+           count(*) FILTER (WHERE version IS NOT NULL) AS hits,
+           count(*) FILTER (WHERE local) AS local_reads
+    FROM ops WHERE op = 'get' AND error IS NULL
+    GROUP BY {keys}
+),
+-- Versions that only a failed set wrote: reads of them cannot be judged.
+failed_only AS (
+    SELECT run_id, backend, repetition, version FROM ops
+    WHERE op = 'set' AND error IS NOT NULL AND version IS NOT NULL
+    EXCEPT
+    SELECT run_id, backend, repetition, version FROM ops
+    WHERE op = 'set' AND error IS NULL AND version IS NOT NULL
+),
+unjudged AS (
+    SELECT {", ".join(f"r.{k.strip()}" for k in keys.split(","))}, count(*) AS unjudged_reads
+    FROM ops AS r
+    SEMI JOIN failed_only AS f ON {on} AND f.version = r.version
+    WHERE r.op = 'get' AND r.error IS NULL
+    GROUP BY ALL
+),
+stale AS (
+    SELECT {keys},
+           count(*) AS stale_reads,
+           count(*) FILTER (WHERE local) AS stale_local_reads,
+           count(*) FILTER (WHERE beyond_invalidation) AS stale_beyond_invalidation,
+           max(staleness_age_ms) AS max_staleness_ms,
+           quantile_disc(staleness_age_ms, 0.99) AS p99_staleness_ms,
+           quantile_disc(staleness_age_ms, 0.5) AS p50_staleness_ms
+    FROM stale_reads
+    GROUP BY {keys}
+)
+SELECT {", ".join(f"g.{k.strip()}" for k in keys.split(","))},
+       g.passes, g.reads, g.hits, g.local_reads,
+       coalesce(s.stale_reads, 0) AS stale_reads,
+       coalesce(s.stale_local_reads, 0) AS stale_local_reads,
+       coalesce(s.stale_reads, 0) / g.reads AS stale_rate,
+       coalesce(s.stale_beyond_invalidation, 0) AS stale_beyond_invalidation,
+       coalesce(u.unjudged_reads, 0) AS unjudged_reads,
+       coalesce(s.p50_staleness_ms, 0) AS p50_staleness_ms,
+       coalesce(s.p99_staleness_ms, 0) AS p99_staleness_ms,
+       coalesce(s.max_staleness_ms, 0) AS max_staleness_ms
+FROM gets AS g
+LEFT JOIN stale AS s USING ({keys})
+LEFT JOIN unjudged AS u USING ({keys})
+"""
+
+
+_CONSISTENCY_BY_PASS = _consistency_sql("consistency_by_pass", "run_id, backend, repetition")
+_CONSISTENCY = _consistency_sql("consistency", "run_id, backend")
+
+_INVALIDATION_LAG = """
+CREATE OR REPLACE VIEW invalidation_lag AS
+WITH sets AS (
+    SELECT run_id, backend, repetition, key, process AS writer_process, version,
+           server_version, start_ns + latency_ns AS finish_ns
+    FROM ops
+    WHERE op = 'set' AND error IS NULL AND server_version IS NOT NULL
+),
+processes AS (
+    SELECT DISTINCT run_id, backend, repetition, process FROM ops
+),
+expected AS (
+    SELECT s.*, p.process AS receiver_process
+    FROM sets AS s
+    JOIN processes AS p
+      ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
+     AND p.process <> s.writer_process
+),
+{_ARRIVALS},
+matched AS (
+    SELECT e.*, a.server_version AS received_server_version, a.arrival_ns
+    FROM expected AS e
+    ASOF LEFT JOIN arrivals AS a
+      ON a.run_id = e.run_id AND a.backend = e.backend AND a.repetition = e.repetition
+     AND a.process = e.receiver_process AND a.key = e.key
+     AND a.server_version >= e.server_version
+),
+delivered AS (
+    SELECT m.*, f.flush_ns, least(m.arrival_ns, f.flush_ns) AS delivered_ns
+    FROM matched AS m
+    ASOF LEFT JOIN flushes AS f
+      ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
+     AND f.process = m.receiver_process AND f.flush_ns > m.finish_ns
+)
+SELECT run_id, backend, repetition, key, version, server_version, writer_process,
+       receiver_process,
+       CASE WHEN arrival_ns IS NOT NULL AND (flush_ns IS NULL OR arrival_ns <= flush_ns)
+            THEN 'invalidation' ELSE 'flush' END AS via,
+       CASE WHEN arrival_ns IS NOT NULL AND (flush_ns IS NULL OR arrival_ns <= flush_ns)
+            THEN received_server_version END AS received_server_version,
+       finish_ns AS write_finish_ns, delivered_ns AS arrival_ns,
+       delivered_ns - finish_ns AS lag_ns,
+       (delivered_ns - finish_ns) / 1e6 AS lag_ms
+FROM delivered
+WHERE delivered_ns IS NOT NULL
+"""
+
+_INVALIDATION_LAG_SUMMARY = """
+CREATE OR REPLACE VIEW invalidation_lag_summary AS
+WITH expected AS (
+    SELECT s.run_id, s.backend,
+           count(DISTINCT (s.repetition, s.version)) AS writes,
+           count(p.process) AS expected
+    FROM ops AS s
+    LEFT JOIN (SELECT DISTINCT run_id, backend, repetition, process FROM ops) AS p
+      ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
+     AND p.process <> s.process
+    WHERE s.op = 'set' AND s.error IS NULL AND s.server_version IS NOT NULL
+    GROUP BY ALL
+),
+lag AS (
+    SELECT run_id, backend, count(*) AS delivered,
+           quantile_disc(lag_ms, 0.5) AS p50_ms,
+           quantile_disc(lag_ms, 0.99) AS p99_ms,
+           max(lag_ms) AS max_ms,
+           avg(lag_ms) AS mean_ms
+    FROM invalidation_lag GROUP BY ALL
+)
+SELECT e.run_id, e.backend, e.writes, e.expected,
+       coalesce(l.delivered, 0) AS count,
+       e.expected - coalesce(l.delivered, 0) AS missing,
+       l.p50_ms, l.p99_ms, l.max_ms, l.mean_ms
+FROM expected AS e
+LEFT JOIN lag AS l USING (run_id, backend)
+"""
+
+_STALE_READS = _STALE_READS.replace("{_ARRIVALS}", _ARRIVALS)
+_INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS)
+
+_STALE_READS = _STALE_READS.replace("{_ARRIVALS}", _ARRIVALS)
+_INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS)
+
+# -- installing ------------------------------------------------------------------------------
+# Every view, in dependency order, with the tables it reads.
+_VIEWS: tuple[tuple[str, str, frozenset[str]], ...] = (
+    ("summary", SUMMARY_VIEW, frozenset({"ops"})),
+    ("stale_reads", _STALE_READS, frozenset({"ops", "events"})),
+    ("consistency_by_pass", _CONSISTENCY_BY_PASS, frozenset({"ops", "events"})),
+    ("consistency", _CONSISTENCY, frozenset({"ops", "events"})),
+    ("invalidation_lag", _INVALIDATION_LAG, frozenset({"ops", "events"})),
+    ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY, frozenset({"ops"})),
+    ("server_cost_summary", _server_cost_summary_sql(), frozenset({"server_cost"})),
+)
+VIEW_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _VIEWS)
+
+
+def install(conn: Any) -> None:
+    """Create the tables (if missing) and the views of a results database; record the version."""
+    conn.execute(_TABLES)
+    conn.execute(_SERVER_COST_TABLE)
+    install_views(conn)
+    if conn.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
+        conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+
+
+def install_views(conn: Any, names: tuple[str, ...] = VIEW_NAMES, *,
+                  temporary: bool = False) -> None:
+    """Create or replace the views called ``names`` (TEMP views: for this connection only)."""
+    for name, sql, _ in _VIEWS:
+        if name in names:
+            if temporary:
+                sql = sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW", 1)
+            conn.execute(sql)
+
+
+def ensure_views(conn: Any) -> None:
+    """Create the views a database lacks, where it has their tables; TEMP ones when it is
+    read-only (a database written by an older version, opened by a reader)."""
+    views = {row[0] for row in conn.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    missing = tuple(name for name, _, needs in _VIEWS if name not in views and needs <= tables)
+    if missing:
+        install_views(conn, missing, temporary=read_only(conn))
+
+
+def read_only(conn: Any) -> bool:
+    """Whether ``conn``'s database is attached read-only."""
+    row = conn.execute("SELECT readonly FROM duckdb_databases() "
+                       "WHERE database_name = current_database()").fetchone()
+    return bool(row and row[0])
+
+
+def install_threshold_results(conn: Any) -> None:
+    """Create table ``threshold_results`` (if missing): it exists once thresholds were judged."""
+    conn.execute(_THRESHOLD_RESULTS_TABLE)

@@ -1,0 +1,208 @@
+"""The results database (DuckDB): opening it, the run's row, idempotent ingest, reading back.
+
+The schema itself is :mod:`orchestrator.results.schema`; the files ingested are those of
+:mod:`orchestrator.results.logs`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from orchestrator.errors import ResultsError, UsageError
+from orchestrator.results import schema
+from orchestrator.results.logs import (
+    EVENT_COLUMNS,
+    INVALIDATION_COLUMNS,
+    OPS_COLUMNS,
+    WorkerFiles,
+)
+
+DEFAULT_RESULTS = Path("results/benchmarks.duckdb")
+
+def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False) -> Any:
+    """Open (creating if needed) the results database with its schema in place."""
+    path = Path(path)
+    try:
+        if read_only:
+            if not path.exists():
+                raise UsageError(f"no results database at {path}; run a workload first "
+                                 "(python -m orchestrator run workloads/default.yaml)")
+            ro = duckdb.connect(str(path), read_only=True)
+            schema.ensure_views(ro)
+            return ro
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(str(path))
+    except (duckdb.Error, OSError) as exc:
+        raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
+    schema.install(conn)
+    return conn
+
+
+def _has_data(path: Path) -> bool:
+    """Whether a worker wrote anything to ``path`` (a worker killed early may not have)."""
+    return path.exists() and path.stat().st_size > 0
+
+
+def _sql_list(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _struct(columns: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """The ``runs`` row of a run, as known when it starts."""
+
+    run_id: str
+    workload: str
+    workload_yaml: str
+    seed: int
+    started_at: Any
+    host: str
+    versions: dict[str, Any]
+    git_commit: str | None
+    network: dict[str, Any]
+
+
+def record_run_start(conn: Any, run: RunRecord) -> None:
+    conn.execute("DELETE FROM runs WHERE run_id = ?", [run.run_id])
+    conn.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL)",
+        [run.run_id, run.workload, run.workload_yaml, run.seed, run.started_at, run.host,
+         json.dumps(run.versions), run.git_commit, json.dumps(run.network)])
+
+
+def update_run(conn: Any, run_id: str, **fields: Any) -> None:
+    """Set columns of a run (status, finished_at, network, versions, thresholds_passed)."""
+    for name, value in fields.items():
+        if name not in ("status", "finished_at", "network", "versions", "thresholds_passed"):
+            raise ValueError(f"not an updatable runs column: {name}")
+        if name in ("network", "versions"):
+            value = json.dumps(value)
+        conn.execute(f"UPDATE runs SET {name} = ? WHERE run_id = ?", [value, run_id])
+
+
+def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
+                files: Sequence[WorkerFiles]) -> int:
+    """Load one backend pass (the files of each worker); replaces earlier loads.
+
+    Returns the number of op rows ingested.
+    """
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM ops WHERE run_id = ? AND backend = ? AND repetition = ?",
+                     [run_id, backend, repetition])
+        conn.execute("DELETE FROM events WHERE run_id = ? AND backend = ? AND repetition = ? "
+                     "AND process >= 0", [run_id, backend, repetition])
+        rows = 0
+        for process, ops in [(f.process, f.ops) for f in files if _has_data(f.ops)]:
+            inserted = conn.execute(
+                f"""INSERT INTO ops SELECT ?, ?, ?, ?, task, op, key, start_ns, latency_ns,
+                           hit::BOOLEAN, local::BOOLEAN, version, server_version, error
+                    FROM read_csv({_sql_list([ops])}, header = false, auto_detect = false,
+                                  columns = {_struct(OPS_COLUMNS)}, quote = '"',
+                                  escape = '"', delim = ',', strict_mode = false)""",
+                [run_id, backend, repetition, process]).fetchone()
+            rows += int(inserted[0]) if inserted else 0
+        events = [f.events for f in files if _has_data(f.events)]
+        if events:
+            _insert_events(conn, run_id, events)
+        for f in files:
+            if _has_data(f.invalidations):
+                _insert_invalidations(conn, run_id, backend, repetition, f.process,
+                                      f.invalidations)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rows
+
+
+def _insert_events(conn: Any, run_id: str, paths: Sequence[Path]) -> None:
+    conn.execute(
+        f"""INSERT INTO events SELECT ?, backend, repetition, process, ts, ts_ns, level, event,
+                   data
+            FROM read_json({_sql_list(paths)}, format = 'newline_delimited',
+                           columns = {_struct(EVENT_COLUMNS)}, ignore_errors = true)""",
+        [run_id])
+
+
+def _insert_invalidations(conn: Any, run_id: str, backend: str, repetition: int,
+                          process: int, path: Path) -> None:
+    """A worker's invalidation arrivals as ``invalidation`` events (see logs)."""
+    conn.execute(
+        f"""INSERT INTO events
+            SELECT ?, ?, ?, ?, make_timestamp(wall_ns // 1000), ts_ns, 'info', 'invalidation',
+                   json_object('key', key, 'server_version', server_version, 'ts_ns', ts_ns)
+            FROM read_csv({_sql_list([path])}, header = false, auto_detect = false,
+                          columns = {_struct(INVALIDATION_COLUMNS)}, quote = '"',
+                          escape = '"', delim = ',', strict_mode = false)""",
+        [run_id, backend, repetition, process])
+
+
+def ingest_parent_events(conn: Any, run_id: str, path: Path) -> None:
+    """Load the parent's events (process -1); replaces an earlier load."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute("DELETE FROM events WHERE run_id = ? AND process = -1", [run_id])
+        if _has_data(path):
+            _insert_events(conn, run_id, [path])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def resolve_run_id(conn: Any, run_id: str | None) -> str:
+    """``latest`` (or None) -> the most recent run id; check that a given id exists."""
+    if run_id in (None, "latest"):
+        row = conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC "
+                           "LIMIT 1").fetchone()
+        if row is None:
+            raise UsageError("the results database holds no run yet")
+        return str(row[0])
+    row = conn.execute("SELECT run_id FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if row is None:
+        raise UsageError(f"no run {run_id!r} in the results database; "
+                         "`python -m orchestrator query \"SELECT run_id FROM runs\"` lists them")
+    return str(row[0])
+
+
+def summary(conn: Any, run_id: str) -> list[dict[str, Any]]:
+    """The summary rows of a run, backends in the order they ran."""
+    cursor = conn.execute(
+        f"""SELECT {', '.join('s.' + c for c in schema.SUMMARY_COLUMNS)}
+            FROM summary s
+            LEFT JOIN (SELECT backend, min(ts_ns) AS first FROM events
+                       WHERE run_id = ? GROUP BY backend) e USING (backend)
+            WHERE s.run_id = ?
+            ORDER BY e.first NULLS LAST, s.backend,
+                     CASE s.op WHEN 'set' THEN 0 WHEN 'delete' THEN 1 ELSE 2 END""",
+        [run_id, run_id])
+    return [dict(zip(schema.SUMMARY_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def run_info(conn: Any, run_id: str) -> dict[str, Any]:
+    cursor = conn.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    names = [d[0] for d in cursor.description]
+    row = cursor.fetchone()
+    return dict(zip(names, row, strict=True)) if row else {}
+
+
+def query(conn: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run any SQL; return column names and rows."""
+    try:
+        cursor = conn.execute(sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"query failed: {exc}") from exc
+    if cursor.description is None:
+        return [], []
+    return [d[0] for d in cursor.description], cursor.fetchall()

@@ -1,0 +1,257 @@
+"""The load one worker generates: its writer and reader tasks, warm-up then measurement.
+
+:class:`Load` runs this process's share of the workload's tasks (:func:`task_plan`) against
+one backend instance, all concurrently on one event loop, and records every measured
+operation as one CSV line (:mod:`orchestrator.results.logs`). The task loops are the hot path
+of the harness: they bind what they use to locals and format each line with one f-string.
+Closed loop by default; with a target rate each task runs open loop and an operation's latency
+counts from its intended start (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from orchestrator.backends.base import Backend
+from orchestrator.results.logs import CsvRecorder, csv_field, csv_row, needs_quoting
+from orchestrator.run.keys import key_picker, task_rng, value_maker, zipf_cdf
+from orchestrator.workload.model import Workload
+
+_ERROR_PAUSE_S = 0.001
+# A task that has not suspended for this long yields to the others (operations that complete
+# without I/O, such as local-cache hits, never suspend by themselves): this bounds how long
+# other tasks, timers and incoming notifications wait for the event loop.
+_SLICE_NS = 50_000
+
+
+def task_plan(workload: Workload, process: int, processes: int) -> list[tuple[str, int]]:
+    """This process's tasks: ("write"|"read", global task id). Writers first, then readers."""
+    plan = [("write", t) for t in range(workload.writers) if t % processes == process]
+    plan += [("read", workload.writers + r) for r in range(workload.readers)
+             if r % processes == process]
+    return plan
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as recorded: ``Type: message``, at most 300 characters."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:300]
+
+
+class _Phase:
+    """One phase (warm-up or measurement) shared by every task of the worker."""
+
+    def __init__(self, start_ns: int, until_ns: int | None, record: bool, purpose: str) -> None:
+        self.start_ns = start_ns
+        self.until_ns = until_ns
+        self.record = record
+        self.purpose = purpose
+
+
+class Load:
+    """Runs the tasks of one process against one backend instance."""
+
+    def __init__(self, workload: Workload, process: int, processes: int, backend: Backend,
+                 recorder: CsvRecorder) -> None:
+        self.process = process
+        self.processes = processes
+        self.workload = workload
+        self.backend = backend
+        self.recorder = recorder
+        self.stopping = False
+        self.errors = 0
+        self.log = structlog.get_logger()
+        self._cdf = (zipf_cdf(workload.keyspace, workload.key_distribution.theta)
+                     if workload.key_distribution.kind == "zipfian" else None)
+        self._seq: dict[int, int] = {}
+        # Generated keys are prefix + digits: only the prefix can need CSV quoting.
+        self._quoted = needs_quoting(workload.key_prefix)
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def _picker(self, task: int, purpose: str) -> Callable[[], str]:
+        w = self.workload
+        return key_picker(w.key_distribution, w.keyspace, w.key_prefix,
+                          task_rng(w.seed, task, f"keys:{purpose}"), self._cdf)
+
+    def _interval_ns(self, kind: str) -> int:
+        w = self.workload
+        rate = w.target_rate.writes if kind == "write" else w.target_rate.reads
+        tasks = w.writers if kind == "write" else w.readers
+        return int(tasks / rate * 1e9) if rate else 0
+
+    def _think_s(self, kind: str) -> float:
+        think = (self.workload.think_time_ms.writes if kind == "write"
+                 else self.workload.think_time_ms.reads)
+        return (think or 0.0) / 1000.0
+
+    async def run_task(self, kind: str, task: int, phase: _Phase, count: int | None) -> None:
+        if kind == "read":
+            await self._reader(task, phase, count)
+        else:
+            await self._writer(task, phase, count)
+
+    async def _reader(self, task: int, phase: _Phase, count: int | None) -> None:
+        get = self.backend.get
+        pick = self._picker(task, phase.purpose)
+        quoted, quote = self._quoted, csv_field
+        clock = time.perf_counter_ns
+        recorder = self.recorder
+        rows = recorder.rows
+        append = rows.append
+        flush_at = recorder.flush_at
+        record = phase.record
+        until = phase.until_ns
+        interval = self._interval_ns("read")
+        think = self._think_s("read")
+        sleep = asyncio.sleep
+        intended = phase.start_ns
+        last_yield = clock()
+        i = 0
+        while not self.stopping and (count is None or i < count):
+            key = pick()
+            if interval:
+                now = clock()
+                if now < intended:
+                    await sleep((intended - now) / 1e9)
+                t0 = intended
+                intended += interval
+            else:
+                t0 = clock()
+            if until is not None and t0 >= until:
+                break
+            try:
+                result = await get(key)
+            except Exception as exc:  # recorded, the task goes on
+                t1 = clock()
+                self.errors += 1
+                if record:
+                    append(csv_row(task, "get", key, t0, t1 - t0, error=error_text(exc)))
+                await sleep(_ERROR_PAUSE_S)
+            else:
+                t1 = clock()
+                if record:
+                    field = quote(key) if quoted else key
+                    value = result.value
+                    if value is None:
+                        append(f"{task},get,{field},{t0},{t1 - t0},0,0,,,\n")
+                    else:
+                        append(f"{task},get,{field},{t0},{t1 - t0},1,"
+                               f"{1 if result.local else 0},"
+                               f"{value[:value.find(b'|')].decode()},,\n")
+                    if len(rows) >= flush_at:
+                        recorder.flush()
+            i += 1
+            if think:
+                await sleep(think)
+            elif t1 - last_yield > _SLICE_NS:
+                await sleep(0)
+                last_yield = t1
+
+    async def _writer(self, task: int, phase: _Phase, count: int | None) -> None:
+        w = self.workload
+        backend = self.backend
+        set_, delete = backend.set, backend.delete
+        pick = self._picker(task, phase.purpose)
+        quoted, quote = self._quoted, csv_field
+        value_rng = task_rng(w.seed, task, f"values:{phase.purpose}")
+        make_value = value_maker(w.value_size_min, w.value_size_max, value_rng)
+        delete_ratio = w.delete_ratio
+        rand = value_rng.random
+        ttl = w.ttl_s
+        prefix = f"{self.process}:{task}:"
+        seq = self._seq.get(task, 0)
+        clock = time.perf_counter_ns
+        recorder = self.recorder
+        rows = recorder.rows
+        append = rows.append
+        flush_at = recorder.flush_at
+        record = phase.record
+        until = phase.until_ns
+        interval = self._interval_ns("write")
+        think = self._think_s("write")
+        sleep = asyncio.sleep
+        intended = phase.start_ns
+        last_yield = clock()
+        i = 0
+        try:
+            while not self.stopping and (count is None or i < count):
+                key = pick()
+                seq += 1
+                write_id = f"{prefix}{seq}"
+                is_delete = delete_ratio and rand() < delete_ratio
+                value = b"" if is_delete else make_value(write_id)
+                if interval:
+                    now = clock()
+                    if now < intended:
+                        await sleep((intended - now) / 1e9)
+                    t0 = intended
+                    intended += interval
+                else:
+                    t0 = clock()
+                if until is not None and t0 >= until:
+                    break
+                op = "delete" if is_delete else "set"
+                try:
+                    if is_delete:
+                        await delete(key)
+                        version = None
+                    else:
+                        version = await set_(key, value, ttl)
+                except Exception as exc:  # recorded, the task goes on
+                    t1 = clock()
+                    self.errors += 1
+                    if record:
+                        append(csv_row(task, op, key, t0, t1 - t0, version=write_id,
+                                       error=error_text(exc)))
+                    await sleep(_ERROR_PAUSE_S)
+                else:
+                    t1 = clock()
+                    if record:
+                        field = quote(key) if quoted else key
+                        append(f"{task},{op},{field},{t0},{t1 - t0},,,{write_id},"
+                               f"{'' if version is None else version},\n")
+                        if len(rows) >= flush_at:
+                            recorder.flush()
+                i += 1
+                if think:
+                    await sleep(think)
+                elif t1 - last_yield > _SLICE_NS:
+                    await sleep(0)
+                    last_yield = t1
+        finally:
+            self._seq[task] = seq
+
+    async def run(self, start_ns: int) -> None:
+        """Warm up (unrecorded), then measure, every task of this process concurrently."""
+        w = self.workload
+        plan = task_plan(w, self.process, self.processes)
+        measure_start = start_ns + int(w.warmup_s * 1e9)
+        await _sleep_until(start_ns)
+        if w.warmup_s > 0 and not self.stopping:
+            self.log.info("phase", phase="warmup", start_ns=start_ns, until_ns=measure_start)
+            warm = _Phase(start_ns, measure_start, False, "warmup")
+            await asyncio.gather(*(self.run_task(k, t, warm, None) for k, t in plan))
+            await _sleep_until(measure_start)
+        if self.stopping:
+            return
+        until = measure_start + int(w.duration_s * 1e9) if w.duration_s else None
+        self.log.info("phase", phase="measure", start_ns=measure_start, until_ns=until,
+                      tasks=len(plan))
+        phase = _Phase(measure_start, until, True, "measure")
+        await asyncio.gather(*(
+            self.run_task(kind, task, phase, None if w.duration_s else
+                          (w.write_iterations if kind == "write" else w.read_iterations))
+            for kind, task in plan))
+        self.log.info("phase", phase="drain", ops=self.recorder.count, errors=self.errors)
+
+
+async def _sleep_until(when_ns: int) -> None:
+    delay = (when_ns - time.perf_counter_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)

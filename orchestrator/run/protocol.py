@@ -1,0 +1,115 @@
+"""What the parent and a worker tell each other: the worker's spec and typed messages.
+
+A worker is a function of (workload, backend, slot, seed) that writes a log stream. The parent
+gives it a :class:`WorkerSpec`; then they exchange messages, one JSON object per line:
+
+  worker -> parent: :class:`Ready` (connected), :class:`Progress` (every 0.25 s),
+                    :class:`Done` (buffers written, backend closed)
+  parent -> worker: :class:`Go` (the start barrier: a common ``perf_counter_ns`` start),
+                    :class:`Stop` (finish the operations in flight, write, exit)
+
+:func:`encode` and :func:`decode` are the only translation to and from the wire; both sides
+use them. The executor decides how the lines travel (today: a local process's stdin/stdout).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from orchestrator.errors import WorkerError
+from orchestrator.results.logs import worker_stem
+from orchestrator.workload.model import BackendSpec
+from proxies import Endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything one worker needs for one pass; JSON-serialisable."""
+
+    run_id: str
+    backend: BackendSpec
+    repetition: int
+    process: int
+    processes: int
+    workload: dict[str, Any]  # the workload's data; the worker validates it again
+    endpoints: Endpoints  # through the network emulation the parent set up, if any
+    network_mode: str  # what the worker itself does: "none" or "inprocess"
+    log_dir: str
+
+    @property
+    def stem(self) -> str:
+        """The common name of this worker's files in ``log_dir``."""
+        return worker_stem(self.backend.name, self.repetition, self.process)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSpec:
+        data = json.loads(text)
+        return cls(**dict(data, backend=BackendSpec(**data["backend"]),
+                          endpoints=Endpoints(**data["endpoints"])))
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker is connected and waits for :class:`Go`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Operations recorded and errors met so far."""
+
+    ops: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The worker finished: its files are complete."""
+
+    ops: int
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    """Start the tasks at ``start_ns`` (``time.perf_counter_ns()``, system-wide on Linux)."""
+
+    start_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop the tasks: finish the operations in flight, write what was measured, exit."""
+
+
+WorkerMessage = Ready | Progress | Done
+ParentMessage = Go | Stop
+Message = WorkerMessage | ParentMessage
+
+_TYPES: dict[str, type[Message]] = {
+    "ready": Ready, "progress": Progress, "done": Done, "go": Go, "stop": Stop}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+class ProtocolError(WorkerError):
+    """A line that is not a message of this protocol."""
+
+
+def encode(message: Message) -> bytes:
+    """One message as a JSON line: ``{"type": "progress", "ops": 10, "errors": 0}``."""
+    return (json.dumps({"type": _NAMES[type(message)], **asdict(message)}) + "\n").encode()
+
+
+def decode(line: bytes | str) -> Message:
+    """The message of one JSON line; :class:`ProtocolError` when it is not one."""
+    try:
+        data = json.loads(line)
+        cls = _TYPES[data.pop("type")]
+        # Every field of these messages is an integer.
+        return cls(**{f.name: int(data[f.name]) for f in fields(cls)})
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"not a worker protocol message: {line!r:.200}") from exc

@@ -1,0 +1,396 @@
+"""The parent process: runs every backend pass of a workload and records the run.
+
+A state machine per pass: prepare (fresh server state) -> start one worker per process through
+the executor -> wait until every worker is connected (:class:`Ready`) -> start barrier
+(:class:`Go` with a common start time) -> warm-up + measurement in the workers -> drain (each
+worker finishes its operations in flight and writes its files) -> ingest into DuckDB. Passes
+run one after another, repetitions interleaved (A B C, A B C, ...), all with the same seeds.
+
+The executor stops and reaps the workers of a pass whatever ends it (no orphans).
+SIGINT/SIGTERM: the workers are told to stop, are killed if they have not exited within the
+grace period, what was measured is ingested and the run is marked ``interrupted``. A worker
+that exits without finishing marks the run ``failed``; the other workers are stopped and their
+data ingested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from orchestrator.backends.registry import TYPES, create_backend
+from orchestrator.errors import ExitCode, InterruptedRun, OrchestratorError, WorkerError
+from orchestrator.reports.table import format_summary
+from orchestrator.results import schema, servercost, store, thresholds
+from orchestrator.results.logs import PARENT_EVENTS, WorkerFiles, configure_events
+from orchestrator.run.executor import STOP_GRACE_S, Executor, LocalProcessExecutor, WorkerHandle
+from orchestrator.run.keys import task_rng, value_maker
+from orchestrator.run.network import ParentRoute, open_route
+from orchestrator.run.protocol import Done, Go, Progress, Ready, Stop, WorkerSpec
+from orchestrator.run.provenance import git_commit, versions
+from orchestrator.services import services_for_run
+from orchestrator.workload.model import BackendSpec, Workload
+from orchestrator.workload.validation import select_backends
+from proxies import Endpoints
+
+_READY_TIMEOUT_S = 60.0
+_BARRIER_DELAY_NS = 100_000_000
+_PREPARE_TIMEOUT_S = 60.0
+
+
+class RunStatus(enum.StrEnum):
+    """A run's state, as ``runs.status`` records it."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass
+class RunOptions:
+    """How to run: where results go, which backends, where output goes, how workers start."""
+
+    results_path: Path = store.DEFAULT_RESULTS
+    backends: list[str] | None = None
+    console: IO[str] = field(default_factory=lambda: sys.stderr)
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    executor: Executor = field(default_factory=LocalProcessExecutor)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: RunStatus
+    exit_code: ExitCode
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Worker:
+    """The parent's view of one worker: what it last reported."""
+
+    def __init__(self, handle: WorkerHandle) -> None:
+        self.handle = handle
+        self.ready = asyncio.Event()
+        self.done = False
+        self.ops = 0
+        self.errors = 0
+        self.follower = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        async for message in self.handle.messages():
+            if isinstance(message, Ready):
+                self.ready.set()
+            elif isinstance(message, Progress | Done):
+                self.ops, self.errors = message.ops, message.errors
+                self.done = self.done or isinstance(message, Done)
+
+    @property
+    def finished_silently(self) -> bool:
+        """Exited cleanly without saying it was done (its output ended first)."""
+        return self.handle.exit_code == 0 and not self.done and self.follower.done()
+
+
+class Runner:
+    """Runs one workload; see the module docstring."""
+
+    def __init__(self, workload: Workload, options: RunOptions) -> None:
+        self.workload = workload
+        self.options = options
+        self.backends = (select_backends(workload, options.backends) if options.backends
+                         else workload.backends)
+        now = dt.datetime.now(dt.UTC)
+        self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
+        self.interrupted = False
+        self.failed: str | None = None
+        self.signals = 0
+        self._workers: list[_Worker] = []
+        self._stems: dict[int, str] = {}  # the current pass's workers: process -> file stem
+        self._tty = options.console.isatty()
+        self.log: Any = None
+
+    # -- console -------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if self._tty:
+            text = "\r\x1b[K" + text
+        print(text, file=self.options.console, flush=True)
+
+    def _progress(self, label: str, started: float, expected: int | None) -> None:
+        ops = sum(w.ops for w in self._workers)
+        errors = sum(w.errors for w in self._workers)
+        elapsed = time.monotonic() - started
+        rate = ops / elapsed if elapsed > 0 else 0.0
+        share = f"/{expected:,} ({100 * ops / expected:.0f}%)" if expected else ""
+        line = (f"{label}: {ops:,}{share} ops, {rate:,.0f} ops/s, {errors} errors, "
+                f"{elapsed:.1f} s")
+        if self._tty:
+            print("\r\x1b[K" + line, end="", file=self.options.console, flush=True)
+        else:
+            print(line, file=self.options.console, flush=True)
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_signal(self, sig: int) -> None:
+        self.signals += 1
+        self.interrupted = True
+        name = signal.Signals(sig).name
+        if self.log is not None:
+            self.log.warning("interrupted", signal=name, count=self.signals)
+        if self.signals == 1:
+            self.say(f"{name}: stopping the workers (again to kill them at once)")
+            self._send_all(Stop())
+        else:
+            self._kill_workers()
+
+    def _send_all(self, message: Go | Stop) -> None:
+        for worker in self._workers:
+            worker.handle.send(message)
+
+    def _kill_workers(self) -> None:
+        for worker in self._workers:
+            worker.handle.kill()
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self) -> RunOutcome:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        parent_events = self.log_dir / PARENT_EVENTS
+        with open(parent_events, "a", buffering=1) as stream:  # noqa: ASYNC230 - tiny, local
+            configure_events(stream, {"run_id": self.run_id, "backend": None,
+                                      "repetition": None, "process": -1})
+            self.log = structlog.get_logger()
+            return await self._run(parent_events)
+
+    async def _run(self, parent_events: Path) -> RunOutcome:
+        w = self.workload
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
+        need_pg, need_vk = "postgres" in servers, "valkey" in servers
+        conn = store.connect(self.options.results_path)
+        status = RunStatus.FAILED
+        thresholds_passed: bool | None = None
+        route: ParentRoute | None = None
+        try:
+            self.say(f"run {self.run_id}: workload {w.name}, backends "
+                     f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
+                     f"processes, results in {self.options.results_path}")
+            with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
+                                  say=self.say) as svc:
+                upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
+                store.record_run_start(conn, store.RunRecord(
+                    run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
+                    started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                    host=socket.gethostname(),
+                    versions=await versions(svc.postgres_dsn if need_pg else "",
+                                             svc.valkey_url if need_vk else ""),
+                    git_commit=git_commit(), network=w.network.to_dict()))
+                self.log.info("run_started", workload=w.name, seed=w.seed,
+                              backends=[b.name for b in self.backends],
+                              processes=w.process_count, services=svc.description)
+                route = open_route(w.network, upstream, self.say, self.log)
+                store.update_run(conn, self.run_id, network=route.config)
+                for repetition in range(1, w.repeat + 1):
+                    for spec in self.backends:
+                        if self.interrupted or self.failed:
+                            break
+                        await self._pass(conn, spec, repetition, route, upstream)
+            status = (RunStatus.INTERRUPTED if self.interrupted else
+                      RunStatus.FAILED if self.failed else RunStatus.COMPLETED)
+        except OrchestratorError as exc:
+            self.failed = str(exc)
+            status = RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED
+            self.say(f"run {self.run_id} failed: {exc}")
+            self.log.error("run_failed", error=str(exc))
+        finally:
+            self._kill_workers()
+            if route is not None:
+                route.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if status == RunStatus.COMPLETED:
+                thresholds_passed = self._judge(conn)
+            self.log.info("run_finished", status=status, failure=self.failed)
+            store.update_run(conn, self.run_id, status=status,
+                             finished_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                             thresholds_passed=thresholds_passed)
+            store.ingest_parent_events(conn, self.run_id, parent_events)
+            rows = store.summary(conn, self.run_id)
+            conn.close()
+        if self._tty:
+            print(file=self.options.console)
+        print(format_summary(rows, "table", title=f"run {self.run_id} ({w.name}): {status}"),
+              file=self.options.out, flush=True)
+        code = (ExitCode.OK if status == RunStatus.COMPLETED and thresholds_passed is not False
+                else ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED
+                else ExitCode.FAILED)
+        return RunOutcome(self.run_id, status, code, rows)
+
+    def _judge(self, conn: Any) -> bool | None:
+        """The verdict of the workload's thresholds, each one said; None when there are none."""
+        if not self.workload.thresholds:
+            return None
+        schema.install_views(conn)
+        verdicts = thresholds.evaluate(conn, self.run_id, self.workload.thresholds)
+        thresholds.store_results(conn, self.run_id, verdicts)
+        for v in verdicts:
+            mark = {True: "pass", False: "FAIL", None: "n/a "}[v.passed]
+            measured = "-" if v.measured is None else f"{v.measured:.4g}"
+            self.say(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
+                     + (f" — {v.note}" if v.note else ""))
+        return thresholds.all_passed(verdicts)
+
+    # -- one pass ------------------------------------------------------------------------
+    async def _prepare(self, spec: BackendSpec, endpoints: Endpoints) -> None:
+        """Fresh server state; with ``prefill``, every key written once (write ids -1:0:i)."""
+        w = self.workload
+        backend = create_backend(spec.name, spec.type, spec.options, endpoints)
+        await asyncio.wait_for(backend.prepare(), _PREPARE_TIMEOUT_S)
+        if not w.prefill:
+            return
+        started = time.monotonic()
+        await backend.connect()
+        try:
+            make_value = value_maker(w.value_size_min, w.value_size_max,
+                                     task_rng(w.seed, -1, "prefill"))
+            queue = iter(range(w.keyspace))
+
+            async def fill() -> None:
+                for i in queue:
+                    await backend.set(f"{w.key_prefix}{i}", make_value(f"-1:0:{i}"), w.ttl_s)
+
+            await asyncio.wait_for(asyncio.gather(*(fill() for _ in range(16))),
+                                   _PREPARE_TIMEOUT_S)
+        finally:
+            await backend.close()
+        self.log.info("prefilled", keys=w.keyspace, seconds=round(time.monotonic() - started, 3))
+
+    async def _pass(self, conn: Any, spec: BackendSpec, repetition: int, route: ParentRoute,
+                    upstream: Endpoints) -> None:
+        w = self.workload
+        label = f"{spec.name}" + (f" rep {repetition}/{w.repeat}" if w.repeat > 1 else "")
+        structlog.contextvars.bind_contextvars(backend=spec.name, repetition=repetition)
+        try:
+            self.log.info("pass_started", backend_type=spec.type, options=dict(spec.options))
+            await self._prepare(spec, upstream)
+            specs = [WorkerSpec(
+                run_id=self.run_id, backend=spec, repetition=repetition, process=i,
+                processes=w.process_count, workload=dict(w.raw), endpoints=route.endpoints,
+                network_mode=route.worker_mode, log_dir=str(self.log_dir),
+            ) for i in range(w.process_count)]
+            await self._run_workers(conn, specs, route, upstream, label)
+            started = time.monotonic()
+            files = [WorkerFiles.of(self.log_dir, s.stem, s.process) for s in specs]
+            rows = store.ingest_pass(conn, self.run_id, spec.name, repetition, files)
+            took = time.monotonic() - started
+            self.log.info("pass_ingested", ops=rows, seconds=round(took, 3))
+            self.say(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
+        finally:
+            structlog.contextvars.unbind_contextvars("backend", "repetition")
+
+    async def _run_workers(self, conn: Any, specs: Sequence[WorkerSpec], route: ParentRoute,
+                           upstream: Endpoints, label: str) -> None:
+        spec = specs[0]
+        self._stems = {s.process: s.stem for s in specs}
+        measure_start_offset_ns = int(self.workload.warmup_s * 1e9)
+        try:
+            async with self.options.executor.workers(specs) as handles:
+                self._workers = [_Worker(handle) for handle in handles]
+                for worker in self._workers:
+                    self.log.info("worker_started", process=worker.handle.process,
+                                  **worker.handle.describe())
+                await self._await_ready()
+                start_ns = time.perf_counter_ns() + _BARRIER_DELAY_NS
+                self._send_all(Go(start_ns))
+                measure_start_ns = start_ns + measure_start_offset_ns
+                self.log.info("barrier", start_ns=start_ns, measure_start_ns=measure_start_ns)
+                route.pass_started(spec.backend.name, spec.repetition, measure_start_ns)
+                try:
+                    async with servercost.sampling(conn, self.run_id, spec.backend,
+                                                   spec.repetition, upstream, self.log):
+                        await self._monitor(label)
+                finally:
+                    route.pass_finished(spec.backend.name, spec.repetition)
+        finally:
+            # The executor has reaped every worker: their output has ended or soon will.
+            followers = [w.follower for w in self._workers]
+            if followers:
+                await asyncio.wait(followers, timeout=1.0)
+
+    async def _await_ready(self) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while not all(w.ready.is_set() for w in self._workers):
+            self._check_workers(before_start=True)
+            if self.interrupted:
+                raise InterruptedRun("interrupted while the workers were connecting")
+            if time.monotonic() > deadline:
+                raise WorkerError(f"workers did not connect within {_READY_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.02)
+
+    def _check_workers(self, before_start: bool = False) -> None:
+        for worker in self._workers:
+            code = worker.handle.exit_code
+            if code is None or (code == 0 and not worker.finished_silently) or self.interrupted:
+                continue
+            process = worker.handle.process
+            detail = worker.handle.failure_detail()
+            message = (f"worker {process} ({self._stems.get(process)}) exited with code {code}"
+                       + (" before it was ready" if before_start else "")
+                       + (f"; its stderr ends with:\n{detail}" if detail else ""))
+            self.log.error("worker_failed", process=process, exit_code=code, stderr=detail)
+            if before_start:
+                raise WorkerError(message)
+            if self.failed is None:
+                self.failed = message
+                self.say(message)
+                self._send_all(Stop())
+
+    async def _monitor(self, label: str) -> None:
+        w = self.workload
+        expected = None if w.duration_s else (w.writers * w.write_iterations
+                                              + w.readers * w.read_iterations)
+        started = time.monotonic()
+        last_print = 0.0
+        interval = 0.5 if self._tty else 2.0
+        stop_sent_at: float | None = None
+        while any(wk.handle.exit_code is None for wk in self._workers):
+            self._check_workers()
+            now = time.monotonic()
+            if (self.interrupted or self.failed) and stop_sent_at is None:
+                stop_sent_at = now
+            if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_S:
+                self.log.warning("workers_killed", after_s=STOP_GRACE_S)
+                self._kill_workers()
+            if now - last_print >= interval:
+                self._progress(label, started, expected)
+                last_print = now
+            await asyncio.sleep(0.05)
+        self._check_workers()
+        self._progress(label, started, expected)
+        if self._tty:
+            print(file=self.options.console)
+        for worker in self._workers:
+            self.log.info("worker_exit", process=worker.handle.process,
+                          exit_code=worker.handle.exit_code, ops=worker.ops,
+                          errors=worker.errors)
+
+
+def run_workload(workload: Workload, options: RunOptions | None = None) -> RunOutcome:
+    """Run a workload to the end (or interruption) and return its outcome."""
+    runner = Runner(workload, options or RunOptions())
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return asyncio.run(runner.run())
+

@@ -1,0 +1,32 @@
+"""The servers a run talks to: embedded PostgreSQL 18 and Valkey 9, or external ones.
+
+``embedded``: the servers started from PyPI wheels. ``kept``: servers kept running between
+runs (``services up|down|status``). ``selection``: which servers a run or a test session uses.
+"""
+
+from orchestrator.errors import ServiceError
+from orchestrator.services.embedded import EmbeddedPostgres, EmbeddedValkey, free_port
+from orchestrator.services.kept import read_state, services_dir, services_down, services_up
+from orchestrator.services.selection import (
+    COMPOSE_POSTGRES_DSN,
+    COMPOSE_VALKEY_URL,
+    Services,
+    running_services,
+    services_for_run,
+)
+
+__all__ = [
+    "COMPOSE_POSTGRES_DSN",
+    "COMPOSE_VALKEY_URL",
+    "EmbeddedPostgres",
+    "EmbeddedValkey",
+    "ServiceError",
+    "Services",
+    "free_port",
+    "read_state",
+    "running_services",
+    "services_dir",
+    "services_down",
+    "services_for_run",
+    "services_up",
+]

@@ -1,0 +1,114 @@
+"""The workload model: what a benchmark run does, validated once, immutable afterwards.
+
+A workload is a YAML mapping (see ``workloads/*.yaml`` and the README for every key).
+:mod:`orchestrator.workload.loading` reads it and applies command-line overrides, and
+:func:`orchestrator.workload.validation.parse_workload` turns the data into the frozen
+:class:`Workload` below, reporting every problem at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.workload.thresholds import Threshold
+from proxies import Fault
+from proxies.toxiproxy import DEFAULT_URL
+
+NETWORK_MODES = ("none", "inprocess", "toxiproxy", "auto")
+DISTRIBUTIONS = ("uniform", "zipfian", "hotspot")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDistribution:
+    """How tasks pick keys: uniform, zipfian (skew ``theta``) or hotspot."""
+
+    kind: str = "uniform"
+    theta: float = 0.99
+    # hotspot: ``hot_ops`` of all operations go to the first ``hot_fraction`` of the keys.
+    hot_fraction: float = 0.2
+    hot_ops: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """One backend of the run: a preset name, or a named type with options."""
+
+    name: str
+    type: str  # the backend type (a key of orchestrator.backends.registry.TYPES)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "options": dict(self.options)}
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """Network emulation between each worker and the servers."""
+
+    mode: str = "none"
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    toxiproxy_url: str = DEFAULT_URL
+    proxies: Mapping[str, str] = field(default_factory=dict)  # route name -> listen address
+    faults: tuple[Fault, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's metadata (``runs.network``) as far as the workload knows it."""
+        return {
+            "mode": self.mode, "latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms,
+            "toxiproxy_url": self.toxiproxy_url, "proxies": dict(self.proxies),
+            "faults": [fault.to_dict() for fault in self.faults],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Per-kind numbers for writers and readers (think time in ms, or target ops/s)."""
+
+    writes: float | None = None
+    reads: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A validated workload. ``raw`` is the data it was parsed from (after overrides)."""
+
+    name: str
+    description: str
+    seed: int
+    processes: int | None  # None = auto: one worker process per CPU
+    writers: int
+    readers: int
+    write_iterations: int
+    read_iterations: int
+    duration_s: float | None  # when set, tasks run for this long and iterations are ignored
+    warmup_s: float
+    keyspace: int
+    key_prefix: str
+    key_distribution: KeyDistribution
+    value_size_min: int
+    value_size_max: int
+    ttl_s: float
+    think_time_ms: Rates
+    target_rate: Rates  # total ops/s over all tasks of a kind; None = closed loop
+    delete_ratio: float
+    prefill: bool  # write every key once (unmeasured) before each pass
+    backends: tuple[BackendSpec, ...]
+    repeat: int
+    network: Network
+    thresholds: Mapping[str, tuple[Threshold, ...]]  # backend name or "*" -> conditions
+    raw: Mapping[str, Any]
+    source: str = "<workload>"
+    text: str = ""
+
+    @property
+    def process_count(self) -> int:
+        """Worker processes: as set, or one per CPU this process may run on."""
+        if self.processes is not None:
+            return self.processes
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0)) or 1
+        return os.cpu_count() or 1

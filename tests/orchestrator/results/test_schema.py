@@ -1,0 +1,425 @@
+"""orchestrator.results.schema: the tables, the consistency and invalidation-lag views."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from results_history import MS, OpRow, add_flush, add_invalidation, add_op, create_schema
+
+from orchestrator.results import schema
+from orchestrator.workload import thresholds
+
+
+class TestInstall:
+    """install() creates the whole schema once; readers get the views an old file lacks."""
+
+    def test_idempotent_with_one_version_row(self) -> None:
+        """Installing twice keeps one schema_info row with SCHEMA_VERSION and every view."""
+        c = duckdb.connect()
+        schema.install(c)
+        schema.install(c)
+        assert c.execute("SELECT version FROM schema_info").fetchall() == [
+            (schema.SCHEMA_VERSION,)]
+        views = {r[0] for r in c.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        assert set(schema.VIEW_NAMES) <= views
+        c.close()
+
+    def test_read_only_file_gets_temporary_views(self, tmp_path: Path) -> None:
+        """A read-only database without the views gets them as TEMP views, file untouched."""
+        path = tmp_path / "old.duckdb"
+        c = duckdb.connect(str(path))
+        schema.install(c)
+        for view in reversed(schema.VIEW_NAMES):
+            c.execute(f"DROP VIEW {view}")
+        c.close()
+        ro = duckdb.connect(str(path), read_only=True)
+        assert schema.read_only(ro)
+        schema.ensure_views(ro)
+        assert ro.execute("SELECT count(*) FROM consistency").fetchone() == (0,)
+        ro.close()
+        c = duckdb.connect(str(path), read_only=True)
+        assert not c.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal"
+                             ).fetchall()
+        c.close()
+
+    @pytest.mark.parametrize(("view", "metrics"), [
+        ("summary", thresholds.SUMMARY_METRICS),
+        ("consistency", thresholds.CONSISTENCY_METRICS),
+        ("invalidation_lag_summary", thresholds.LAG_METRICS),
+    ])
+    def test_threshold_metrics_are_view_columns(self, view: str,
+                                                metrics: tuple[str, ...]) -> None:
+        """Every metric a threshold may name is a column of the view it is read from."""
+        c = duckdb.connect()
+        schema.install(c)
+        columns = {d[0] for d in c.execute(f"SELECT * FROM {view} LIMIT 0").description}
+        assert set(metrics) <= columns
+        c.close()
+
+
+@pytest.fixture
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    c = duckdb.connect()
+    create_schema(c)
+    yield c
+    c.close()
+
+
+def stale_rows(con: duckdb.DuckDBPyConnection, where: str = "true") -> list[tuple[Any, ...]]:
+    return con.execute(
+        "SELECT read_start_ns / 1e6, version_read, superseding_version, superseding_op, "
+        f"staleness_age_ms, w1_recorded FROM stale_reads WHERE {where} "
+        "ORDER BY read_start_ns, version_read"
+    ).fetchall()
+
+
+def build_history(con: duckdb.DuckDBPyConnection) -> None:
+    """The hand-made history the stale-read tests share (times in ms)."""
+    add_op(con, "set", "a", 0, 10, version="0:0:1")          # W1 [0, 10]
+    add_op(con, "set", "a", 12, 1, version="0:1:1", error="timeout")  # failed: no write
+    add_op(con, "set", "a", 15, 30, version="0:0:3")         # W3 [15, 45]
+    add_op(con, "set", "a", 20, 10, version="0:0:2")         # W2 [20, 30]
+    add_op(con, "get", "a", 5, 1, version="w:0:1")           # warm-up version, nothing done yet
+    add_op(con, "get", "a", 12, 1, version="w:0:1")          # warm-up version after W1: stale
+    add_op(con, "get", "a", 25, 1, version="0:0:1")          # W2 not finished yet: fresh
+    add_op(con, "get", "a", 35, 1, version="0:0:1", local=True)  # W2 finished at 30: stale 5
+    add_op(con, "get", "a", 50, 1, version="0:0:2")          # W3 overlaps W2: fresh
+    add_op(con, "get", "a", 50, 1, version="0:0:3")          # latest: fresh
+    add_op(con, "delete", "a", 60, 5)                        # D [60, 65]
+    add_op(con, "get", "a", 70, 1, version="0:0:3")          # deleted at 65: stale 5
+    add_op(con, "get", "a", 70, 1)                           # miss: never stale
+    add_op(con, "set", "a", 80, 2, version="0:0:9", error="timeout")
+    add_op(con, "get", "a", 90, 1, version="0:0:9")          # failed set's version: unjudged
+    add_op(con, "get", "a", 90, 1, version="0:0:3")          # still deleted: stale 25
+    add_op(con, "get", "a", 90, 1, error="boom")             # failed read: not a read
+    # Same versions in another backend's pass must not interfere.
+    add_op(con, "set", "a", 0, 10, version="0:0:1", backend="c")
+    add_op(con, "get", "a", 100, 1, version="0:0:1", backend="c")
+    # Another key's writes never supersede key "a".
+    add_op(con, "set", "z", 1, 1, version="0:0:7")
+
+
+class TestStaleReads:
+    """The stale_reads view follows DESIGN.md section 5 exactly."""
+
+    def test_hand_built_history(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Exactly the reads judged stale by hand are listed, with their ages."""
+        build_history(con)
+        assert stale_rows(con) == [
+            (12.0, "w:0:1", "0:0:1", "set", 2.0, False),
+            (35.0, "0:0:1", "0:0:2", "set", 5.0, True),
+            (70.0, "0:0:3", None, "delete", 5.0, True),
+            (90.0, "0:0:3", None, "delete", 25.0, True),
+        ]
+
+    def test_carries_reader_identity(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Each stale read names its pass, reader, key and whether it was served locally."""
+        build_history(con)
+        row = con.execute(
+            "SELECT run_id, backend, repetition, process, task, key, local, "
+            "w1_finish_ns, superseding_finish_ns, staleness_age_ns "
+            "FROM stale_reads WHERE read_start_ns = 35 * 1000000"
+        ).fetchone()
+        assert row == ("r1", "b", 0, 0, 0, "a", True, 10 * MS, 30 * MS, 5 * MS)
+
+    def test_earliest_superseding_write_defines_age(
+        self, con: duckdb.DuckDBPyConnection
+    ) -> None:
+        """With several superseding writes, the age counts from the first one to finish."""
+        add_op(con, "set", "k", 0, 1, version="1")
+        add_op(con, "set", "k", 2, 8, version="2")   # finishes at 10
+        add_op(con, "set", "k", 3, 2, version="3")   # finishes at 5 (started later)
+        add_op(con, "set", "k", 6, 1, version="4")   # finishes at 7
+        add_op(con, "get", "k", 20, 1, version="1")
+        assert stale_rows(con) == [(20.0, "1", "3", "set", 15.0, True)]
+
+    def test_equal_starts_are_all_considered(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Writes sharing a start time are all candidates for superseding."""
+        add_op(con, "set", "k", 0, 1, version="1")
+        add_op(con, "set", "k", 5, 10, version="2")
+        add_op(con, "set", "k", 5, 1, version="3")
+        add_op(con, "get", "k", 8, 1, version="1")
+        assert stale_rows(con) == [(8.0, "1", "3", "set", 2.0, True)]
+
+    def test_repetitions_are_separate_passes(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A write in one repetition never supersedes a read in another."""
+        add_op(con, "set", "k", 0, 1, version="1", repetition=0)
+        add_op(con, "set", "k", 0, 1, version="1", repetition=1)
+        add_op(con, "set", "k", 2, 1, version="2", repetition=1)
+        add_op(con, "get", "k", 5, 1, version="1", repetition=0)
+        add_op(con, "get", "k", 5, 1, version="1", repetition=1)
+        assert con.execute("SELECT repetition FROM stale_reads").fetchall() == [(1,)]
+
+
+class TestBeyondInvalidation:
+    """stale_reads tells reads within the invalidation lag from reads after it."""
+
+    def test_classification(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Told before the read: TRUE; told after: FALSE; own write: TRUE; delete: NULL."""
+        kw = {"backend": "pg"}
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
+        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, server_version=2, **kw)
+        add_op(con, "get", "k", 4, 1, version="0:0:1", process=0, local=True, **kw)
+        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
+        add_op(con, "get", "k", 8, 1, version="0:0:1", process=1, local=True, **kw)
+        add_op(con, "delete", "k", 10, 1, process=0, **kw)
+        add_op(con, "get", "k", 12, 1, version="0:0:2", process=1, local=True, **kw)
+        add_op(con, "set", "j", 0, 1, version="0:0:3", process=0, server_version=3, **kw)
+        add_op(con, "set", "j", 2, 1, version="0:0:4", process=0, server_version=4, **kw)
+        add_op(con, "get", "j", 9, 1, version="0:0:3", process=1, local=True, **kw)
+        add_invalidation(con, 1, "k", 2, 6)
+        add_invalidation(con, 1, "j", 5, 7)   # a coalesced newer version counts
+        rows = con.execute(
+            "SELECT key, process, read_start_ns / 1000000, superseding_process, "
+            "superseding_server_version, invalidation_arrival_ns / 1000000, beyond_invalidation "
+            "FROM stale_reads ORDER BY read_start_ns"
+        ).fetchall()
+        assert rows == [
+            ("k", 0, 4, 0, 2, None, True),
+            ("k", 1, 5, 0, 2, 6, False),
+            ("k", 1, 8, 0, 2, 6, True),
+            ("j", 1, 9, 0, 4, 7, True),
+            ("k", 1, 12, 0, None, None, None),
+        ]
+        counts = con.execute(
+            "SELECT stale_reads, stale_beyond_invalidation FROM consistency").fetchall()
+        assert counts == [(5, 3)]
+
+    def test_flush_counts_as_told(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A local-cache flush after the superseding write finished tells the reader too."""
+        kw = {"backend": "pg"}
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
+        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, server_version=2, **kw)
+        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
+        add_op(con, "get", "k", 9, 1, version="0:0:1", process=1, local=True, **kw)
+        add_flush(con, 1, 2.5)  # before W2 finished: tells nothing
+        add_flush(con, 1, 7)
+        rows = con.execute(
+            "SELECT read_start_ns / 1000000, invalidation_arrival_ns / 1000000, "
+            "beyond_invalidation FROM stale_reads ORDER BY read_start_ns").fetchall()
+        assert rows == [(5, 7, False), (9, 7, True)]
+
+
+class TestConsistency:
+    """The consistency views count reads, stale reads and ages per run/backend and pass."""
+
+    def test_summary_of_hand_built_history(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Counts, rate and age quantiles match the hand-judged history."""
+        build_history(con)
+        rows = con.execute(
+            "SELECT backend, passes, reads, hits, local_reads, stale_reads, stale_local_reads, "
+            "stale_rate, unjudged_reads, p50_staleness_ms, p99_staleness_ms, max_staleness_ms "
+            "FROM consistency ORDER BY backend"
+        ).fetchall()
+        assert rows == [
+            ("b", 1, 10, 9, 1, 4, 1, 4 / 10, 1, 5.0, 25.0, 25.0),
+            ("c", 1, 1, 1, 0, 0, 0, 0.0, 0, 0.0, 0.0, 0.0),
+        ]
+
+    def test_by_pass_splits_repetitions(self, con: duckdb.DuckDBPyConnection) -> None:
+        """consistency_by_pass has one row per repetition; consistency sums them."""
+        add_op(con, "set", "k", 0, 1, version="1", repetition=0)
+        add_op(con, "get", "k", 5, 1, version="1", repetition=0)
+        add_op(con, "set", "k", 0, 1, version="1", repetition=1)
+        add_op(con, "set", "k", 2, 1, version="2", repetition=1)
+        add_op(con, "get", "k", 5, 1, version="1", repetition=1)
+        by_pass = con.execute(
+            "SELECT repetition, reads, stale_reads, stale_rate FROM consistency_by_pass "
+            "ORDER BY repetition"
+        ).fetchall()
+        assert by_pass == [(0, 1, 0, 0.0), (1, 1, 1, 1.0)]
+        total = con.execute("SELECT passes, reads, stale_reads, stale_rate FROM consistency")
+        assert total.fetchall() == [(2, 2, 1, 0.5)]
+
+
+class TestInvalidationLag:
+    """invalidation_lag matches each set to its arrival in every other worker."""
+
+    def build(self, con: duckdb.DuckDBPyConnection) -> None:
+        add_op(con, "set", "k", 9, 1, version="0:0:1", backend="pg", process=0,
+               server_version=5)                                    # finishes at 10
+        add_op(con, "set", "k", 12, 1, version="1:0:1", backend="pg", process=1,
+               server_version=7)                                    # finishes at 13
+        add_op(con, "get", "k", 20, 1, backend="pg", process=2)
+        add_op(con, "set", "k", 30, 1, version="1:0:2", backend="pg", process=1,
+               server_version=9, error="timeout")                   # failed: not expected
+        add_op(con, "set", "k", 0, 1, version="0:0:1", backend="valkey")
+        add_invalidation(con, 0, "k", 5, 10.5)   # the writer's own: ignored
+        add_invalidation(con, 1, "k", 5, 11)
+        add_invalidation(con, 2, "k", 7, 14)     # coalesced: delivers 5 and 7
+        add_invalidation(con, 0, "other", 7, 13.5)
+
+    def test_rows(self, con: duckdb.DuckDBPyConnection) -> None:
+        """One row per delivered (write, receiving process) with the lag from completion."""
+        self.build(con)
+        rows = con.execute(
+            "SELECT server_version, writer_process, receiver_process, received_server_version, "
+            "lag_ms FROM invalidation_lag ORDER BY server_version, receiver_process"
+        ).fetchall()
+        assert rows == [(5, 0, 1, 5, 1.0), (5, 0, 2, 7, 4.0), (7, 1, 2, 7, 1.0)]
+
+    def test_summary(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The summary counts expected and missing deliveries and gives the lag quantiles."""
+        self.build(con)
+        rows = con.execute(
+            "SELECT backend, writes, expected, count, missing, p50_ms, p99_ms, max_ms "
+            "FROM invalidation_lag_summary"
+        ).fetchall()
+        assert rows == [("pg", 2, 4, 3, 1, 1.0, 4.0, 4.0)]
+
+    def test_flush_delivers(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A worker's local-cache flush after a write counts as delivering it, if earlier."""
+        self.build(con)
+        add_flush(con, 0, 9.5)   # before the sv-7 write finished (13): delivers nothing
+        add_flush(con, 0, 20)    # delivers sv 7 to process 0 after 7 ms
+        add_flush(con, 2, 12)    # earlier than process 2's arrival (14) for sv 5: wins
+        rows = con.execute(
+            "SELECT server_version, receiver_process, via, received_server_version, lag_ms "
+            "FROM invalidation_lag ORDER BY server_version, receiver_process"
+        ).fetchall()
+        assert rows == [
+            (5, 1, "invalidation", 5, 1.0),
+            (5, 2, "flush", None, 2.0),
+            (7, 0, "flush", None, 7.0),
+            (7, 2, "invalidation", 7, 1.0),
+        ]
+
+
+def brute_force(ops: Sequence[OpRow]) -> list[tuple[int, str, int]]:
+    """O(n^2) reference: (read start, version read, age) of each stale read, one pass."""
+    # (key, start, finish, version) of each write that happened.
+    writes = [(o[1], o[2], o[2] + o[3], o[4]) for o in ops
+              if o[0] in ("set", "delete") and not o[5]]
+    recorded = {o[4] for o in ops if o[0] == "set"}
+    out = []
+    for op, key, start, _lat, version, error in ops:
+        if op != "get" or error or version is None:
+            continue
+        if version in recorded:
+            w1 = [w for w in writes if w[3] == version]
+            if not w1:
+                continue  # only a failed set wrote it: unjudged
+            w1_finish = w1[0][2]
+        else:
+            w1_finish = -(10**18)  # a warm-up write: finished before the pass
+        finishes = [f for k, s, f, _v in writes if k == key and s > w1_finish and f < start]
+        if finishes:
+            out.append((start, version, start - min(finishes)))
+    return sorted(out)
+
+
+history = st.lists(
+    st.tuples(
+        st.sampled_from(["get", "get", "set", "delete"]),
+        st.sampled_from(["a", "b"]),
+        st.integers(0, 60),
+        st.integers(0, 15),
+        st.integers(0, 12),
+        st.booleans().map(lambda failed: "err" if failed else None),
+    ),
+    max_size=40,
+)
+
+
+class TestAgainstBruteForce:
+    """The window/ASOF formulation agrees with the quadratic definition."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(history)
+    def test_random_histories(self, raw: list[tuple[str, str, int, int, int, Any]]) -> None:
+        """Random small histories give the same stale reads as a direct check."""
+        ops: list[OpRow] = []
+        for i, (op, key, start, lat, vi, err) in enumerate(raw):
+            if op == "set":
+                # Unique write ids; a few failed ones.
+                ops.append((op, key, start, lat, f"s{i}", err if vi % 4 == 0 else None))
+            elif op == "delete":
+                ops.append((op, key, start, lat, None, None))
+            else:
+                # Reads name an earlier write, a warm-up write, or nothing (a miss).
+                same_key_set = vi < len(raw) and raw[vi][0] == "set" and raw[vi][1] == key
+                version = f"s{vi}" if same_key_set else ("warm" if vi % 3 == 0 else None)
+                ops.append((op, key, start, lat, version, None))
+        if not ops:
+            return
+        c = duckdb.connect()
+        try:
+            create_schema(c)
+            c.executemany(
+                "INSERT INTO ops VALUES ('r', 'b', 0, 0, 0, ?, ?, ?, ?, NULL, false, ?, NULL, ?)",
+                [list(o) for o in ops],
+            )
+            got = c.execute(
+                "SELECT read_start_ns, version_read, staleness_age_ns FROM stale_reads "
+                "ORDER BY ALL"
+            ).fetchall()
+        finally:
+            c.close()
+        assert got == brute_force(ops)
+
+
+@pytest.mark.slow
+class TestScale:
+    """The views stay fast on millions of synthetic ops (prints the timing)."""
+
+    def test_four_million_ops(self) -> None:
+        """Stale reads and consistency over ~4M ops run in seconds, not minutes."""
+        c = duckdb.connect()
+        create_schema(c)
+        n = 4_000_000
+        t0 = time.perf_counter()
+        # 25% sets, 75% gets over 10k keys. A get reads the key of the set just before it;
+        # odd ones return that key's previous write (so some are stale), even ones the latest.
+        c.execute(f"""
+            INSERT INTO ops
+            SELECT 'r', 'b', 0, (i % 8)::INTEGER, (i % 64)::INTEGER,
+                   CASE WHEN i % 4 = 0 THEN 'set' ELSE 'get' END,
+                   'k' || ((i - i % 4) % 10000), i * 1000, 800 + (i % 700),
+                   CASE WHEN i % 4 = 0 THEN NULL ELSE true END, i % 3 = 0,
+                   CASE WHEN i % 4 = 0 THEN 'v' || i
+                        WHEN i - i % 4 - 10000 * (i % 2) < 0 THEN 'warm'
+                        ELSE 'v' || (i - i % 4 - 10000 * (i % 2)) END,
+                   CASE WHEN i % 4 = 0 THEN i ELSE NULL END, NULL
+            FROM range({n}) t(i)
+        """)
+        t1 = time.perf_counter()
+        row = c.execute("SELECT reads, stale_reads, max_staleness_ms FROM consistency").fetchone()
+        t2 = time.perf_counter()
+        assert row is not None and row[0] == 3 * n // 4
+        print(f"\n{n} ops: load {t1 - t0:.2f} s, consistency {t2 - t1:.2f} s, result {row}")
+        c.close()
+
+    def test_invalidation_lag_at_scale(self) -> None:
+        """1M versioned sets over 4 processes, 3M invalidation events: lag summary timing."""
+        c = duckdb.connect()
+        create_schema(c)
+        n = 1_000_000
+        t0 = time.perf_counter()
+        c.execute(f"""
+            INSERT INTO ops
+            SELECT 'r', 'pg', 0, (i % 4)::INTEGER, (i % 32)::INTEGER, 'set', 'k' || (i % 5000),
+                   i * 1000, 900, NULL, NULL, 'v' || i, i, NULL
+            FROM range({n}) t(i)
+        """)
+        c.execute(f"""
+            INSERT INTO events
+            SELECT 'r', 'pg', 0, p::INTEGER, NULL, i * 1000 + 900 + 200 + (i % 300), 'info',
+                   'invalidation',
+                   json_object('key', 'k' || (i % 5000), 'server_version', i)
+            FROM range({n}) t(i), range(4) q(p) WHERE p <> i % 4
+        """)
+        t1 = time.perf_counter()
+        row = c.execute("SELECT count, missing, p50_ms, max_ms "
+                        "FROM invalidation_lag_summary").fetchone()
+        t2 = time.perf_counter()
+        assert row is not None and row[0] == 3 * n and row[1] == 0
+        print(f"\n{n} sets, {3 * n} events: load {t1 - t0:.2f} s, "
+              f"lag summary {t2 - t1:.2f} s, result {row}")
+        c.close()

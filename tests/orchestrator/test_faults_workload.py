@@ -1,0 +1,83 @@
+"""`workloads/faults.yaml` end to end: the orchestrator drives Toxiproxy (here the test
+stand-in) through the fault schedule, and the caches survive every fault."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from repo import ROOT
+from toxiproxy_standin import ToxiproxyStandIn
+
+from orchestrator.services import Services
+
+SMALL = ["--set", "processes=1", "--set", "writers=2", "--set", "readers=2"]
+
+
+@pytest.fixture
+def faults_run(toxiproxy: ToxiproxyStandIn, services: Services,
+               tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """workloads/faults.yaml as shipped (same faults, same offsets), with fewer tasks."""
+    db = tmp_path / "faults.duckdb"
+    env = dict(os.environ, POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
+               PGCACHE_SERVICES_DIR=str(tmp_path / "svc"))
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", "workloads/faults.yaml",
+         "--set", f"network.toxiproxy_url={toxiproxy.url}", *SMALL, "--results", str(db)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    return result, db
+
+
+class TestFaultsWorkload:
+    def test_faults_land_in_duckdb_and_caches_recover(
+            self, faults_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+        """Each fault starts and ends as an event; errors fall in the faults; work resumes."""
+        result, db = faults_run
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        with duckdb.connect(str(db), read_only=True) as con:
+            (status, network), = con.execute("SELECT status, network FROM runs").fetchall()
+            assert status == "completed"
+            assert '"toxiproxy"' in network
+            windows = con.execute("""
+                SELECT s.backend, s.data->>'label' AS label, s.ts_ns AS start_ns,
+                       e.ts_ns AS end_ns
+                FROM events s JOIN events e
+                  ON e.event = 'fault_end' AND s.backend = e.backend
+                 AND s.data->>'fault' = e.data->>'fault'
+                WHERE s.event = 'fault_start' ORDER BY s.backend, start_ns""").fetchall()
+            labels = {(b, label) for b, label, _, _ in windows}
+            assert labels == {(b, label) for b in ("postgres-cache", "valkey")
+                              for label in ("listener reset", "postgres blackhole",
+                                            "valkey down")}
+            assert not con.execute(
+                "SELECT count(*) FROM events WHERE event IN ('worker_failed', 'run_failed')"
+            ).fetchone()[0]
+
+            def errors_in(backend: str, label: str) -> int:
+                (start, end), = [(s, e) for b, lab, s, e in windows
+                                 if b == backend and lab == label]
+                # An operation hit by the fault may only complete (with its error) a little
+                # after the fault ended.
+                return int(con.execute(
+                    "SELECT count(*) FROM ops WHERE backend = ? AND error IS NOT NULL "
+                    "AND start_ns + latency_ns BETWEEN ? AND ?",
+                    [backend, start, end + 3_000_000_000]).fetchone()[0])
+
+            assert errors_in("postgres-cache", "postgres blackhole") > 0
+            assert errors_in("valkey", "valkey down") > 0
+            # Recovery: the last second of each pass is error-free work.
+            for backend in ("postgres-cache", "valkey"):
+                ok, bad = con.execute(
+                    "WITH last AS (SELECT max(start_ns) AS t FROM ops WHERE backend = ?) "
+                    "SELECT count(*) FILTER (WHERE error IS NULL), count(error) FROM ops, last "
+                    "WHERE backend = ? AND start_ns > last.t - 1_000_000_000",
+                    [backend, backend]).fetchone()
+                assert ok > 0 and bad == 0, (backend, ok, bad)
+            # The listener reset flushed postgres-cache's local copies at least once.
+            assert con.execute(
+                "SELECT count(*) FROM events WHERE backend = 'postgres-cache' "
+                "AND event = 'local_flush'").fetchone()[0] >= 1

@@ -1,0 +1,220 @@
+"""orchestrator.workload: loading, overrides and validation (every problem at once, with its
+path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from repo import WORKLOADS
+
+from orchestrator.errors import UsageError, WorkloadError
+from orchestrator.workload.loading import apply_overrides, load_workload
+from orchestrator.workload.validation import parse_workload, select_backends
+
+
+def _issues(data: object) -> dict[str, str]:
+    with pytest.raises(WorkloadError) as info:
+        parse_workload(data, source="test.yaml")
+    return {issue.path: f"{issue.expected} | {issue.found}" for issue in info.value.issues}
+
+
+class TestWorkloadFiles:
+    """Every shipped workload file is valid and documented."""
+
+    @pytest.mark.parametrize("path", WORKLOADS, ids=[p.name for p in WORKLOADS])
+    def test_validates(self, path: Path) -> None:
+        """Each workloads/*.yaml loads without a problem."""
+        workload = load_workload(path)
+        assert workload.backends
+
+    @pytest.mark.parametrize("path", WORKLOADS, ids=[p.name for p in WORKLOADS])
+    def test_documented_at_top(self, path: Path) -> None:
+        """Each workload file opens with a comment naming itself."""
+        assert path.read_text().startswith(f"# {path.name}")
+
+    def test_default_is_the_seed(self) -> None:
+        """default.yaml carries the seed harness's defaults."""
+        w = load_workload(WORKLOADS[0].parent / "default.yaml")
+        assert (w.writers, w.readers, w.write_iterations, w.read_iterations) == (16, 32, 400, 800)
+        assert (w.keyspace, w.ttl_s) == (64, 5.0)
+        assert [b.name for b in w.backends] == ["postgres-cache", "postgres-no-local-cache",
+                                                "postgres-no-notify", "valkey"]
+
+    def test_simulated_network(self) -> None:
+        """simulated-network.yaml is the default plus 1.5 ms +/- 0.5 ms."""
+        w = load_workload(WORKLOADS[0].parent / "simulated-network.yaml")
+        assert (w.network.latency_ms, w.network.jitter_ms) == (1.5, 0.5)
+        assert w.network.mode == "auto"
+
+
+class TestValidation:
+    """Invalid workloads are rejected with every problem listed."""
+
+    def test_all_problems_at_once(self) -> None:
+        """Unknown keys, wrong types, out-of-range values and unknown backends all appear."""
+        issues = _issues({"writers": "many", "readers": -1, "keyspace": 0, "colour": "red",
+                          "backends": ["postgres-cache", "memcached"],
+                          "network": {"latency_ms": -2, "mode": "warp"}})
+        assert set(issues) >= {"writers", "readers", "keyspace", "colour", "backends[1]",
+                               "network.latency_ms", "network.mode"}
+        assert "'many' (str)" in issues["writers"]
+        assert "memcached" in issues["backends[1]"]
+
+    def test_message_names_path_expected_found(self) -> None:
+        """The error text has the file, the path, what was expected and what was found."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload({"ttl_s": 0}, source="w.yaml")
+        text = str(info.value)
+        assert text.startswith("w.yaml: 1 problem")
+        assert "ttl_s: expected a number > 0, found 0 (int)" in text
+
+    def test_exit_code_is_two(self) -> None:
+        """Workload errors map to exit code 2."""
+        assert WorkloadError("x", []).exit_code == 2
+
+    def test_nested_unknown_keys(self) -> None:
+        """Unknown keys inside nested mappings are reported with their full path."""
+        issues = _issues({"key_distribution": {"type": "zipfian", "skew": 1},
+                          "network": {"latency_ms": 1, "proxies": {"memcached": "x:1"}}})
+        assert "key_distribution.skew" in issues
+        assert "network.proxies.memcached" in issues
+
+    def test_custom_backend(self) -> None:
+        """A named backend with a type and options is accepted; bad options are not."""
+        w = parse_workload({"backends": [{"name": "pg-small", "type": "pgcache",
+                                          "options": {"local_max_entries": 16}}]})
+        assert w.backends[0].options == {"local_max_entries": 16}
+        issues = _issues({"backends": [{"name": "x", "type": "pgcache",
+                                        "options": {"dsn": "postgresql://h/db", "nope": 1}}]})
+        assert "backends[0].options.dsn" in issues
+        assert "backends[0].options.nope" in issues
+
+    def test_duplicate_backend(self) -> None:
+        """The same backend twice is rejected."""
+        assert "backends[1]" in _issues({"backends": ["valkey", "valkey"]})
+
+    def test_yaml_null_means_null_backend(self) -> None:
+        """An unquoted `null` in the backends list is the null backend."""
+        assert parse_workload({"backends": [None]}).backends[0].name == "null"
+
+    def test_thresholds_shape(self) -> None:
+        """Threshold conditions are checked for syntax and known backends."""
+        issues = _issues({"backends": ["valkey"], "thresholds": {
+            "valkey": ["get.p99_ms < 5", "p99 is small"], "redis": ["get.p99_ms < 1"]}})
+        assert set(issues) == {"thresholds.valkey[1]", "thresholds.redis"}
+        ok = parse_workload({"backends": ["valkey"],
+                             "thresholds": {"*": ["get.p99_ms < 5", "stale_rate == 0"]}})
+        assert [t.expression for t in ok.thresholds["*"]] == ["get.p99_ms < 5",
+                                                               "stale_rate == 0"]
+
+    def test_threshold_problems_each_with_its_path(self) -> None:
+        """A bad expression, a wrong shape and an unknown backend are each reported."""
+        issues = _issues({"backends": ["valkey"], "thresholds": {
+            "*": ["get.p99_ms < 5", "nope", "get.p98_ms < 1"], "valkey": 5, "ghost": []}})
+        assert set(issues) == {"thresholds.*[1]", "thresholds.*[2]", "thresholds.valkey",
+                               "thresholds.ghost"}
+        assert issues["thresholds.*[2]"].startswith("a metric of get")
+        assert issues["thresholds.*[2]"].endswith("| 'p98_ms'")
+
+    def test_network_faults_shape(self) -> None:
+        """Faults need Toxiproxy and must name a known proxy and toxic."""
+        issues = _issues({"network": {"mode": "toxiproxy", "faults": [
+            {"at_s": 1, "duration_s": 2, "proxy": "postgres", "toxic": "explode"}]}})
+        assert "network.faults[0].toxic" in issues
+        issues = _issues({"network": {"mode": "inprocess", "latency_ms": 1, "faults": [
+            {"at_s": 1, "duration_s": 2, "proxy": "valkey", "toxic": "down"}]}})
+        assert "network.faults" in issues
+
+    def test_fault_problems_come_with_other_problems(self) -> None:
+        """Invalid faults are listed together with the workload's other problems."""
+        issues = _issues({"writers": -1, "network": {"mode": "toxiproxy", "faults": [
+            {"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down", "colour": 1}]}})
+        assert {"writers", "network.faults[0].at_s", "network.faults[0].colour"} <= set(issues)
+        assert issues["network.faults[0].at_s"] == "a number of seconds >= 0 | -1"
+
+    def test_faults_become_the_fault_model(self) -> None:
+        """Valid faults are proxies.Fault objects with their route resolved."""
+        w = parse_workload({"network": {"mode": "toxiproxy", "faults": [
+            {"at_s": 1, "duration_s": 2, "proxy": "valkey", "toxic": "down"}]}})
+        (fault,) = w.network.faults
+        assert (fault.proxy, fault.proxy_name) == ("valkey", "pgcache-valkey")
+        assert w.network.to_dict()["faults"][0]["proxy"] == "pgcache-valkey"
+
+    def test_latency_needs_a_mode(self) -> None:
+        """Latency implies in-process emulation, but not with an explicit mode none."""
+        assert parse_workload({"network": {"latency_ms": 2}}).network.mode == "inprocess"
+        assert "network.mode" in _issues({"network": {"mode": "none", "latency_ms": 2}})
+
+    def test_processes(self) -> None:
+        """processes is 'auto' or a positive integer."""
+        assert parse_workload({"processes": "auto"}).processes is None
+        assert parse_workload({"processes": 3}).process_count == 3
+        assert "processes" in _issues({"processes": "many"})
+
+    def test_value_size_range(self) -> None:
+        """value_size is a size or an ordered {min, max}."""
+        w = parse_workload({"value_size": {"min": 10, "max": 20}})
+        assert (w.value_size_min, w.value_size_max) == (10, 20)
+        assert "value_size.max" in _issues({"value_size": {"min": 20, "max": 10}})
+
+    def test_not_a_mapping(self) -> None:
+        """A YAML list at the top is rejected."""
+        assert "" in _issues([1, 2])
+
+    def test_bad_yaml_file(self, tmp_path: Path) -> None:
+        """A YAML syntax error is reported with its line."""
+        path = tmp_path / "bad.yaml"
+        path.write_text("writers: [1,\n")
+        with pytest.raises(WorkloadError) as info:
+            load_workload(path)
+        assert "line" in info.value.issues[0].path
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file is a workload error, not a traceback."""
+        with pytest.raises(WorkloadError):
+            load_workload(tmp_path / "nope.yaml")
+
+
+class TestSelectBackends:
+    """--backends picks the workload's backends or presets, and names the unknown ones."""
+
+    def test_workload_and_preset_names(self) -> None:
+        """A backend of the workload and a preset name are both accepted, in the given order."""
+        w = parse_workload({"backends": [{"name": "pg-small", "type": "pgcache"}]})
+        chosen = select_backends(w, ["null", "pg-small"])
+        assert [(b.name, b.type) for b in chosen] == [("null", "null"), ("pg-small", "pgcache")]
+
+    def test_unknown_name(self) -> None:
+        """An unknown name is a workload error at --backends[i]."""
+        w = parse_workload({})
+        with pytest.raises(WorkloadError) as info:
+            select_backends(w, ["valkey", "memcached"])
+        assert [i.path for i in info.value.issues] == ["--backends[1]"]
+
+
+class TestOverrides:
+    """--set path=value overrides edit the data before validation."""
+
+    def test_nested_and_typed(self) -> None:
+        """Values are YAML; dotted paths create mappings as needed."""
+        data = apply_overrides({"writers": 1}, ["writers=3", "network.latency_ms=1.5",
+                                                "backends=[valkey, 'null']"])
+        assert data == {"writers": 3, "network": {"latency_ms": 1.5},
+                        "backends": ["valkey", "null"]}
+
+    def test_list_index(self) -> None:
+        """A numeric path part indexes a list."""
+        assert apply_overrides({"backends": ["a", "b"]}, ["backends.1=c"]) == {
+            "backends": ["a", "c"]}
+
+    def test_bad_override(self) -> None:
+        """An override without '=' is a usage error."""
+        with pytest.raises(UsageError):
+            apply_overrides({}, ["writers"])
+
+    def test_original_untouched(self) -> None:
+        """The input data is not modified."""
+        data = {"network": {"latency_ms": 1}}
+        apply_overrides(data, ["network.latency_ms=2"])
+        assert data == {"network": {"latency_ms": 1}}
