@@ -37,7 +37,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-## pgcache micro-benchmark against raw asyncpg and redis-py, side by side (issue 2 targets).
+## pgcache micro-benchmark against raw asyncpg and redis-py, side by side, with its targets.
 bench-pgcache: $(VENV)/.installed
 	$(PY) -m orchestrator.microbench $(ARGS)
 

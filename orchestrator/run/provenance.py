@@ -43,14 +43,14 @@ async def versions(postgres_dsn: str, valkey_url: str) -> dict[str, Any]:
             packages[name] = metadata.version(name)
     versions["packages"] = packages
     if postgres_dsn:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # provenance only: see the docstring
             conn = await asyncio.wait_for(asyncpg.connect(postgres_dsn), 10)
             try:
                 versions["postgresql"] = await conn.fetchval("SHOW server_version")
             finally:
                 await conn.close()
     if valkey_url:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # provenance only: see the docstring
             client = Redis.from_url(valkey_url)
             try:
                 info = await asyncio.wait_for(client.info("server"), 10)
