@@ -32,7 +32,13 @@ from typing import IO, Any
 import structlog
 
 from orchestrator.backends.registry import TYPES, create_backend
-from orchestrator.errors import ExitCode, InterruptedRun, OrchestratorError, WorkerError
+from orchestrator.errors import (
+    BackendError,
+    ExitCode,
+    InterruptedRun,
+    OrchestratorError,
+    WorkerError,
+)
 from orchestrator.reports.table import format_summary
 from orchestrator.results import schema, servercost, store, thresholds
 from orchestrator.results.logs import PARENT_EVENTS, WorkerFiles, configure_events
@@ -255,7 +261,19 @@ class Runner:
 
     # -- one pass ------------------------------------------------------------------------
     async def _prepare(self, spec: BackendSpec, endpoints: Endpoints) -> None:
-        """Fresh server state; with ``prefill``, every key written once (write ids -1:0:i)."""
+        """Fresh server state; with ``prefill``, every key written once (write ids -1:0:i).
+
+        Whatever the backend's client raises here is a BackendError: the pass cannot start.
+        """
+        try:
+            await self._prepare_backend(spec, endpoints)
+        except OrchestratorError:
+            raise
+        except Exception as exc:  # the drivers' errors, timeouts: mapped, not swallowed
+            raise BackendError(f"{spec.name}: could not prepare the pass: "
+                               f"{type(exc).__name__}: {exc}") from exc
+
+    async def _prepare_backend(self, spec: BackendSpec, endpoints: Endpoints) -> None:
         w = self.workload
         backend = create_backend(spec.name, spec.type, spec.options, endpoints)
         await asyncio.wait_for(backend.prepare(), _PREPARE_TIMEOUT_S)
@@ -328,7 +346,9 @@ class Runner:
             # The executor has reaped every worker: their output has ended or soon will.
             followers = [w.follower for w in self._workers]
             if followers:
-                await asyncio.wait(followers, timeout=1.0)
+                _, late = await asyncio.wait(followers, timeout=1.0)
+                for follower in late:
+                    follower.cancel()
 
     async def _await_ready(self) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT_S

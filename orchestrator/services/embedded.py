@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,16 @@ def _pg_bin(name: str) -> Path:
     return Path(POSTGRES_BIN_PATH) / name
 
 
+@contextlib.contextmanager
+def _starting(what: str, data_dir: Path) -> Iterator[None]:
+    """A file, a binary or a process that fails while a server starts is a ServiceError."""
+    try:
+        yield
+    except OSError as exc:
+        raise ServiceError(f"{what} could not start in {data_dir}: "
+                           f"{exc.strerror or exc}") from exc
+
+
 def make_dir(path: Path) -> None:
     """Create ``path`` (and its parents); ServiceError when the file system refuses."""
     try:
@@ -143,7 +154,14 @@ class EmbeddedPostgres:
         return self.data_dir / "postgres.log"
 
     def start(self) -> str:
-        """Initialise the data folder if needed, start the server, return its DSN."""
+        """Initialise the data folder if needed, start the server, return its DSN.
+
+        ServiceError when it cannot (its message says why, with the server's log).
+        """
+        with _starting("PostgreSQL", self.data_dir):
+            return self._start()
+
+    def _start(self) -> str:
         user, env = _run_as()
         pgdata = self.data_dir / "pgdata"
         make_dir(self.data_dir)
@@ -268,7 +286,11 @@ class EmbeddedValkey:
         return self.data_dir / "valkey.log"
 
     def start(self) -> str:
-        """Start the server with persistence off; return its URL."""
+        """Start the server with persistence off; return its URL (ServiceError when it cannot)."""
+        with _starting("valkey-server", self.data_dir):
+            return self._start()
+
+    def _start(self) -> str:
         make_dir(self.data_dir)
         if self.port == 0:
             self.port = free_port()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import ServiceError
 from orchestrator.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from orchestrator.services.kept import read_state
 
@@ -40,6 +41,14 @@ class Services:
         return f"{pg} at {self.postgres_dsn}, {vk} at {self.valkey_url}"
 
 
+def _temporary_dir() -> Path:
+    try:
+        return Path(tempfile.mkdtemp(prefix="pgcache-services-"))
+    except OSError as exc:
+        raise ServiceError(f"cannot create a temporary directory for the servers: "
+                           f"{exc.strerror or exc}") from exc
+
+
 @contextlib.contextmanager
 def running_services(base_dir: Path | None = None, *, need_postgres: bool = True,
                      need_valkey: bool = True) -> Iterator[Services]:
@@ -49,7 +58,7 @@ def running_services(base_dir: Path | None = None, *, need_postgres: bool = True
     removed, with the servers stopped, when the block exits.
     """
     owned_dir = base_dir is None
-    root = Path(tempfile.mkdtemp(prefix="pgcache-services-")) if base_dir is None else base_dir
+    root = base_dir if base_dir is not None else _temporary_dir()
     pg: EmbeddedPostgres | None = None
     vk: EmbeddedValkey | None = None
     try:

@@ -122,6 +122,17 @@ class TestErrors:
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT status FROM runs").fetchone() == ("failed",)
 
+    def test_unreachable_server_fails_the_run_exit_1(self, tmp_path: Path) -> None:
+        """A backend whose server does not answer fails the run with its address, exit 1."""
+        path = _write(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+                                 "backends": ["valkey"]})
+        url = f"redis://127.0.0.1:{free_port()}/0"
+        env = dict(os.environ, VALKEY_URL=url, PGCACHE_SERVICES_DIR=str(tmp_path / "svc"))
+        result = cli("run", str(path), "--results", str(tmp_path / "r.duckdb"), env=env)
+        assert result.returncode == 1, result.stderr
+        assert f"valkey: could not flush Valkey at {url}" in result.stderr
+        assert "Traceback" not in result.stderr
+
     def test_every_error_has_an_exit_code(self) -> None:
         """Each error class carries one of the documented exit codes."""
         classes = [OrchestratorError, *_subclasses(OrchestratorError)]
