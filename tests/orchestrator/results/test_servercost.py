@@ -88,6 +88,7 @@ class TestPostgres:
         assert max(values(s, "postgres", "dead_tuples")) >= 1
         assert values(s, "postgres", "live_tuples")[-1] >= 1
         assert {x.server for x in s} == {"postgres"}
+        assert {x.metric for x in s} <= set(schema.METRIC_KINDS)  # the summary knows each
 
     async def test_queue_and_lock_waits(self, postgres_dsn: str) -> None:
         """A lagging listener fills the notification queue; a blocked reader counts as a wait."""
@@ -145,6 +146,7 @@ class TestValkey:
         assert max(values(s, "valkey", "used_memory")) > 0
         assert values(s, "valkey", "tracking_total_keys")
         assert values(s, "valkey", "cpu_seconds")[-1] > 0
+        assert {x.metric for x in s} <= set(schema.METRIC_KINDS)  # the summary knows each
 
 
 class TestStorage:
