@@ -88,12 +88,14 @@ class RunOutcome:
 class _Worker:
     """The parent's view of one worker: what it last reported."""
 
-    def __init__(self, handle: WorkerHandle) -> None:
+    def __init__(self, handle: WorkerHandle, stem: str) -> None:
         self.handle = handle
+        self.stem = stem
         self.ready = asyncio.Event()
         self.done = False
         self.ops = 0
         self.errors = 0
+        self.reported = False  # its failure was reported
         self.follower = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
@@ -105,9 +107,58 @@ class _Worker:
                 self.done = self.done or isinstance(message, Done)
 
     @property
-    def finished_silently(self) -> bool:
-        """Exited cleanly without saying it was done (its output ended first)."""
-        return self.handle.exit_code == 0 and not self.done and self.follower.done()
+    def failed(self) -> bool:
+        """Exited with an error, or exited cleanly without saying it was done."""
+        code = self.handle.exit_code
+        if code is None:
+            return False
+        return code != 0 or (not self.done and self.follower.done())
+
+
+class _Crew:
+    """The workers of one pass, as the parent follows them."""
+
+    def __init__(self, handles: Sequence[WorkerHandle], stems: dict[int, str]) -> None:
+        self.workers = [_Worker(handle, stems[handle.process]) for handle in handles]
+
+    @property
+    def ops(self) -> int:
+        return sum(w.ops for w in self.workers)
+
+    @property
+    def errors(self) -> int:
+        return sum(w.errors for w in self.workers)
+
+    @property
+    def ready(self) -> bool:
+        return all(w.ready.is_set() for w in self.workers)
+
+    @property
+    def running(self) -> bool:
+        return any(w.handle.exit_code is None for w in self.workers)
+
+    def send(self, message: Go | Stop) -> None:
+        for worker in self.workers:
+            worker.handle.send(message)
+
+    def kill(self) -> None:
+        for worker in self.workers:
+            worker.handle.kill()
+
+    def new_failures(self) -> list[_Worker]:
+        """The workers that failed since the last call."""
+        failed = [w for w in self.workers if w.failed and not w.reported]
+        for worker in failed:
+            worker.reported = True
+        return failed
+
+    async def close(self) -> None:
+        """Wait (briefly) until every worker's messages are read: the executor reaped them."""
+        followers = [w.follower for w in self.workers]
+        if followers:
+            _, late = await asyncio.wait(followers, timeout=1.0)
+            for follower in late:
+                follower.cancel()
 
 
 class Runner:
@@ -124,8 +175,7 @@ class Runner:
         self.interrupted = False
         self.failed: str | None = None
         self.signals = 0
-        self._workers: list[_Worker] = []
-        self._stems: dict[int, str] = {}  # the current pass's workers: process -> file stem
+        self._crew = _Crew([], {})  # the workers of the current pass
         self._tty = options.console.isatty()
         self.log: Any = None
 
@@ -136,8 +186,7 @@ class Runner:
         print(text, file=self.options.console, flush=True)
 
     def _progress(self, label: str, started: float, expected: int | None) -> None:
-        ops = sum(w.ops for w in self._workers)
-        errors = sum(w.errors for w in self._workers)
+        ops, errors = self._crew.ops, self._crew.errors
         elapsed = time.monotonic() - started
         rate = ops / elapsed if elapsed > 0 else 0.0
         share = f"/{expected:,} ({100 * ops / expected:.0f}%)" if expected else ""
@@ -157,17 +206,9 @@ class Runner:
             self.log.warning("interrupted", signal=name, count=self.signals)
         if self.signals == 1:
             self.say(f"{name}: stopping the workers (again to kill them at once)")
-            self._send_all(Stop())
+            self._crew.send(Stop())
         else:
-            self._kill_workers()
-
-    def _send_all(self, message: Go | Stop) -> None:
-        for worker in self._workers:
-            worker.handle.send(message)
-
-    def _kill_workers(self) -> None:
-        for worker in self._workers:
-            worker.handle.kill()
+            self._crew.kill()
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> RunOutcome:
@@ -222,7 +263,7 @@ class Runner:
             self.say(f"run {self.run_id} failed: {exc}")
             self.log.error("run_failed", error=str(exc))
         finally:
-            self._kill_workers()
+            self._crew.kill()
             if route is not None:
                 route.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -260,42 +301,6 @@ class Runner:
         return thresholds.all_passed(verdicts)
 
     # -- one pass ------------------------------------------------------------------------
-    async def _prepare(self, spec: BackendSpec, endpoints: Endpoints) -> None:
-        """Fresh server state; with ``prefill``, every key written once (write ids -1:0:i).
-
-        Whatever the backend's client raises here is a BackendError: the pass cannot start.
-        """
-        try:
-            await self._prepare_backend(spec, endpoints)
-        except OrchestratorError:
-            raise
-        except Exception as exc:  # the drivers' errors, timeouts: mapped, not swallowed
-            raise BackendError(f"{spec.name}: could not prepare the pass: "
-                               f"{type(exc).__name__}: {exc}") from exc
-
-    async def _prepare_backend(self, spec: BackendSpec, endpoints: Endpoints) -> None:
-        w = self.workload
-        backend = create_backend(spec.name, spec.type, spec.options, endpoints)
-        await asyncio.wait_for(backend.prepare(), _PREPARE_TIMEOUT_S)
-        if not w.prefill:
-            return
-        started = time.monotonic()
-        await backend.connect()
-        try:
-            make_value = value_maker(w.value_size_min, w.value_size_max,
-                                     task_rng(w.seed, -1, "prefill"))
-            queue = iter(range(w.keyspace))
-
-            async def fill() -> None:
-                for i in queue:
-                    await backend.set(f"{w.key_prefix}{i}", make_value(f"-1:0:{i}"), w.ttl_s)
-
-            await asyncio.wait_for(asyncio.gather(*(fill() for _ in range(16))),
-                                   _PREPARE_TIMEOUT_S)
-        finally:
-            await backend.close()
-        self.log.info("prefilled", keys=w.keyspace, seconds=round(time.monotonic() - started, 3))
-
     async def _pass(self, conn: Any, spec: BackendSpec, repetition: int, route: ParentRoute,
                     upstream: Endpoints) -> None:
         w = self.workload
@@ -303,7 +308,7 @@ class Runner:
         structlog.contextvars.bind_contextvars(backend=spec.name, repetition=repetition)
         try:
             self.log.info("pass_started", backend_type=spec.type, options=dict(spec.options))
-            await self._prepare(spec, upstream)
+            await prepare(w, spec, upstream, self.log)
             specs = [WorkerSpec(
                 run_id=self.run_id, backend=spec, repetition=repetition, process=i,
                 processes=w.process_count, workload=dict(w.raw), endpoints=route.endpoints,
@@ -322,18 +327,17 @@ class Runner:
     async def _run_workers(self, conn: Any, specs: Sequence[WorkerSpec], route: ParentRoute,
                            upstream: Endpoints, label: str) -> None:
         spec = specs[0]
-        self._stems = {s.process: s.stem for s in specs}
-        measure_start_offset_ns = int(self.workload.warmup_s * 1e9)
+        stems = {s.process: s.stem for s in specs}
         try:
             async with self.options.executor.workers(specs) as handles:
-                self._workers = [_Worker(handle) for handle in handles]
-                for worker in self._workers:
+                self._crew = crew = _Crew(handles, stems)
+                for worker in crew.workers:
                     self.log.info("worker_started", process=worker.handle.process,
                                   **worker.handle.describe())
                 await self._await_ready()
                 start_ns = time.perf_counter_ns() + _BARRIER_DELAY_NS
-                self._send_all(Go(start_ns))
-                measure_start_ns = start_ns + measure_start_offset_ns
+                crew.send(Go(start_ns))
+                measure_start_ns = start_ns + int(self.workload.warmup_s * 1e9)
                 self.log.info("barrier", start_ns=start_ns, measure_start_ns=measure_start_ns)
                 route.pass_started(spec.backend.name, spec.repetition, measure_start_ns)
                 try:
@@ -343,16 +347,11 @@ class Runner:
                 finally:
                     route.pass_finished(spec.backend.name, spec.repetition)
         finally:
-            # The executor has reaped every worker: their output has ended or soon will.
-            followers = [w.follower for w in self._workers]
-            if followers:
-                _, late = await asyncio.wait(followers, timeout=1.0)
-                for follower in late:
-                    follower.cancel()
+            await self._crew.close()
 
     async def _await_ready(self) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while not all(w.ready.is_set() for w in self._workers):
+        while not self._crew.ready:
             self._check_workers(before_start=True)
             if self.interrupted:
                 raise InterruptedRun("interrupted while the workers were connecting")
@@ -361,13 +360,14 @@ class Runner:
             await asyncio.sleep(0.02)
 
     def _check_workers(self, before_start: bool = False) -> None:
-        for worker in self._workers:
-            code = worker.handle.exit_code
-            if code is None or (code == 0 and not worker.finished_silently) or self.interrupted:
-                continue
-            process = worker.handle.process
+        """Report a worker that failed; before the start that fails the pass, after it the
+        run (the other workers are stopped and what they measured is kept)."""
+        if self.interrupted:
+            return
+        for worker in self._crew.new_failures():
+            process, code = worker.handle.process, worker.handle.exit_code
             detail = worker.handle.failure_detail()
-            message = (f"worker {process} ({self._stems.get(process)}) exited with code {code}"
+            message = (f"worker {process} ({worker.stem}) exited with code {code}"
                        + (" before it was ready" if before_start else "")
                        + (f"; its stderr ends with:\n{detail}" if detail else ""))
             self.log.error("worker_failed", process=process, exit_code=code, stderr=detail)
@@ -376,7 +376,7 @@ class Runner:
             if self.failed is None:
                 self.failed = message
                 self.say(message)
-                self._send_all(Stop())
+                self._crew.send(Stop())
 
     async def _monitor(self, label: str) -> None:
         w = self.workload
@@ -386,14 +386,14 @@ class Runner:
         last_print = 0.0
         interval = 0.5 if self._tty else 2.0
         stop_sent_at: float | None = None
-        while any(wk.handle.exit_code is None for wk in self._workers):
+        while self._crew.running:
             self._check_workers()
             now = time.monotonic()
             if (self.interrupted or self.failed) and stop_sent_at is None:
                 stop_sent_at = now
             if stop_sent_at is not None and now - stop_sent_at > STOP_GRACE_S:
                 self.log.warning("workers_killed", after_s=STOP_GRACE_S)
-                self._kill_workers()
+                self._crew.kill()
             if now - last_print >= interval:
                 self._progress(label, started, expected)
                 last_print = now
@@ -402,10 +402,47 @@ class Runner:
         self._progress(label, started, expected)
         if self._tty:
             print(file=self.options.console)
-        for worker in self._workers:
+        for worker in self._crew.workers:
             self.log.info("worker_exit", process=worker.handle.process,
                           exit_code=worker.handle.exit_code, ops=worker.ops,
                           errors=worker.errors)
+
+
+async def prepare(workload: Workload, spec: BackendSpec, endpoints: Endpoints,
+                  log: Any) -> None:
+    """Fresh server state for a pass; with ``prefill``, every key written once (write ids
+    -1:0:i). Whatever the backend's client raises here is a BackendError: the pass cannot
+    start."""
+    try:
+        await _prepare(workload, spec, endpoints, log)
+    except OrchestratorError:
+        raise
+    except Exception as exc:  # the drivers' errors, timeouts: mapped, not swallowed
+        raise BackendError(f"{spec.name}: could not prepare the pass: "
+                           f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: Any) -> None:
+    backend = create_backend(spec.name, spec.type, spec.options, endpoints)
+    await asyncio.wait_for(backend.prepare(), _PREPARE_TIMEOUT_S)
+    if not w.prefill:
+        return
+    started = time.monotonic()
+    await backend.connect()
+    try:
+        make_value = value_maker(w.value_size_min, w.value_size_max,
+                                 task_rng(w.seed, -1, "prefill"))
+        queue = iter(range(w.keyspace))
+
+        async def fill() -> None:
+            for i in queue:
+                await backend.set(f"{w.key_prefix}{i}", make_value(f"-1:0:{i}"), w.ttl_s)
+
+        await asyncio.wait_for(asyncio.gather(*(fill() for _ in range(16))),
+                               _PREPARE_TIMEOUT_S)
+    finally:
+        await backend.close()
+    log.info("prefilled", keys=w.keyspace, seconds=round(time.monotonic() - started, 3))
 
 
 def run_workload(workload: Workload, options: RunOptions | None = None) -> RunOutcome:
