@@ -5,8 +5,8 @@ With ``POSTGRES_DSN`` / ``VALKEY_URL`` set, those servers are used; otherwise em
 free 127.0.0.1 ports and stopped at the end of the session.
 
 The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support module
-``toxiproxy_fixtures``, registered here as a plugin; support modules live in ``tests/``
-(on ``sys.path``, see ``pythonpath`` in pyproject.toml).
+``support.toxiproxy_fixtures``, registered here as a plugin; support modules live in
+``tests/support/`` (``tests/`` is on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.services import Services, running_services
 
-pytest_plugins = ("toxiproxy_fixtures",)
+pytest_plugins = ("support.toxiproxy_fixtures",)
 
 
 @pytest.fixture(scope="session")

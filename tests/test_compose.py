@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from repo import ROOT
+from support.repo import ROOT
 
 from orchestrator.services import COMPOSE_POSTGRES_DSN, COMPOSE_VALKEY_URL
 from proxies import PROXY_NAMES

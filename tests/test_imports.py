@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from repo import ROOT
+from support.repo import ROOT
 
 PACKAGES = ("orchestrator", "proxies", "pgcache")
 # Imports that may stay inside a function: optional dependencies only.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from repo import ROOT
+from support.repo import ROOT
 
 from orchestrator.services import Services
 

@@ -15,10 +15,10 @@ import redis
 import toxiproxy as toxiproxy_python
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from support.toxiproxy_fixtures import EchoServer, hostport
+from support.toxiproxy_standin import ToxiproxyStandIn, wait_until
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
-from toxiproxy_fixtures import EchoServer, hostport
-from toxiproxy_standin import ToxiproxyStandIn, wait_until
 
 
 def call(server: ToxiproxyStandIn, method: str, path: str, body: Any = None

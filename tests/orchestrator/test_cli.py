@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from repo import ROOT, WORKLOADS
+from support.repo import ROOT, WORKLOADS
 
 from orchestrator.backends.registry import PRESETS
 from orchestrator.errors import ExitCode, OrchestratorError

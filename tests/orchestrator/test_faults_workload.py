@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from repo import ROOT
-from toxiproxy_standin import ToxiproxyStandIn
+from support.repo import ROOT
+from support.toxiproxy_standin import ToxiproxyStandIn
 
 from orchestrator.services import Services
 

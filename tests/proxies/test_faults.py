@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from toxiproxy_fixtures import PROXY_POSTGRES_LISTENER, PROXY_VALKEY
+from support.toxiproxy_fixtures import PROXY_POSTGRES_LISTENER, PROXY_VALKEY
 
 from proxies.errors import ProxyConfigError
 from proxies.faults import Fault, parse_faults

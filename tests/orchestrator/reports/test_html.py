@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from results_history import create_schema, parsed
+from support.results_history import create_schema, parsed
 
 from orchestrator.errors import UsageError
 from orchestrator.reports.html import Series, line_chart, render_html

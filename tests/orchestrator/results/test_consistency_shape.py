@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from repo import ROOT
-from results_history import parsed
+from support.repo import ROOT
+from support.results_history import parsed
 
 from orchestrator.reports.html import render_html
 from orchestrator.results.thresholds import all_passed, evaluate

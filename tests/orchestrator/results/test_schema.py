@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from results_history import MS, OpRow, add_flush, add_invalidation, add_op, create_schema
+from support.results_history import MS, OpRow, add_flush, add_invalidation, add_op, create_schema
 
 from orchestrator.results import schema
 from orchestrator.workload import thresholds

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import duckdb
 import pytest
-from results_history import add_invalidation, add_op, create_schema, parsed
+from support.results_history import add_invalidation, add_op, create_schema, parsed
 
 from orchestrator.results.thresholds import (
     ThresholdResult,

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 import pytest
-from toxiproxy_fixtures import PROXY_VALKEY, RecordingLog, unreachable_url
-from toxiproxy_standin import ToxiproxyStandIn, wait_until
+from support.toxiproxy_fixtures import PROXY_VALKEY, RecordingLog, unreachable_url
+from support.toxiproxy_standin import ToxiproxyStandIn, wait_until
 
 from orchestrator.errors import NetworkError
 from orchestrator.run.network import open_route

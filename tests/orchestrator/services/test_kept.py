@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repo import ROOT
+from support.repo import ROOT
 
 from orchestrator.services import read_state
 

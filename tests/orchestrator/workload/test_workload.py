@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from repo import WORKLOADS
+from support.repo import WORKLOADS
 
 from orchestrator.errors import UsageError, WorkloadError
 from orchestrator.workload.loading import apply_overrides, load_workload

@@ -6,8 +6,8 @@ import socket
 from typing import Any
 
 import pytest
-from toxiproxy_fixtures import EchoServer, unreachable_url
-from toxiproxy_standin import ToxiproxyStandIn
+from support.toxiproxy_fixtures import EchoServer, unreachable_url
+from support.toxiproxy_standin import ToxiproxyStandIn
 
 from proxies.errors import (
     PortConflictError,

@@ -7,7 +7,7 @@ import time
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from toxiproxy_fixtures import (
+from support.toxiproxy_fixtures import (
     PROXY_POSTGRES,
     PROXY_POSTGRES_LISTENER,
     PROXY_VALKEY,
@@ -16,7 +16,7 @@ from toxiproxy_fixtures import (
     hostport,
     unreachable_url,
 )
-from toxiproxy_standin import ToxiproxyStandIn, wait_until
+from support.toxiproxy_standin import ToxiproxyStandIn, wait_until
 
 from proxies.errors import (
     ToxiproxyUnreachableError,

@@ -14,8 +14,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from toxiproxy_fixtures import PROXY_POSTGRES, PROXY_POSTGRES_LISTENER, PROXY_VALKEY, EchoServer
-from toxiproxy_standin import ToxiproxyStandIn, wait_until
+from support.toxiproxy_fixtures import (
+    PROXY_POSTGRES,
+    PROXY_POSTGRES_LISTENER,
+    PROXY_VALKEY,
+    EchoServer,
+)
+from support.toxiproxy_standin import ToxiproxyStandIn, wait_until
 
 from pgcache import CacheSettings, PgCacheError, PostgresCache
 from proxies.errors import ProxyError, UnknownProxyError

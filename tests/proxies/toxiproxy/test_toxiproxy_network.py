@@ -11,14 +11,14 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from toxiproxy_fixtures import (
+from support.toxiproxy_fixtures import (
     PROXY_POSTGRES,
     PROXY_VALKEY,
     EchoServer,
     dead_port,
     unreachable_url,
 )
-from toxiproxy_standin import ToxiproxyStandIn
+from support.toxiproxy_standin import ToxiproxyStandIn
 
 from proxies.errors import PortConflictError, ProxyConfigError, UnknownProxyError
 from proxies.routes import PROXY_NAMES, url_address, with_address

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from toxiproxy_standin import ToxiproxyStandIn
 
 from orchestrator.services import free_port
 from proxies.routes import proxy_name, url_address
+from support.toxiproxy_standin import ToxiproxyStandIn
 
 # The Toxiproxy proxies of a run's three routes.
 PROXY_POSTGRES = proxy_name("postgres")
