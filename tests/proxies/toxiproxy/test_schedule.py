@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from support.caches import settings_for
 from support.toxiproxy_fixtures import (
     PROXY_POSTGRES,
     PROXY_POSTGRES_LISTENER,
@@ -180,20 +179,15 @@ class TestFaultSchedule:
 
 
 
-_ids = itertools.count()
-
-
 @pytest.fixture
 async def cache_settings(postgres_dsn: str) -> AsyncIterator[CacheSettings]:
-    name = f"tx{os.getpid()}_{next(_ids)}_"
-    settings = CacheSettings(dsn=postgres_dsn, schema_prefix=name, notify_channel=f"{name}ch",
-                             sweep_interval_seconds=0, listener_heartbeat_interval_seconds=0.2,
-                             listener_heartbeat_timeout_seconds=0.6, connect_timeout=1,
-                             command_timeout=0.5, reconnect_backoff_max_seconds=0.3)
+    """pgcache settings of this test's own, quick to notice a lost listener or server."""
+    settings = settings_for(postgres_dsn, listener_heartbeat_timeout_seconds=0.6,
+                            local_lease_seconds=0.5, connect_timeout=1, command_timeout=0.5,
+                            reconnect_backoff_max_seconds=0.3)
     await PostgresCache.init_db(settings)
     yield settings
     await PostgresCache.drop_db(settings)
-
 
 
 class TestSurvivingFaults:
