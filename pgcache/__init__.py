@@ -17,6 +17,7 @@ from ._errors import (
     PgCacheError,
 )
 from ._keys import MAX_KEY_BYTES
+from ._local import Entry, LocalCache
 from ._serializers import JsonSerializer, Serializer
 from ._settings import CacheSettings
 from ._stats import CacheStats
@@ -33,8 +34,10 @@ __all__ = [
     "CacheSettings",
     "CacheStateError",
     "CacheStats",
+    "Entry",
     "InvalidationCallback",
     "JsonSerializer",
+    "LocalCache",
     "PgCacheError",
     "PostgresCache",
     "Serializer",

@@ -31,7 +31,14 @@ class Entry(NamedTuple):
 
 
 class LocalCache:
-    """Bounded LRU of versioned copies plus the bookkeeping of operations in flight."""
+    """Bounded LRU of versioned copies plus the bookkeeping of operations in flight.
+
+    Public because other clients can keep a local cache coherent the same way (the
+    benchmark's Valkey client-tracking peer does): versions only need to increase per key in
+    the order the invalidations are received, e.g. a counter of invalidations received.
+    Single-threaded (one event loop); copies expire at ``Entry.expires`` (time.monotonic())
+    and may be served only while ``time.monotonic() < trusted_until``.
+    """
 
     __slots__ = ("by_digest", "data", "epoch", "inflight", "max_entries", "trusted_until")
 
