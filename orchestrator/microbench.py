@@ -7,9 +7,11 @@ Starts (or, with POSTGRES_DSN / VALKEY_URL, uses) the servers, then measures on 
 local-hit get, remote get vs a raw asyncpg ``fetchrow`` of the same row, set vs a raw asyncpg
 single-row upsert into an equivalent UNLOGGED table, 16-writer throughput (pgcache with NOTIFY
 on and a second instance listening vs raw upserts over 16 connections), invalidation lag
-(set returns on A -> B's invalidation callback), and redis-py / valkey-py against Valkey for
-reference. Latencies are per-operation ``perf_counter_ns`` samples (timer overhead included
-on both sides); paired measurements alternate in rounds so machine noise hits both alike.
+(set returns on A -> B's invalidation callback), the lease's cost (heartbeats of idle
+instances, and the PostgreSQL CPU they take, against the same instances with the lease
+renewed too rarely to send any), and redis-py / valkey-py against Valkey for reference.
+Latencies are per-operation ``perf_counter_ns`` samples (timer overhead included on both
+sides); paired measurements alternate in rounds so machine noise hits both alike.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import redis.asyncio as aioredis
 import valkey
 import yaml
 
+from orchestrator.results.servercost import ServerCostSampler
 from orchestrator.services import running_services
 from pgcache import CacheSettings, PostgresCache
 
@@ -40,6 +43,7 @@ RAW_TABLE = "microbench_raw"
 VALUE = b"x" * 100
 KEYSPACE = 1000
 WRITERS = 16
+IDLE_INSTANCES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +255,54 @@ async def bench_postgres(dsn: str, iterations: int, duration: float,
         checks.append(Check("invalidation lag p99", p99 / 1000, "ms", None, "", "<= 5 ms",
                             p99 <= 5000))
         await a.truncate()
+    checks += await bench_lease(dsn, base, duration)
     await raw.execute(f'DROP TABLE IF EXISTS "{RAW_TABLE}"')
     for conn in [raw, *raw_conns]:
         await conn.close()
     await PostgresCache.drop_db(base)
     return checks
+
+
+async def _idle_cost(dsn: str, settings: CacheSettings, seconds: float) -> tuple[float, float]:
+    """Heartbeats/s and PostgreSQL CPU ms/s per instance of IDLE_INSTANCES idle instances."""
+    caches = [PostgresCache(settings) for _ in range(IDLE_INSTANCES)]
+    for cache in caches:
+        await cache.connect()
+    try:
+        await asyncio.sleep(0.5)  # connections settle
+        before = sum(c.stats.heartbeats_sent for c in caches)
+        async with ServerCostSampler(postgres_dsn=dsn, interval_s=seconds) as sampler:
+            await asyncio.sleep(seconds)
+        cpu = [s.value for s in sampler.samples if s.metric == "cpu_seconds"]
+        beats = sum(c.stats.heartbeats_sent for c in caches) - before
+    finally:
+        for cache in caches:
+            await cache.close()
+    spent = (cpu[-1] - cpu[0]) if len(cpu) >= 2 else float("nan")
+    return beats / seconds / IDLE_INSTANCES, 1000 * spent / seconds / IDLE_INSTANCES
+
+
+async def bench_lease(dsn: str, base: CacheSettings, duration: float) -> list[Check]:
+    """What keeping the lease costs an idle instance, alternating with and without it."""
+    seconds = max(1.0, duration / 2)
+    without = CacheSettings(**{**_fields(base), "local_lease_seconds": 3600.0,
+                               "min_pool_size": 1})
+    with_lease = CacheSettings(**{**_fields(base), "min_pool_size": 1})
+    rates, cpus, idle_cpus = [], [], []
+    for _ in range(2):
+        rate, cpu = await _idle_cost(dsn, with_lease, seconds)
+        _, idle_cpu = await _idle_cost(dsn, without, seconds)
+        rates.append(rate)
+        cpus.append(cpu)
+        idle_cpus.append(idle_cpu)
+    lease = with_lease.local_lease_seconds
+    return [
+        Check(f"lease heartbeats per idle instance ({lease:g} s lease)",
+              sum(rates) / len(rates), "/s", None, "", "reference", None),
+        Check(f"PostgreSQL CPU per idle instance, {IDLE_INSTANCES} listening",
+              sum(cpus) / len(cpus), "ms/s", sum(idle_cpus) / len(idle_cpus),
+              "same, no heartbeats", "reference", None),
+    ]
 
 
 async def bench_valkey(url: str, iterations: int) -> list[Check]:
