@@ -58,6 +58,9 @@ class TestSilentListener:
                     if later:
                         ages.append(began - min(later))
                 assert ages, "the blackhole produced no stale read: the test saw nothing"
+                print(f"\nblackholed listener: {len(reads)} reads, {len(ages)} stale, the "
+                      f"oldest {1000 * max(ages):.1f} ms after the write that superseded it "
+                      f"(bound: local_lease_seconds = {LEASE * 1000:.0f} ms)")
                 assert max(ages) <= LEASE, f"stale by {max(ages):.3f} s > lease {LEASE} s"
                 # Once the lease lapsed, reads went to PostgreSQL and were fresh.
                 late = [r for r in reads if r[0] > reads[0][0] + LEASE + 0.2]
