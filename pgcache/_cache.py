@@ -161,12 +161,12 @@ class PostgresCache:
         settings, sql, local = self._settings, self._sql, self._local
         self._reader = reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
                                        self._counters)
-        self._writer = writer = Writer(db, sql, settings, local, reader.expires,
+        self._writer = Writer(db, sql, settings, local, reader.expires,
                                        self._counters, self._instance_id, self._next_seq,
                                        self._notifier)
         self._loads = Loads(settings, sql, self._names.table, local, self._codec,
                             self._counters, connect=self._open_lock_connection,
-                            address=self._address, get=self.get, set=writer.set)
+                            address=self._address, get=self.get, set=self._store)
         self._sweeper = Sweeper(db, sql, interval=settings.sweep_interval_seconds,
                                 batch_size=settings.sweep_batch_size)
 
@@ -348,7 +348,29 @@ class PostgresCache:
         writer = self._writer
         if writer is None:
             raise self._not_open()
-        return await writer.set(key, data, kind, ttl)
+        # The body of _store, inlined: this is the hottest write path.
+        write, epoch = writer.prepare(key, data, kind, ttl)
+        try:
+            version = await writer.submit(write)
+        except BaseException as exc:
+            writer.abandon(write, exc)
+            raise
+        writer.done(write, version, epoch)
+        return version
+
+    async def _store(self, key: str, data: bytes, kind: int, ttl: float | None) -> int:
+        """``set`` of an already encoded value (get_or_set's fill)."""
+        writer = self._writer
+        if writer is None:
+            raise self._not_open()
+        write, epoch = writer.prepare(key, data, kind, ttl)
+        try:
+            version = await writer.submit(write)
+        except BaseException as exc:
+            writer.abandon(write, exc)
+            raise
+        writer.done(write, version, epoch)
+        return version
 
     async def set_many(self, mapping: Mapping[str, Any],
                        ttl_seconds: float | None = None) -> dict[str, int]:

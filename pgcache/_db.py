@@ -71,22 +71,36 @@ class Database:
         A connection failure is retried once on a fresh connection when the statement was
         never sent, or when it is ``idempotent`` (a read).
         """
-        for attempt in (0, 1):
+        pool = self.pool
+        conn = pool.try_acquire()  # the hot path: an idle connection, no suspension
+        if conn is None:
             conn = await self.acquire()
-            try:
-                result = await getattr(conn, method)(sql, *args)
-            except BaseException as exc:
-                error = self.failed(conn, exc, what)
-                if error is exc:
-                    raise
-                if attempt == 0 and isinstance(error, CacheConnectionError) \
-                        and (idempotent or was_not_sent(exc)):
-                    self._counters.retries += 1
-                    continue
+        try:
+            result = await getattr(conn, method)(sql, *args)
+        except BaseException as exc:
+            error = self.failed(conn, exc, what)
+            if error is exc:
+                raise
+            if not (isinstance(error, CacheConnectionError)
+                    and (idempotent or was_not_sent(exc))):
                 raise error from exc
-            self.pool.release(conn)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            self._counters.retries += 1
+            return await self._retry(what, method, sql, args)
+        pool.release(conn)
+        return result
+
+    async def _retry(self, what: str, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """The one retry, on a fresh connection (the idle ones were dropped)."""
+        conn = await self.acquire()
+        try:
+            result = await getattr(conn, method)(sql, *args)
+        except BaseException as exc:
+            error = self.failed(conn, exc, what)
+            if error is exc:
+                raise
+            raise error from exc
+        self.pool.release(conn)
+        return result
 
     async def run_bounded(self, what: str, method: str, sql: str, *args: Any,
                           within: float) -> Any:

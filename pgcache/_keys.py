@@ -9,6 +9,7 @@ collision can only ever be a miss, never another key's value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from ._errors import CacheArgumentError
@@ -49,3 +50,22 @@ def key_hash(data: bytes) -> bytes:
 def key_digest(key: str) -> str:
     """The name a long key goes by in notifications: its hash, in hex."""
     return key_hash(key.encode("utf-8", "surrogatepass")).hex()
+
+
+# Short keys are looked up far more often than they are new: their stored form and hash are
+# remembered (bounded; a few MB at most) instead of encoded and hashed on every operation.
+_REMEMBERED_KEY_CHARS = 256
+
+
+@functools.lru_cache(maxsize=8192)
+def _short_key_parts(key: str) -> tuple[bytes, bytes]:
+    data = key.encode("utf-8", "surrogatepass")
+    return data, key_hash(data)
+
+
+def key_parts(key: object) -> tuple[bytes, bytes]:
+    """``(key_bytes(key), its hash)``, with the same checks as :func:`key_bytes`."""
+    if type(key) is str and len(key) <= _REMEMBERED_KEY_CHARS:
+        return _short_key_parts(key)
+    data = key_bytes(key)
+    return data, key_hash(data)

@@ -18,6 +18,7 @@ lapses, reads bypass the local cache and install nothing until an echo proves th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 
@@ -48,24 +49,28 @@ class Lease:
 
     def next_seq(self) -> int:
         """The number of a notification about to be sent (its send time is noted now)."""
-        self._seq += 1
-        now = _monotonic()
+        seq = self._seq = self._seq + 1
         sent = self._sent
-        sent[self._seq] = now
-        if len(sent) > 256:
-            # Notifications whose echo never came (a failed write) would renew nothing now.
-            stale = now - self.duration
-            for seq in [s for s, at in sent.items() if at < stale]:
-                del sent[seq]
-        return self._seq
+        sent[seq] = _monotonic()
+        if len(sent) > 1024:
+            # Echoes that never came (a failed write): the oldest renew least; drop them.
+            for old in list(itertools.islice(sent, 512)):
+                del sent[old]
+        return seq
 
     def echoed(self, seq: int) -> None:
         """Our notification ``seq`` came back: renew the lease from its send time."""
-        at = self._sent.pop(seq, None)
+        sent = self._sent
+        at = sent.pop(seq, None)
         if at is None or not self._active:
             return
-        for older in [s for s in self._sent if s < seq]:
-            del self._sent[older]  # their echoes, if any, would renew less
+        # Echoes arrive in commit order, which is nearly the order sent: anything sent
+        # before this one would renew less. (The dict keeps insertion order: seq order.)
+        while sent:
+            oldest = next(iter(sent))
+            if oldest > seq:
+                break
+            del sent[oldest]
         local = self._local
         until = at + self.duration
         if until > local.trusted_until:

@@ -27,7 +27,7 @@ from ._errors import (
     CacheLockTimeoutError,
     PgCacheError,
 )
-from ._keys import key_bytes, key_hash
+from ._keys import key_parts
 from ._local import LocalCache
 from ._schema import Statements, lock_key
 from ._settings import CacheSettings
@@ -96,7 +96,7 @@ class Loads:
 
     async def _load(self, key: str, loader: Loader, ttl: float | None,
                     loader_timeout: float | None) -> Any:
-        lock = lock_key(self._table, key_hash(key_bytes(key)))
+        lock = lock_key(self._table, key_parts(key)[1])
         deadline = _monotonic() + self._settings.lock_timeout_seconds
         poll = _POLL_MIN_S
         while True:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._db import Database
 from ._errors import CacheArgumentError
-from ._keys import key_bytes, key_hash
+from ._keys import key_parts
 from ._local import LocalCache
 from ._schema import Statements
 from ._stats import Counters
@@ -55,15 +55,15 @@ class Reader:
 
     async def get(self, key: str) -> Any:
         """The value of ``key`` from PostgreSQL (the local cache had no usable copy)."""
-        data = key_bytes(key)
+        data, hashed = key_parts(key)
         local = self._local
         if local is None:
-            row = await self._db.run("get", "fetchrow", self._sql.get_value, key_hash(data),
-                                     data, idempotent=True)
+            row = await self._db.run("get", "fetchrow", self._sql.get_value, hashed, data,
+                                     idempotent=True)
             return self._answer(row)
         if _monotonic() >= local.trusted_until:
             # Nothing read now may be installed: no tracking, no sharing.
-            row = await self._db.run("get", "fetchrow", self._sql.get, key_hash(data), data,
+            row = await self._db.run("get", "fetchrow", self._sql.get, hashed, data,
                                      idempotent=True)
             return self._answer(row)
         # Another read of this key is on the wire and no invalidation of it (nor a flush)
@@ -77,7 +77,7 @@ class Reader:
         shared = asyncio.get_running_loop().create_future()
         epoch = local.begin(key, shared)
         try:
-            row = await self._db.run("get", "fetchrow", self._sql.get, key_hash(data), data,
+            row = await self._db.run("get", "fetchrow", self._sql.get, hashed, data,
                                      idempotent=True)
         except BaseException:
             local.end(key, shared)
@@ -106,9 +106,9 @@ class Reader:
             raise CacheArgumentError(
                 f"get_many() takes an iterable of str keys, got {type(keys).__name__}",
                 hint="pass a list of keys; a single key goes to get()")
-        wanted: dict[str, bytes] = {}
+        wanted: dict[str, tuple[bytes, bytes]] = {}
         for key in keys:
-            wanted[key] = key_bytes(key)
+            wanted[key] = key_parts(key)
         result: dict[str, Any] = {}
         local = self._local
         counters = self._counters
@@ -134,7 +134,8 @@ class Reader:
         try:
             rows = await self._db.run(
                 "get_many", "fetch", self._sql.get_many,
-                [key_hash(data) for data in wanted.values()], list(wanted.values()),
+                [hashed for _, hashed in wanted.values()],
+                [data for data, _ in wanted.values()],
                 idempotent=True)
         finally:
             if trusted:

@@ -17,13 +17,13 @@ may now hold something newer than any copy.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from operator import attrgetter
 
 from ._batching import Write, WriteQueue
 from ._db import Database
 from ._errors import CacheServerError, PgCacheError
-from ._keys import key_bytes, key_hash
+from ._keys import key_parts
 from ._local import LocalCache
 from ._notifier import Notifier
 from ._payload import flush_all, inline_parts
@@ -46,7 +46,7 @@ class Writer:
     """Writes of one instance, and their announcement."""
 
     __slots__ = ("_channel", "_counters", "_db", "_expires", "_instance_id", "_local",
-                 "_next_seq", "_notifier", "_queue", "_sql", "_writing")
+                 "_next_seq", "_notifier", "_sql", "_writing", "submit")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
                  local: LocalCache | None, expires: Callable[[float | None], float],
@@ -63,11 +63,12 @@ class Writer:
         self._channel = settings.notify_channel
         # Write statements of this instance on the wire (a lone write is announced inline).
         self._writing = 0
-        self._queue: WriteQueue | None = None
+        # Writes one set (alone, or shared with concurrent ones); its version or its error.
+        self.submit: Callable[[Write], Awaitable[int]] = self._write_one
         if settings.write_batch_max > 1:
-            self._queue = WriteQueue(self._write_one, self._write_batch,
+            self.submit = WriteQueue(self._write_one, self._write_batch,
                                      max_batch=settings.write_batch_max,
-                                     slots=settings.write_batch_concurrency)
+                                     slots=settings.write_batch_concurrency).submit
 
     # -- the local copy around a write ------------------------------------------------------
 
@@ -82,10 +83,13 @@ class Writer:
         if local is None:
             return
         announced = local.end(key)
-        local.invalidate(key, version)  # older copies go; operations in flight learn of it
         if data is not None and version >= announced and epoch == local.epoch \
                 and _monotonic() < local.trusted_until:
-            local.install(key, data, kind, version, self._expires(ttl))
+            if key in local.inflight:
+                local.invalidate(key, version)  # operations still in flight learn of it
+            local.install(key, data, kind, version, self._expires(ttl))  # replaces older
+        else:
+            local.invalidate(key, version)  # older copies go
 
     def _abandon(self, key: str, error: BaseException) -> None:
         """The write of ``key`` failed with ``error``: if it may have committed anyway, no
@@ -111,22 +115,21 @@ class Writer:
 
     # -- set --------------------------------------------------------------------------------
 
-    async def set(self, key: str, data: bytes, kind: int, ttl: float | None) -> int:
-        """Write one value; its version. Concurrent calls may share a statement."""
-        stored = key_bytes(key)
-        write = Write(key, stored, key_hash(stored), data, kind, ttl)
-        epoch = self._begin(key)
-        try:
-            if self._queue is None:
-                version = await self._write_one(write)
-            else:
-                version = await self._queue.submit(write)
-        except BaseException as exc:
-            self._abandon(key, exc)
-            raise
+    def prepare(self, key: str, data: bytes, kind: int, ttl: float | None) -> tuple[Write, int]:
+        """A ``set`` about to go out: the write, and the epoch it began in (``submit`` it,
+        then ``done`` or ``abandon``). Split so that the facade awaits ``submit`` directly:
+        one coroutine frame less on the hottest write path."""
+        stored, hashed = key_parts(key)
+        local = self._local
+        return Write(key, stored, hashed, data, kind, ttl), \
+            local.begin(key) if local is not None else 0
+
+    def done(self, write: Write, version: int, epoch: int) -> None:
         self._counters.sets += 1
-        self._settle(key, version, data, kind, ttl, epoch)
-        return version
+        self._settle(write.key, version, write.data, write.kind, write.ttl, epoch)
+
+    def abandon(self, write: Write, error: BaseException) -> None:
+        self._abandon(write.key, error)
 
     async def _write_one(self, write: Write) -> int:
         inline = self._alone()
@@ -200,8 +203,8 @@ class Writer:
         """Write every ``(key, data, kind)`` in one statement; key -> version."""
         writes = []
         for key, data, kind in items:
-            stored = key_bytes(key)
-            writes.append(Write(key, stored, key_hash(stored), data, kind, ttl))
+            stored, hashed = key_parts(key)
+            writes.append(Write(key, stored, hashed, data, kind, ttl))
         if not writes:
             return {}
         epochs = {w.key: self._begin(w.key) for w in writes}
@@ -230,8 +233,7 @@ class Writer:
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (table and every instance's copy); True if a live row existed."""
-        stored = key_bytes(key)
-        hashed = key_hash(stored)
+        stored, hashed = key_parts(key)
         epoch = self._begin(key)
         inline = self._alone()
         self._writing += 1
