@@ -14,16 +14,29 @@ from ._errors import (
     CacheSerializationError,
     CacheServerError,
     CacheStateError,
+    CacheTooManyConnectionsError,
     PgCacheError,
 )
 from ._keys import MAX_KEY_BYTES
 from ._local import Entry, LocalCache
+from ._migrations import (
+    apply_migrations,
+    apply_migrations_sync,
+    init_postgres_cache_db,
+    init_postgres_cache_db_sync,
+    schema_is_current,
+    schema_is_current_sync,
+    schema_version,
+    schema_version_sync,
+)
+from ._protocol import Cache, NullCache
 from ._serializers import JsonSerializer, Serializer
 from ._settings import CacheSettings
 from ._stats import CacheStats
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "Cache",
     "CacheArgumentError",
     "CacheConfigError",
     "CacheConnectionError",
@@ -34,11 +47,21 @@ __all__ = [
     "CacheSettings",
     "CacheStateError",
     "CacheStats",
+    "CacheTooManyConnectionsError",
     "Entry",
     "InvalidationCallback",
     "JsonSerializer",
     "LocalCache",
+    "NullCache",
     "PgCacheError",
     "PostgresCache",
     "Serializer",
+    "apply_migrations",
+    "apply_migrations_sync",
+    "init_postgres_cache_db",
+    "init_postgres_cache_db_sync",
+    "schema_is_current",
+    "schema_is_current_sync",
+    "schema_version",
+    "schema_version_sync",
 ]

@@ -13,7 +13,9 @@ import logging
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -26,10 +28,12 @@ from ._lease import Lease
 from ._listener import Listener
 from ._loader import Loader, Loads, check_loader
 from ._local import LocalCache
+from ._migrations import apply_migrations, drop_schema
 from ._notifier import Notifier
 from ._pool import ConnectionPool
 from ._reads import Reader
-from ._schema import SchemaNames, Statements, drop_schema, migrate
+from ._schema import SchemaNames, Statements
+from ._serializers import Serializer
 from ._settings import CacheSettings
 from ._stats import CacheStats, Counters
 from ._sweeper import Sweeper
@@ -54,10 +58,14 @@ class PostgresCache:
     Create one per application instance and share it between all its coroutines.
     """
 
-    def __init__(self, settings: CacheSettings) -> None:
+    def __init__(self, settings: CacheSettings, serializer: Serializer | None = None) -> None:
         if not isinstance(settings, CacheSettings):
             raise CacheArgumentError(
                 f"PostgresCache() takes a CacheSettings, got {type(settings).__name__}")
+        if serializer is not None:
+            warnings.warn("PostgresCache(settings, serializer=...) is postgres-cache 0.1.1's; "
+                          "use CacheSettings(serializer=...)", DeprecationWarning, stacklevel=2)
+            settings = replace(settings, serializer=serializer)
         self._settings = settings
         self._names = SchemaNames.from_settings(settings)
         self._sql = Statements.build(self._names)
@@ -92,13 +100,11 @@ class PostgresCache:
         Returns the schema version now in place. The table's persistence follows
         ``settings.logged`` (an existing table is altered if it differs).
         """
-        _check_settings(settings)
-        return await migrate(settings)
+        return await apply_migrations(settings)
 
     @staticmethod
     async def drop_db(settings: CacheSettings) -> None:
         """Drop the cache's tables (for tests and teardown)."""
-        _check_settings(settings)
         await drop_schema(settings)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -474,11 +480,6 @@ class PostgresCache:
             foreign_notifications=c.foreign_notifications,
             lock_waits=c.lock_waits, retries=c.retries,
         )
-
-
-def _check_settings(settings: Any) -> None:
-    if not isinstance(settings, CacheSettings):
-        raise CacheArgumentError(f"expected a CacheSettings, got {type(settings).__name__}")
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:

@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from ._errors import CacheConnectionError, CacheServerError, PgCacheError
+from ._errors import (
+    CacheConnectionError,
+    CacheServerError,
+    CacheTooManyConnectionsError,
+    PgCacheError,
+)
 from ._settings import CacheSettings
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information
@@ -96,7 +101,10 @@ async def connect_once(settings: CacheSettings, dsn: str, application_name: str)
         raise
     except Exception as exc:
         address = describe_address(dsn)
-        raise CacheConnectionError(
+        error = (CacheTooManyConnectionsError
+                 if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError)
+                 else CacheConnectionError)
+        raise error(
             f"could not connect to PostgreSQL at {address}: {type(exc).__name__}: {exc}",
             address=address, hint=connect_hint(exc, settings)) from exc
 

@@ -43,13 +43,22 @@ class CacheStateError(PgCacheError, RuntimeError):
     """The cache was used in a state that does not allow it ("cache is closed", ...)."""
 
 
-class CacheConnectionError(PgCacheError):
-    """PostgreSQL could not be reached, or a connection broke during an operation."""
+class CacheConnectionError(PgCacheError, ConnectionError):
+    """PostgreSQL could not be reached, or a connection broke during an operation.
+
+    Also a ``ConnectionError`` (an ``OSError``), which is what the driver raised in
+    postgres-cache 0.1.1 when the server could not be reached.
+    """
 
     def __init__(self, message: str, *, address: str | None = None,
                  detail: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, detail=detail, hint=hint)
         self.address = address
+
+
+class CacheTooManyConnectionsError(CacheConnectionError, RuntimeError):
+    """PostgreSQL refused a connection: too many clients (a ``RuntimeError`` too, as in
+    postgres-cache 0.1.1)."""
 
 
 class CacheServerError(PgCacheError):

@@ -9,9 +9,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import asyncpg
-
-from ._connect import connect_once, server_error
 from ._settings import CacheSettings
 
 
@@ -188,45 +185,3 @@ def lock_key(table: str, hashed_key: bytes) -> int:
                              salt=hashlib.blake2b(table.encode(), digest_size=16).digest())
     return int.from_bytes(digest.digest(), "big", signed=True)
 
-
-async def migrate(settings: CacheSettings) -> int:
-    """Apply every missing migration in one transaction (serialised by an advisory lock, so
-    concurrent callers are safe); the schema version now in place."""
-    names = SchemaNames.from_settings(settings)
-    conn = await connect_once(settings, settings.dsn, settings.application_name)
-    try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", names.migration_lock)
-            await conn.execute(names.create_version_table)
-            current = await conn.fetchval(names.select_schema_version)
-            for migration in names.migrations(logged=settings.logged):
-                if migration.version <= current:
-                    continue
-                for statement in migration.statements:
-                    await conn.execute(statement)
-                await conn.execute(names.insert_schema_version, migration.version,
-                                   migration.description)
-                current = migration.version
-            persistence = await conn.fetchval(names.select_persistence, names.table)
-            wanted = "p" if settings.logged else "u"
-            if persistence != wanted:
-                mode = "LOGGED" if settings.logged else "UNLOGGED"
-                await conn.execute(f"ALTER TABLE {quote_ident(names.table)} SET {mode}")
-        return int(current)
-    except asyncpg.PostgresError as exc:
-        raise server_error(exc, "init_db") from exc
-    finally:
-        await conn.close()
-
-
-async def drop_schema(settings: CacheSettings) -> None:
-    """Drop the cache's tables."""
-    names = SchemaNames.from_settings(settings)
-    conn = await connect_once(settings, settings.dsn, settings.application_name)
-    try:
-        for statement in names.drop_statements():
-            await conn.execute(statement)
-    except asyncpg.PostgresError as exc:
-        raise server_error(exc, "drop_db") from exc
-    finally:
-        await conn.close()

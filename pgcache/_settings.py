@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+import warnings
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,9 +25,13 @@ MAX_TTL_SECONDS = 100 * 365.25 * 86400
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CacheSettings:
-    """Settings of one ``PostgresCache``; invalid values raise ``CacheConfigError``."""
+    """Settings of one ``PostgresCache``; invalid values raise ``CacheConfigError``.
 
-    dsn: str
+    ``dsn`` may be given by position (as in postgres-cache 0.1.1); every other field is a
+    keyword.
+    """
+
+    dsn: str = field(kw_only=False)
     # The listener's own route (None: same as dsn), e.g. through a fault-injecting proxy.
     listener_dsn: str | None = None
     notify_channel: str = "cache_events"
@@ -75,8 +80,22 @@ class CacheSettings:
     command_timeout: float | None = None
     application_name: str = "pgcache"
     serializer: Serializer | str = "json"
+    # Bounds of the table, enforced by the sweeper (see pgcache/README.md, "A bounded
+    # table"); None: no bound. max_age_seconds caps every write's TTL.
+    max_entries: int | None = None
+    max_bytes: int | None = None
+    max_age_seconds: float | None = None
+    # Values of at least this many bytes are stored zlib-compressed (None: never).
+    compress_min_bytes: int | None = None
+    # postgres-cache 0.1.1's names: accepted with a DeprecationWarning saying what to use,
+    # mapped onto pgcache's fields, then reset (so that dataclasses.replace() works).
+    disable_notiffy: bool | None = field(default=None, repr=False, compare=False)
+    notification_queue_size: int | None = field(default=None, repr=False, compare=False)
+    fetch_timeout_seconds: float | None = field(default=None, repr=False, compare=False)
+    cleanup_batch_size: int | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        self._map_legacy_names()
         _check_dsn("dsn", self.dsn)
         if self.listener_dsn is not None:
             _check_dsn("listener_dsn", self.listener_dsn)
@@ -128,6 +147,15 @@ class CacheSettings:
         _check_float("connect_timeout", self.connect_timeout, positive=True)
         if self.command_timeout is not None:
             _check_float("command_timeout", self.command_timeout, positive=True)
+        for name in ("max_entries", "max_bytes", "compress_min_bytes"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1)
+        if self.max_age_seconds is not None:
+            _check_float("max_age_seconds", self.max_age_seconds, positive=True)
+            if self.max_age_seconds > MAX_TTL_SECONDS:
+                raise CacheConfigError("max_age_seconds",
+                                       f"must be <= {MAX_TTL_SECONDS:.0f} (100 years), got "
+                                       f"{self.max_age_seconds}")
         if not isinstance(self.application_name, str) or len(self.application_name) > 63:
             raise CacheConfigError("application_name", "must be a string of at most 63 chars")
         if isinstance(self.serializer, str):
@@ -138,6 +166,33 @@ class CacheSettings:
         elif not isinstance(self.serializer, Serializer):
             raise CacheConfigError("serializer",
                                    "must be a name or an object with dumps() and loads()")
+
+    def _map_legacy_names(self) -> None:
+        def deprecated(name: str, advice: str) -> None:
+            warnings.warn(f"CacheSettings({name}=...) is postgres-cache 0.1.1's; {advice}",
+                          DeprecationWarning, stacklevel=4)
+            object.__setattr__(self, name, None)
+
+        if self.disable_notiffy is not None:
+            disable = self.disable_notiffy
+            if not isinstance(disable, bool):
+                raise CacheConfigError("disable_notiffy",
+                                       f"must be true or false, got {disable!r}")
+            deprecated("disable_notiffy", "use disable_notify (the same setting)")
+            object.__setattr__(self, "disable_notify", disable)
+        if self.cleanup_batch_size is not None:
+            batch = self.cleanup_batch_size
+            _check_int("cleanup_batch_size", batch, minimum=1)
+            deprecated("cleanup_batch_size", "use sweep_batch_size (the same setting)")
+            object.__setattr__(self, "sweep_batch_size", batch)
+        if self.notification_queue_size is not None:
+            _check_int("notification_queue_size", self.notification_queue_size, minimum=1)
+            deprecated("notification_queue_size", "it has no effect: pgcache applies "
+                       "notifications as they arrive, there is no queue to bound")
+        if self.fetch_timeout_seconds is not None:
+            _check_float("fetch_timeout_seconds", self.fetch_timeout_seconds, positive=True)
+            deprecated("fetch_timeout_seconds", "it has no effect (it had none in 0.1.1 "
+                       "either); use command_timeout for a per-statement timeout")
 
     @property
     def resolved_serializer(self) -> Serializer:

@@ -135,6 +135,7 @@ class TestFuzz:
         await cache.set("probe", b"ok")
         assert await cache.get("probe") == b"ok"
 
+    @pytest.mark.filterwarnings("ignore:CacheSettings:DeprecationWarning")  # 0.1.1's names
     @hsettings(max_examples=200, deadline=None)
     @given(field=st.sampled_from([f for f in CacheSettings.field_names() if f != "dsn"]),
            value=ANYTHING)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from support.caches import Inbox, listening, sql
+from support.caches import Inbox, eventually, listening, sql
 
 from pgcache import (
     MAX_KEY_BYTES,
@@ -87,6 +87,7 @@ class TestAnyKey:
         assert await b.get_many([key, other, "absent"]) == {key: b"third", other: b"other"}
         assert await a.delete(key) is True
         await a.delete(other)
+        await eventually(lambda: b.get_local(key) is None)  # the delete's invalidation
         assert await b.get(key) is None
         assert await b.get_or_set(key, lambda: b"loaded") == b"loaded"
         assert await a.get(key) == b"loaded"
