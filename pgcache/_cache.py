@@ -28,6 +28,7 @@ from ._lease import Lease
 from ._listener import Listener
 from ._loader import Loader, Loads, check_loader
 from ._local import LocalCache
+from ._locks import AdvisoryLocks
 from ._migrations import apply_migrations, drop_schema
 from ._notifier import Notifier
 from ._pool import ConnectionPool
@@ -87,6 +88,7 @@ class PostgresCache:
         self._reader: Reader | None = None
         self._writer: Writer | None = None
         self._loads: Loads | None = None
+        self._locks: AdvisoryLocks | None = None
         self._sweeper: Sweeper | None = None
         self._listener: Listener | None = None
         self._notifier: Notifier | None = None
@@ -167,14 +169,15 @@ class PostgresCache:
         settings, sql, local = self._settings, self._sql, self._local
         self._reader = reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
                                        self._counters)
-        self._writer = Writer(db, sql, settings, local, reader.expires,
-                                       self._counters, self._instance_id, self._next_seq,
-                                       self._notifier)
-        self._loads = Loads(settings, sql, self._names.table, local, self._codec,
-                            self._counters, connect=self._open_lock_connection,
-                            address=self._address, get=self.get, set=self._store)
-        self._sweeper = Sweeper(db, sql, interval=settings.sweep_interval_seconds,
-                                batch_size=settings.sweep_batch_size)
+        self._locks = AdvisoryLocks(settings, self._open_lock_connection, self._address)
+        self._sweeper = sweeper = Sweeper(db, sql, settings, self._names.table, self._locks,
+                                          self._counters, floor=self._trimmed)
+        bounded = settings.max_entries is not None or settings.max_bytes is not None
+        self._writer = Writer(db, sql, settings, local, reader.expires, self._counters,
+                              self._instance_id, self._next_seq, self._notifier,
+                              inserted=sweeper.inserted if bounded else None)
+        self._loads = Loads(settings, self._names.table, local, self._codec, self._counters,
+                            self._locks, get=self.get, set=self._store)
 
     async def _start_listening(self, lease: Lease) -> None:
         settings = self._settings
@@ -214,13 +217,13 @@ class PostgresCache:
             await self._listener.close()
         if self._notifier is not None:
             await self._notifier.close(drain_timeout=self._settings.connect_timeout)
-        if self._loads is not None:
-            await self._loads.close()
+        if self._locks is not None:
+            await self._locks.close()
         if self._db is not None:
             await self._db.pool.close()
         if self._local is not None:
             self._local.flush()
-        self._db = self._reader = self._writer = self._loads = None
+        self._db = self._reader = self._writer = self._loads = self._locks = None
         self._sweeper = self._listener = self._notifier = None
 
     async def __aenter__(self) -> PostgresCache:
@@ -262,6 +265,14 @@ class PostgresCache:
                 f"{version}, this pgcache needs {self._names.latest_version}",
                 hint="run `await PostgresCache.init_db(settings)` once before connecting")
 
+    def _ttl(self, ttl_seconds: Any) -> float | None:
+        """A write's TTL: checked, defaulted, and capped by ``max_age_seconds``."""
+        ttl = check_ttl(ttl_seconds, self._settings.default_ttl_seconds)
+        max_age = self._settings.max_age_seconds
+        if max_age is not None and (ttl is None or ttl > max_age):
+            return max_age
+        return ttl
+
     def _not_open(self) -> CacheStateError:
         if self._state is State.CLOSED:
             return CacheStateError("cache is closed", hint="create a new PostgresCache")
@@ -284,6 +295,12 @@ class PostgresCache:
 
     def remove_invalidation_callback(self, callback: InvalidationCallback) -> None:
         self._coherence.remove_callback(callback)
+
+    def _trimmed(self, version: int) -> None:
+        """A trim deleted every row written before ``version``: tell everyone, us too."""
+        if self._notifier is not None:
+            self._notifier.enqueue_floor(version)
+        self._coherence.floor(version)
 
     def _wake(self, key: str) -> None:
         if self._loads is not None:
@@ -350,7 +367,7 @@ class PostgresCache:
         if not isinstance(key, str):
             raise key_type_error(key)
         data, kind = self._codec.encode(value)
-        ttl = check_ttl(ttl_seconds, self._settings.default_ttl_seconds)
+        ttl = self._ttl(ttl_seconds)
         writer = self._writer
         if writer is None:
             raise self._not_open()
@@ -390,7 +407,7 @@ class PostgresCache:
             if not isinstance(key, str):
                 raise key_type_error(key)
             items.append((key, *self._codec.encode(value)))
-        ttl = check_ttl(ttl_seconds, self._settings.default_ttl_seconds)
+        ttl = self._ttl(ttl_seconds)
         writer = self._writer
         if writer is None:
             raise self._not_open()
@@ -420,7 +437,7 @@ class PostgresCache:
         if not isinstance(key, str):
             raise key_type_error(key)
         check_loader(loader)
-        ttl = check_ttl(ttl_seconds, self._settings.default_ttl_seconds)
+        ttl = self._ttl(ttl_seconds)
         timeout = self._settings.loader_timeout_seconds
         if loader_timeout_seconds is not None:
             timeout = _positive("loader_timeout_seconds", loader_timeout_seconds)
@@ -438,6 +455,15 @@ class PostgresCache:
         if sweeper is None:
             raise self._not_open()
         return await sweeper.cleanup_expired(batch_size)
+
+    async def trim(self) -> int:
+        """Bring the table within ``max_entries`` / ``max_bytes`` now (the sweeper does this
+        by itself); how many rows were deleted (0 if within bounds, or if another instance
+        is trimming right now)."""
+        sweeper = self._sweeper
+        if sweeper is None:
+            raise self._not_open()
+        return await sweeper.trim()
 
     async def truncate(self) -> None:
         """Empty the table and every instance's local cache."""
@@ -478,7 +504,7 @@ class PostgresCache:
             lease_lapses=lease.lapses if lease is not None else 0,
             heartbeats_sent=c.heartbeats_sent,
             foreign_notifications=c.foreign_notifications,
-            lock_waits=c.lock_waits, retries=c.retries,
+            lock_waits=c.lock_waits, retries=c.retries, trimmed=c.trimmed,
         )
 
 

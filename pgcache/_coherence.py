@@ -2,7 +2,8 @@
 listener back again do to them.
 
 - Another instance's ``(key, v)`` drops a copy older than v and tells any operation of that
-  key in flight (``LocalCache.invalidate``); a copy of v or newer stays.
+  key in flight (``LocalCache.invalidate``); a copy of v or newer stays. A trim's floor v
+  does the same for every key (``LocalCache.floor``); callbacks hear ``(None, v)``.
 - Our own notifications come back too: they renew the lease (``_lease``), nothing else.
 - Listener lost: copies are no longer trusted (the lease is suspended), the local cache is
   flushed (operations in flight are disowned) and callbacks hear ``(None, None)``.
@@ -78,7 +79,13 @@ class Coherence:
         items = notice.items
         for i in range(0, len(items), 2):
             version, name = items[i], items[i + 1]
-            if type(version) is not int or not isinstance(name, str):
+            if type(version) is not int:
+                continue
+            if name is None:
+                if version > 0:
+                    self.floor(version)
+                continue
+            if not isinstance(name, str):
                 continue
             if version == FLUSH_ALL:
                 self.flush()
@@ -96,6 +103,12 @@ class Coherence:
             self._wake(key)
             if self._callbacks:
                 self._tell(key, version)
+
+    def floor(self, version: int) -> None:
+        """Every row written before ``version`` was trimmed from the table."""
+        if self._local is not None:
+            self._counters.local_evictions += self._local.floor(version)
+        self._tell(None, version)
 
     def flush(self) -> None:
         if self._local is not None:

@@ -2,34 +2,31 @@
 never takes the pool away from anyone.
 
 Within an instance, concurrent callers for one key share one load. Across instances, the
-loader runs under a PostgreSQL advisory lock on the key, taken with ``pg_try_advisory_lock``
-on a connection of its own (one per instance, opened on first use; a session holds the locks
-of all the keys it loads). An instance that finds the lock taken does not queue on it: it
-waits without holding any connection, woken by the notification of the filling write (or a
-short poll, for when notifications are off), re-reads the key, and tries the lock again, for
-at most ``lock_timeout_seconds``. A loader may be bounded by ``loader_timeout_seconds``.
+loader runs under a PostgreSQL advisory lock on the key, tried on the instance's lock session
+(``_locks``), so a load never holds a pooled connection. An instance that finds the lock
+taken does not queue on it: it waits without holding any connection, woken by the
+notification of the filling write (or a short poll, for when notifications are off), re-reads
+the key, and tries the lock again, for at most ``lock_timeout_seconds``. A loader may be
+bounded by ``loader_timeout_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._connect import Connection, connection_error, is_server_rejection, server_error
-from ._db import call_bounded
 from ._errors import (
     CacheArgumentError,
     CacheLoaderTimeoutError,
     CacheLockTimeoutError,
-    PgCacheError,
 )
 from ._keys import key_parts
 from ._local import LocalCache
-from ._schema import Statements, lock_key
+from ._locks import AdvisoryLocks
+from ._schema import lock_key
 from ._settings import CacheSettings
 from ._stats import Counters
 from ._values import ValueCodec
@@ -45,25 +42,20 @@ _POLL_MAX_S = 0.1
 class Loads:
     """The get_or_set machinery of one instance."""
 
-    def __init__(self, settings: CacheSettings, sql: Statements, table: str,
-                 local: LocalCache | None, codec: ValueCodec, counters: Counters, *,
-                 connect: Callable[[], Awaitable[Connection]], address: str,
+    def __init__(self, settings: CacheSettings, table: str, local: LocalCache | None,
+                 codec: ValueCodec, counters: Counters, locks: AdvisoryLocks, *,
                  get: Callable[[str], Awaitable[Any]],
                  set: Callable[[str, bytes, int, float | None], Awaitable[int]]) -> None:
         self._settings = settings
-        self._sql = sql
+        self._locks = locks
         self._table = table
         self._local = local
         self._codec = codec
         self._counters = counters
-        self._connect = connect
-        self._address = address
         self._get = get
         self._set = set
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self._woken: dict[str, asyncio.Event] = {}
-        self._conn: Connection | None = None
-        self._mutex = asyncio.Lock()
 
     def wake(self, key: str) -> None:
         """``key`` was written by another instance: a waiter for it looks again now."""
@@ -100,7 +92,7 @@ class Loads:
         deadline = _monotonic() + self._settings.lock_timeout_seconds
         poll = _POLL_MIN_S
         while True:
-            if await self._try_lock(lock):
+            if await self._locks.try_lock(lock, "get_or_set"):
                 try:
                     value = await self._get(key)  # filled while we were not looking?
                     if value is not None:
@@ -113,7 +105,7 @@ class Loads:
                     await self._set(key, data, kind, ttl)
                     return value
                 finally:
-                    await asyncio.shield(self._unlock(lock))
+                    await self._locks.unlock(lock, "get_or_set")
             remaining = deadline - _monotonic()
             if remaining <= 0:
                 raise CacheLockTimeoutError(
@@ -161,40 +153,6 @@ class Loads:
                 f"get_or_set({key[:80]!r}): the loader did not finish within {limit} s; "
                 "nothing was stored", key=key,
                 hint="raise loader_timeout_seconds, or make the loader faster") from None
-
-    async def _lock_statement(self, sql: str, lock: int) -> Any:
-        """Run a lock statement on the lock connection (opened on demand), bounded."""
-        async with self._mutex:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await self._connect()
-            conn = self._conn
-            try:
-                return await call_bounded(conn, "fetchval", sql, lock,
-                                          within=self._settings.lock_timeout_seconds)
-            except Exception as exc:
-                if is_server_rejection(exc):
-                    raise server_error(exc, "get_or_set") from exc
-                # The session, and every lock it held, is gone with it.
-                conn.terminate()
-                self._conn = None
-                raise connection_error(exc, self._address, self._settings,
-                                       "get_or_set") from exc
-
-    async def _try_lock(self, lock: int) -> bool:
-        return bool(await self._lock_statement(self._sql.try_lock, lock))
-
-    async def _unlock(self, lock: int) -> None:
-        # A failure means the lock went with its session: there is nothing left to release.
-        with contextlib.suppress(PgCacheError):
-            await self._lock_statement(self._sql.unlock, lock)
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await asyncio.wait_for(conn.close(), 1.0)
-            except (Exception, asyncio.CancelledError):
-                conn.terminate()
 
 
 def check_loader(loader: Any) -> None:

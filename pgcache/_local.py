@@ -142,6 +142,18 @@ class LocalCache:
                 and key not in self.inflight:
             self.by_digest.pop(key_digest(key), None)
 
+    def floor(self, version: int) -> int:
+        """Apply "every key changed at ``version``" (rows written before it were trimmed):
+        drop older copies, tell every operation in flight; returns how many copies went."""
+        older = [key for key, entry in self.data.items() if entry.version < version]
+        for key in older:
+            self.remove(key)
+        for slot in self.inflight.values():
+            slot[2] = None
+            if slot[1] < version:
+                slot[1] = version
+        return len(older)
+
     def key_for_digest(self, digest: str) -> str | None:
         return self.by_digest.get(digest)
 

@@ -60,6 +60,7 @@ class Notifier:
         self._heartbeat_every = heartbeat_every
         self._pending: dict[str, int] = {}
         self._flush_all = False
+        self._floor = 0  # a trim's "every key changed at this version" (0: none)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -79,7 +80,7 @@ class Notifier:
     @property
     def idle(self) -> bool:
         """Nothing is waiting to be sent."""
-        return not self._pending and not self._flush_all
+        return not self._pending and not self._flush_all and not self._floor
 
     def sent_inline(self) -> None:
         """Count a notification a writer sent in its own transaction."""
@@ -104,6 +105,12 @@ class Notifier:
         self._idle.clear()
         self._wake.set()
 
+    def enqueue_floor(self, version: int) -> None:
+        """Queue "every row written before ``version`` is gone" (after a trim)."""
+        self._floor = max(self._floor, version)
+        self._idle.clear()
+        self._wake.set()
+
     async def drain(self, within_seconds: float) -> bool:
         """Wait until everything queued has been sent; False if not within that time."""
         try:
@@ -123,7 +130,10 @@ class Notifier:
         limit = self._settings.notify_max_payload_bytes - 1  # room for the closing bracket
         pending = self._pending
         parts = [start]
-        size = len(start)
+        if self._floor:
+            parts.append(f",{self._floor},null")
+            self._floor = 0
+        size = sum(len(part) for part in parts)
         while pending:
             key, version = pending.popitem()
             text, sign = name(key)
@@ -140,7 +150,9 @@ class Notifier:
         items = json.loads(payload)[2:]
         for i in range(0, len(items), 2):
             version, key = items[i], items[i + 1]
-            if version > 0:
+            if key is None:
+                self._floor = max(self._floor, version)
+            elif version > 0:
                 self._pending[key] = max(version, self._pending.get(key, 0))
             else:
                 # A flush, or a long key's hash, which cannot be turned back into the key:

@@ -9,6 +9,8 @@ A payload is ASCII JSON: ``[sender, seq, v1, k1, v2, k2, ...]``.
 - ``v < 0``: the same for a long key, named by its hash in hex (``_keys.key_digest``), because
   a key may be longer than the 8000-byte payload limit.
 - ``v == 0``: every instance must flush its local cache (after a truncate).
+- ``v > 0`` with ``null`` for the key: every key changed at ``v`` (the table was trimmed of
+  every row written before ``v``): copies older than ``v`` go.
 
 A payload with no items (``[sender, seq]``) is a heartbeat: only its echo matters.
 """

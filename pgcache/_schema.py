@@ -118,8 +118,9 @@ class Statements:
     truncate: str
     notify: str
     sweep: str
-    try_lock: str
-    unlock: str
+    count_rows: str
+    sample_rows: str
+    trim_batch: str
 
     @classmethod
     def build(cls, names: SchemaNames) -> Statements:
@@ -140,12 +141,15 @@ class Statements:
                   f"kind = EXCLUDED.kind, version = greatest({xid}, e.version + 1), "
                   "expires_at = EXCLUDED.expires_at WHERE e.key = EXCLUDED.key")
         insert = f"INSERT INTO {t} AS e (key_hash, key, value, kind, version, expires_at) "
+        # (xmax = 0): the row is new (inserted, not updated); a bounded table counts these.
         set_one = (f"{insert}VALUES ($1, $2, $3, $4, {xid}, "
-                   f"now() + make_interval(secs => $5::float8)) {upsert} RETURNING version")
+                   f"now() + make_interval(secs => $5::float8)) {upsert} "
+                   "RETURNING version, (xmax = 0)")
         batch = (f"{insert}SELECT u.h, u.k, u.v, u.kd, {xid}, "
                  "now() + make_interval(secs => u.ttl) "
                  "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int2[], "
-                 f"$5::float8[]) AS u(h, k, v, kd, ttl) {upsert} RETURNING e.key_hash, e.version")
+                 f"$5::float8[]) AS u(h, k, v, kd, ttl) {upsert} "
+                 "RETURNING e.key_hash, e.version, (e.xmax = 0)")
         # A delete leaves a tombstone (expired at once, swept later) carrying the next
         # version, so a key's versions keep increasing through delete and re-insert: a
         # writer that raced the delete still conflicts with the row and gets a higher one.
@@ -174,8 +178,15 @@ class Statements:
             notify="SELECT pg_notify($1, $2)",
             sweep=(f"DELETE FROM {t} WHERE key_hash IN (SELECT key_hash FROM {t} "
                    "WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"),
-            try_lock="SELECT pg_try_advisory_lock($1)",
-            unlock="SELECT pg_advisory_unlock($1)",
+            count_rows=f"SELECT count(*) FROM {t}",
+            # $1: the percentage of pages to read. Versions order rows by when they were
+            # written; the sizes estimate the table's bytes (key and value as stored).
+            sample_rows=(f"SELECT e.version, pg_column_size(e.key) + pg_column_size(e.value) "
+                         f"FROM {t} AS e TABLESAMPLE SYSTEM ($1)"),
+            # The oldest rows go first: everything written at or before version $1, a batch
+            # at a time, skipping rows another session holds (a writer, another trimmer).
+            trim_batch=(f"DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} "
+                        "WHERE version <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED))"),
         )
 
 

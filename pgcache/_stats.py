@@ -12,7 +12,7 @@ class Counters:
     __slots__ = ("deletes", "foreign_notifications", "heartbeats_sent", "invalidations_received",
                  "loads", "local_evictions", "local_flushes", "local_hits", "lock_waits",
                  "misses", "notifications_sent", "notified_keys", "notify_errors", "remote_hits",
-                 "retries", "sets", "shared_reads", "write_statements")
+                 "retries", "sets", "shared_reads", "trimmed", "write_statements")
 
     def __init__(self) -> None:
         self.deletes = 0
@@ -32,6 +32,7 @@ class Counters:
         self.retries = 0
         self.sets = 0
         self.shared_reads = 0
+        self.trimmed = 0
         self.write_statements = 0
 
 
@@ -67,6 +68,8 @@ class CacheStats:
     # get_or_set waits for another instance's load; statements retried on a fresh connection.
     lock_waits: int = 0
     retries: int = 0
+    # Rows this instance's trims deleted to keep the table within max_entries / max_bytes.
+    trimmed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,40 +1,95 @@
-"""The sweeper: deletes expired rows (and delete tombstones) in bounded batches.
+"""The sweeper: deletes expired rows, and keeps a bounded table within its bounds.
 
-Reads never return an expired row, so sweeping is only about space. Each batch is one
-``DELETE ... WHERE key_hash IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``: concurrent
-sweepers of several instances skip each other's rows instead of waiting, and a batch holds
-its row locks only for its own short transaction. Expired rows need no notification: no
-instance keeps a copy past the row's own expiry.
+Expired rows (and delete tombstones): each batch is one ``DELETE ... WHERE key_hash IN
+(SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``, so concurrent sweepers of several instances
+skip each other's rows instead of waiting. Reads never return an expired row and no instance
+keeps a copy past its row's expiry, so sweeping needs no notification.
+
+Bounds (``max_entries``, ``max_bytes``): when a table is over a bound, the oldest-written
+rows go until it is at 90% of the bound (the slack keeps trims rare). A trim round:
+
+1. runs only in the instance that gets the table's trim lock (tried, never waited for: the
+   other instances' sweepers skip the round instead of queueing behind it);
+2. counts the rows (exactly, at least every second; in between, the last count plus this
+   instance's own new rows since), and reads a sample of about 2 000 rows (``TABLESAMPLE
+   SYSTEM``) for their versions and sizes; the table's bytes are estimated as rows times
+   the sample's average stored size of key and value plus 48 bytes of row overhead
+   (indexes and dead space not counted);
+3. picks from the sample's versions the cutoff below which the excess lies (versions grow
+   with every write, so they order rows by when they were last written), and deletes every
+   row at or below it, a batch at a time, skipping rows that another session holds;
+4. announces the cutoff: every instance drops its copies older than it, and stops every
+   operation in flight from installing anything older (one notification per round, not one
+   per key).
+
+Nothing is touched on read. Rounds are triggered by this instance's own new rows (after half
+of the headroom the last round left, so two instances inserting alike still stay within the
+bound), at least every second while it inserts, and at every sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
 
 from ._db import Database
 from ._errors import CacheArgumentError, PgCacheError
+from ._locks import AdvisoryLocks
 from ._schema import Statements
+from ._settings import CacheSettings
+from ._stats import Counters
 
 log = logging.getLogger("pgcache")
 
+_monotonic = time.monotonic
+TRIM_TO = 0.9  # a trim leaves the table at this fraction of its bound
+SAMPLE_ROWS = 2000
+ROW_OVERHEAD_BYTES = 48  # tuple header, key hash, kind, version, expiry, line pointer
+_CHECK_EVERY_S = 1.0  # while this instance inserts into a bounded table
+_COUNT_EVERY_S = 1.0  # an exact count at least this often
+_MIN_CHECK_ROWS = 64
+
+
+def trim_lock_key(table: str) -> int:
+    """The advisory-lock key of the right to trim ``table`` (64-bit, signed)."""
+    digest = hashlib.blake2b(f"pgcache-trim:{table}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
 
 class Sweeper:
-    """``cleanup_expired`` and the background task that calls it."""
+    """``cleanup_expired``, ``trim``, and the background task that calls them."""
 
-    __slots__ = ("_batch_size", "_db", "_interval", "_sql", "_task")
-
-    def __init__(self, db: Database, sql: Statements, *, interval: float,
-                 batch_size: int) -> None:
+    def __init__(self, db: Database, sql: Statements, settings: CacheSettings, table: str,
+                 locks: AdvisoryLocks, counters: Counters,
+                 floor: Callable[[int], None]) -> None:
         self._db = db
         self._sql = sql
-        self._interval = interval
-        self._batch_size = batch_size
+        self._settings = settings
+        self._locks = locks
+        self._lock_key = trim_lock_key(table)
+        self._counters = counters
+        # Announces a trim's cutoff (here and to every other instance).
+        self._floor = floor
+        self._bounded = settings.max_entries is not None or settings.max_bytes is not None
+        self._rows_until_check: float = _MIN_CHECK_ROWS
+        self._bytes_until_check: float = 0
+        self._inserted_since_check = False
+        self._inserted_rows = 0
+        self._count: int | None = None  # rows after the last round (None: unknown)
+        self._counted_at = 0.0
+        self._wake = asyncio.Event()
+        self._trimming = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+
+    # -- expired rows -----------------------------------------------------------------------
 
     async def cleanup_expired(self, batch_size: int | None = None) -> int:
         """Delete expired rows in batches of ``batch_size``; how many went."""
-        size = self._batch_size if batch_size is None else batch_size
+        size = self._settings.sweep_batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise CacheArgumentError(f"batch_size must be a positive integer, got {size!r}")
         total = 0
@@ -45,24 +100,128 @@ class Sweeper:
             if removed < size:
                 return total
 
+    # -- bounds -----------------------------------------------------------------------------
+
+    def inserted(self, rows: int, nbytes: int) -> None:
+        """This instance added ``rows`` new rows of about ``nbytes``: check when due."""
+        self._inserted_since_check = True
+        self._inserted_rows += rows
+        self._rows_until_check -= rows
+        self._bytes_until_check -= nbytes
+        if self._rows_until_check <= 0 or (self._settings.max_bytes is not None
+                                           and self._bytes_until_check <= 0):
+            self._wake.set()
+
+    async def trim(self) -> int:
+        """One trim round (see the module docstring); how many rows it deleted."""
+        self._inserted_since_check = False
+        if not self._bounded:
+            return 0
+        # One round at a time in this instance (advisory locks are re-entrant within a
+        # session, so this one waits its turn), and in the whole cluster (the advisory lock,
+        # tried: another instance's round is never waited for).
+        async with self._trimming:
+            if not await self._locks.try_lock(self._lock_key, "trim"):
+                return 0
+            try:
+                return await self._trim_locked()
+            finally:
+                await self._locks.unlock(self._lock_key, "trim")
+
+    async def _trim_locked(self) -> int:
+        settings, db, sql = self._settings, self._db, self._sql
+        # Counting is a scan of the table; between exact counts (at most a second apart)
+        # the last count plus this instance's own new rows since is close enough.
+        now = _monotonic()
+        if self._count is None or now - self._counted_at >= _COUNT_EVERY_S:
+            count: int = await db.run("trim", "fetchval", sql.count_rows, idempotent=True)
+            self._counted_at = now
+        else:
+            count = self._count + self._inserted_rows
+        self._inserted_rows = 0
+        percent = min(100.0, 100.0 * SAMPLE_ROWS / max(count, 1))
+        sample = await db.run("trim", "fetch", sql.sample_rows, percent, idempotent=True)
+        row_bytes = ROW_OVERHEAD_BYTES + (
+            sum(r[1] for r in sample) / len(sample) if sample else 0.0)
+        keep = math.inf
+        if settings.max_entries is not None and count > settings.max_entries:
+            keep = settings.max_entries * TRIM_TO
+        if settings.max_bytes is not None and count * row_bytes > settings.max_bytes:
+            keep = min(keep, settings.max_bytes * TRIM_TO / row_bytes)
+        deleted = 0
+        if count > keep and sample:
+            versions = sorted(r[0] for r in sample)
+            position = math.ceil((count - keep) / count * len(versions)) - 1
+            cutoff = versions[max(0, min(position, len(versions) - 1))]
+            deleted = await self._delete_through(cutoff)
+            if deleted:
+                self._counters.trimmed += deleted
+                self._floor(cutoff + 1)
+                log.debug("pgcache trimmed %d rows written at or before version %d",
+                          deleted, cutoff)
+        self._count = count - deleted
+        self._plan_next_check(self._count, row_bytes)
+        return deleted
+
+    async def _delete_through(self, cutoff: int) -> int:
+        batch = self._settings.sweep_batch_size
+        deleted = 0
+        while True:
+            status: str = await self._db.run("trim", "execute", self._sql.trim_batch, cutoff,
+                                             batch)
+            removed = int(status.rsplit(" ", 1)[-1])
+            deleted += removed
+            if removed < batch:
+                return deleted
+
+    def _plan_next_check(self, rows: int, row_bytes: float) -> None:
+        """Check again after half the headroom this round left (own new rows)."""
+        settings = self._settings
+        if settings.max_entries is not None:
+            self._rows_until_check = max(_MIN_CHECK_ROWS, (settings.max_entries - rows) // 2)
+        else:
+            self._rows_until_check = math.inf
+        if settings.max_bytes is not None:
+            spare = settings.max_bytes - rows * row_bytes
+            self._bytes_until_check = max(int(_MIN_CHECK_ROWS * row_bytes), int(spare // 2))
+
+    # -- the background task ----------------------------------------------------------------
+
     def start(self) -> None:
-        if self._interval > 0:
+        if self._settings.sweep_interval_seconds > 0 or self._bounded:
             self._task = asyncio.get_running_loop().create_task(self._forever(),
                                                                 name="pgcache-sweeper")
 
     async def _forever(self) -> None:
+        interval = self._settings.sweep_interval_seconds
+        next_sweep = _monotonic() + interval if interval > 0 else math.inf
         while True:
-            await asyncio.sleep(self._interval)
-            try:
-                removed = await self.cleanup_expired()
-            except PgCacheError as exc:
-                log.warning("pgcache sweep failed (retrying in %s s): %s", self._interval, exc)
-                continue
-            if removed:
-                log.debug("pgcache swept %d expired rows", removed)
+            wait = next_sweep - _monotonic()
+            if self._bounded and self._inserted_since_check:
+                wait = min(wait, _CHECK_EVERY_S)
+            if wait > 0 and not self._wake.is_set():
+                try:
+                    async with asyncio.timeout(min(wait, _CHECK_EVERY_S)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    if _monotonic() < next_sweep and not self._inserted_since_check:
+                        continue
+            self._wake.clear()
+            if self._bounded:
+                await self._guarded("trim", self.trim)
+            if _monotonic() >= next_sweep:
+                next_sweep = _monotonic() + interval
+                await self._guarded("sweep", self.cleanup_expired)
+
+    async def _guarded(self, what: str, job: Callable[[], Awaitable[int]]) -> None:
+        try:
+            await job()
+        except PgCacheError as exc:
+            log.warning("pgcache %s failed (retrying later): %s", what, exc)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.wait({task})
+

@@ -45,13 +45,14 @@ def _collision(key: str) -> CacheServerError:
 class Writer:
     """Writes of one instance, and their announcement."""
 
-    __slots__ = ("_channel", "_counters", "_db", "_expires", "_instance_id", "_local",
-                 "_next_seq", "_notifier", "_sql", "_writing", "submit")
+    __slots__ = ("_channel", "_counters", "_db", "_expires", "_inserted", "_instance_id",
+                 "_local", "_next_seq", "_notifier", "_sql", "_writing", "submit")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
                  local: LocalCache | None, expires: Callable[[float | None], float],
                  counters: Counters, instance_id: str, next_seq: Callable[[], int],
-                 notifier: Notifier | None) -> None:
+                 notifier: Notifier | None,
+                 inserted: Callable[[int, int], None] | None = None) -> None:
         self._db = db
         self._sql = sql
         self._local = local
@@ -60,6 +61,8 @@ class Writer:
         self._instance_id = instance_id
         self._next_seq = next_seq
         self._notifier = notifier
+        # Told (rows, bytes) of every new row: a bounded table checks its size by them.
+        self._inserted = inserted
         self._channel = settings.notify_channel
         # Write statements of this instance on the wire (a lone write is announced inline).
         self._writing = 0
@@ -139,18 +142,21 @@ class Writer:
         try:
             if inline:
                 head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
-                version: int | None = await self._db.run(
-                    "set", "fetchval", self._sql.set_notify, write.key_hash, write.key_bytes,
+                row = await self._db.run(
+                    "set", "fetchrow", self._sql.set_notify, write.key_hash, write.key_bytes,
                     write.data, write.kind, write.ttl, self._channel, head, tail)
             else:
-                version = await self._db.run(
-                    "set", "fetchval", self._sql.set, write.key_hash, write.key_bytes,
+                row = await self._db.run(
+                    "set", "fetchrow", self._sql.set, write.key_hash, write.key_bytes,
                     write.data, write.kind, write.ttl)
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
-        if version is None:
+        if row is None:
             raise _collision(write.key)
+        version: int = row[0]
+        if row[1] and self._inserted is not None:
+            self._inserted(1, len(write.key_bytes) + len(write.data))
         if inline:
             assert self._notifier is not None
             self._notifier.sent_inline()
@@ -196,6 +202,11 @@ class Writer:
             version = versions.get(write.key_hash)
             if version is not None:
                 self._announce(write.key, version)
+        if self._inserted is not None:
+            new = {bytes(row[0]) for row in rows if row[2]}
+            if new:
+                self._inserted(len(new), sum(len(w.key_bytes) + len(w.data)
+                                             for w in ordered if w.key_hash in new))
         return versions
 
     async def set_many(self, items: list[tuple[str, bytes, int]],
