@@ -305,6 +305,65 @@ async def bench_lease(dsn: str, base: CacheSettings, duration: float) -> list[Ch
     ]
 
 
+async def _write_distinct(dsn: str, settings: CacheSettings, keys: int,
+                          value: bytes) -> tuple[float, int]:
+    """WRITERS tasks on one instance write ``keys`` distinct keys once each; returns
+    (writes/s, the most rows a count every 100 ms saw)."""
+    await PostgresCache.init_db(settings)
+    watcher = await asyncpg.connect(dsn)
+    table = f"{settings.schema_prefix}pgcache_entries"
+    peak = 0
+    async with PostgresCache(settings) as cache:
+        await cache.truncate()
+        next_key = iter(range(keys))
+        done = asyncio.Event()
+
+        async def writer() -> None:
+            for i in next_key:
+                await cache.set(f"bounded:{i}", value)
+
+        async def watch() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, await watcher.fetchval(f'SELECT count(*) FROM "{table}"'))
+                await asyncio.sleep(0.1)
+
+        watching = asyncio.ensure_future(watch())
+        start = time.perf_counter()
+        await asyncio.gather(*(writer() for _ in range(WRITERS)))
+        elapsed = time.perf_counter() - start
+        done.set()
+        await watching
+        peak = max(peak, await watcher.fetchval(f'SELECT count(*) FROM "{table}"'))
+        await cache.truncate()
+    await watcher.close()
+    return keys / elapsed, peak
+
+
+async def bench_bounded(dsn: str, keys: int, cap: int) -> list[Check]:
+    """Distinct keys into a table bounded at ``cap`` rows, against the same unbounded,
+    alternating twice."""
+    base = CacheSettings(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
+                         max_pool_size=WRITERS, application_name="microbench",
+                         sweep_interval_seconds=0)
+    bounded = CacheSettings(**{**_fields(base), "max_entries": cap})
+    free_rates, bounded_rates, peaks = [], [], []
+    for _ in range(2):
+        rate, _ = await _write_distinct(dsn, base, keys, VALUE)
+        free_rates.append(rate)
+        rate, peak = await _write_distinct(dsn, bounded, keys, VALUE)
+        bounded_rates.append(rate)
+        peaks.append(peak)
+    await PostgresCache.drop_db(base)
+    free, limited = sum(free_rates) / 2, sum(bounded_rates) / 2
+    return [
+        Check(f"{keys:,} distinct keys, max_entries={cap:,}: writes/s", limited, "ops/s",
+              free, "the same, unbounded", ">= 0.9x", limited >= 0.9 * free),
+        Check("  the most rows seen (counted every 100 ms)", max(peaks), "rows", float(cap),
+              "max_entries", "<= 1.1x", max(peaks) <= 1.1 * cap),
+    ]
+
+
 async def bench_valkey(url: str, iterations: int) -> list[Check]:
     checks: list[Check] = []
     client = aioredis.from_url(url)
@@ -361,8 +420,11 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-async def run(iterations: int, duration: float, options: dict[str, Any]) -> list[Check]:
+async def run(iterations: int, duration: float, options: dict[str, Any],
+              bounded: tuple[int, int] | None = None) -> list[Check]:
     with running_services() as services:
+        if bounded is not None:
+            return await bench_bounded(services.postgres_dsn, *bounded)
         checks = await bench_postgres(services.postgres_dsn, iterations, duration, options)
         checks += await bench_valkey(services.valkey_url, iterations)
     return checks
@@ -376,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=4.0,
                         help="seconds of 16-writer load per side (default 4)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--bounded", type=int, nargs=2, metavar=("KEYS", "CAP"),
+                        help="instead of the rest: write KEYS distinct keys into a table with "
+                             "max_entries=CAP, and into the same unbounded (e.g. 1000000 "
+                             "100000)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=YAML",
                         help="a CacheSettings option for the pgcache instances, e.g. "
                              "--option write_batch_max=32 (repeatable)")
@@ -393,10 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop  # optional: a Linux-only dependency
     except ImportError:  # pragma: no cover
-        checks = asyncio.run(run(args.iterations, args.duration, options))
+        checks = asyncio.run(run(args.iterations, args.duration, options, args.bounded))
         loop_name = "asyncio"
     else:
-        checks = uvloop.run(run(args.iterations, args.duration, options))
+        checks = uvloop.run(run(args.iterations, args.duration, options, args.bounded))
         loop_name = "uvloop"
     if args.json:
         print(json.dumps({"loop": loop_name, "cpus": os.cpu_count(), "options": options,

@@ -17,14 +17,15 @@ rows go until it is at 90% of the bound (the slack keeps trims rare). A trim rou
    (indexes and dead space not counted);
 3. picks from the sample's versions the cutoff below which the excess lies (versions grow
    with every write, so they order rows by when they were last written), and deletes every
-   row at or below it, a batch at a time, skipping rows that another session holds;
+   row at or below it, 5 000 per statement, skipping rows that another session holds;
 4. announces the cutoff: every instance drops its copies older than it, and stops every
    operation in flight from installing anything older (one notification per round, not one
    per key).
 
-Nothing is touched on read. Rounds are triggered by this instance's own new rows (after half
-of the headroom the last round left, so two instances inserting alike still stay within the
-bound), at least every second while it inserts, and at every sweep.
+Nothing is touched on read. A round runs after every 2.5% of the bound of this instance's
+own new rows, at least every second while it inserts, and at every sweep; a round that finds
+the table within its bounds (by the count, or the last count plus own new rows since) reads
+nothing else.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ log = logging.getLogger("pgcache")
 
 _monotonic = time.monotonic
 TRIM_TO = 0.9  # a trim leaves the table at this fraction of its bound
+CHECK_FRACTION = 0.025  # a round after this fraction of the bound of own new rows
 SAMPLE_ROWS = 2000
+# Rows a trim deletes per statement: per-statement costs amortize, and the row locks it
+# holds (of old rows, which writers seldom touch) last a few milliseconds.
+TRIM_BATCH = 5000
 ROW_OVERHEAD_BYTES = 48  # tuple header, key hash, kind, version, expiry, line pointer
 _CHECK_EVERY_S = 1.0  # while this instance inserts into a bounded table
 _COUNT_EVERY_S = 1.0  # an exact count at least this often
@@ -75,8 +80,13 @@ class Sweeper:
         # Announces a trim's cutoff (here and to every other instance).
         self._floor = floor
         self._bounded = settings.max_entries is not None or settings.max_bytes is not None
-        self._rows_until_check: float = _MIN_CHECK_ROWS
-        self._bytes_until_check: float = 0
+        # A round after every CHECK_FRACTION of the bound of own new rows (of the row bound,
+        # or of the rows the byte bound allows by the last sample's row size).
+        self._check_rows = _MIN_CHECK_ROWS
+        if settings.max_entries is not None:
+            self._check_rows = max(_MIN_CHECK_ROWS, int(settings.max_entries * CHECK_FRACTION))
+        self._rows_until_check = self._check_rows
+        self._row_bytes: float | None = None
         self._inserted_since_check = False
         self._inserted_rows = 0
         self._count: int | None = None  # rows after the last round (None: unknown)
@@ -102,14 +112,13 @@ class Sweeper:
 
     # -- bounds -----------------------------------------------------------------------------
 
-    def inserted(self, rows: int, nbytes: int) -> None:
-        """This instance added ``rows`` new rows of about ``nbytes``: check when due."""
+    def inserted(self, rows: int) -> None:
+        """This instance added ``rows`` new rows: check when due."""
         self._inserted_since_check = True
         self._inserted_rows += rows
         self._rows_until_check -= rows
-        self._bytes_until_check -= nbytes
-        if self._rows_until_check <= 0 or (self._settings.max_bytes is not None
-                                           and self._bytes_until_check <= 0):
+        if self._rows_until_check <= 0:
+            self._rows_until_check = self._check_rows
             self._wake.set()
 
     async def trim(self) -> int:
@@ -129,7 +138,7 @@ class Sweeper:
                 await self._locks.unlock(self._lock_key, "trim")
 
     async def _trim_locked(self) -> int:
-        settings, db, sql = self._settings, self._db, self._sql
+        db, sql = self._db, self._sql
         # Counting is a scan of the table; between exact counts (at most a second apart)
         # the last count plus this instance's own new rows since is close enough.
         now = _monotonic()
@@ -139,32 +148,53 @@ class Sweeper:
         else:
             count = self._count + self._inserted_rows
         self._inserted_rows = 0
+        self._count = count
+        if not self._over(count, self._row_bytes):
+            return 0
         percent = min(100.0, 100.0 * SAMPLE_ROWS / max(count, 1))
         sample = await db.run("trim", "fetch", sql.sample_rows, percent, idempotent=True)
-        row_bytes = ROW_OVERHEAD_BYTES + (
-            sum(r[1] for r in sample) / len(sample) if sample else 0.0)
-        keep = math.inf
-        if settings.max_entries is not None and count > settings.max_entries:
-            keep = settings.max_entries * TRIM_TO
-        if settings.max_bytes is not None and count * row_bytes > settings.max_bytes:
-            keep = min(keep, settings.max_bytes * TRIM_TO / row_bytes)
-        deleted = 0
-        if count > keep and sample:
-            versions = sorted(r[0] for r in sample)
-            position = math.ceil((count - keep) / count * len(versions)) - 1
-            cutoff = versions[max(0, min(position, len(versions) - 1))]
-            deleted = await self._delete_through(cutoff)
-            if deleted:
-                self._counters.trimmed += deleted
-                self._floor(cutoff + 1)
-                log.debug("pgcache trimmed %d rows written at or before version %d",
-                          deleted, cutoff)
+        if not sample:
+            return 0
+        self._row_bytes = ROW_OVERHEAD_BYTES + sum(r[1] for r in sample) / len(sample)
+        if self._settings.max_entries is None:
+            assert self._settings.max_bytes is not None
+            self._check_rows = max(_MIN_CHECK_ROWS, int(
+                self._settings.max_bytes / self._row_bytes * CHECK_FRACTION))
+        keep = self._keep(self._row_bytes)
+        if count <= keep:
+            return 0
+        versions = sorted(r[0] for r in sample)
+        position = math.ceil((count - keep) / count * len(versions)) - 1
+        cutoff = versions[max(0, min(position, len(versions) - 1))]
+        deleted = await self._delete_through(cutoff)
+        if deleted:
+            self._counters.trimmed += deleted
+            self._floor(cutoff + 1)
+            log.debug("pgcache trimmed %d rows written at or before version %d",
+                      deleted, cutoff)
         self._count = count - deleted
-        self._plan_next_check(self._count, row_bytes)
         return deleted
 
+    def _over(self, count: int, row_bytes: float | None) -> bool:
+        """Whether ``count`` rows (of ``row_bytes`` each, if known) exceed a bound."""
+        settings = self._settings
+        if settings.max_entries is not None and count > settings.max_entries:
+            return True
+        return settings.max_bytes is not None and (
+            row_bytes is None or count * row_bytes > settings.max_bytes)
+
+    def _keep(self, row_bytes: float) -> float:
+        """How many rows a trim leaves: TRIM_TO of the tightest bound."""
+        settings = self._settings
+        keep = math.inf
+        if settings.max_entries is not None:
+            keep = settings.max_entries * TRIM_TO
+        if settings.max_bytes is not None:
+            keep = min(keep, settings.max_bytes * TRIM_TO / row_bytes)
+        return keep
+
     async def _delete_through(self, cutoff: int) -> int:
-        batch = self._settings.sweep_batch_size
+        batch = TRIM_BATCH
         deleted = 0
         while True:
             status: str = await self._db.run("trim", "execute", self._sql.trim_batch, cutoff,
@@ -173,17 +203,6 @@ class Sweeper:
             deleted += removed
             if removed < batch:
                 return deleted
-
-    def _plan_next_check(self, rows: int, row_bytes: float) -> None:
-        """Check again after half the headroom this round left (own new rows)."""
-        settings = self._settings
-        if settings.max_entries is not None:
-            self._rows_until_check = max(_MIN_CHECK_ROWS, (settings.max_entries - rows) // 2)
-        else:
-            self._rows_until_check = math.inf
-        if settings.max_bytes is not None:
-            spare = settings.max_bytes - rows * row_bytes
-            self._bytes_until_check = max(int(_MIN_CHECK_ROWS * row_bytes), int(spare // 2))
 
     # -- the background task ----------------------------------------------------------------
 

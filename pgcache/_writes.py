@@ -52,7 +52,7 @@ class Writer:
                  local: LocalCache | None, expires: Callable[[float | None], float],
                  counters: Counters, instance_id: str, next_seq: Callable[[], int],
                  notifier: Notifier | None,
-                 inserted: Callable[[int, int], None] | None = None) -> None:
+                 inserted: Callable[[int], None] | None = None) -> None:
         self._db = db
         self._sql = sql
         self._local = local
@@ -61,7 +61,7 @@ class Writer:
         self._instance_id = instance_id
         self._next_seq = next_seq
         self._notifier = notifier
-        # Told (rows, bytes) of every new row: a bounded table checks its size by them.
+        # Told of new rows (not updates): a bounded table checks its size by them.
         self._inserted = inserted
         self._channel = settings.notify_channel
         # Write statements of this instance on the wire (a lone write is announced inline).
@@ -156,7 +156,7 @@ class Writer:
             raise _collision(write.key)
         version: int = row[0]
         if row[1] and self._inserted is not None:
-            self._inserted(1, len(write.key_bytes) + len(write.data))
+            self._inserted(1)
         if inline:
             assert self._notifier is not None
             self._notifier.sent_inline()
@@ -203,10 +203,9 @@ class Writer:
             if version is not None:
                 self._announce(write.key, version)
         if self._inserted is not None:
-            new = {bytes(row[0]) for row in rows if row[2]}
+            new = sum(1 for row in rows if row[2])
             if new:
-                self._inserted(len(new), sum(len(w.key_bytes) + len(w.data)
-                                             for w in ordered if w.key_hash in new))
+                self._inserted(new)
         return versions
 
     async def set_many(self, items: list[tuple[str, bytes, int]],
