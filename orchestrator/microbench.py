@@ -364,6 +364,70 @@ async def bench_bounded(dsn: str, keys: int, cap: int) -> list[Check]:
     ]
 
 
+def _values_64k() -> dict[str, bytes]:
+    """A compressible JSON document and random bytes, 64 KiB each."""
+    rng = random.Random(1)
+    rows = [{"id": i, "name": f"user-{rng.randrange(10**6)}", "email": f"u{i}@example.com",
+             "tags": ["a", "b", "c"][: i % 3 + 1], "score": rng.random()} for i in range(900)]
+    return {"64 KiB JSON": json.dumps(rows).encode()[:65536],
+            "64 KiB random": rng.randbytes(65536)}
+
+
+async def _compression_side(dsn: str, settings: CacheSettings, value: bytes,
+                            rounds: int) -> tuple[float, float, float, float, float]:
+    """set p50 us, remote get p50 us, bytes stored per value, server and client CPU us per
+    set+get."""
+    await PostgresCache.init_db(settings)
+    keys = [f"compress:{i}" for i in range(100)]
+    sets, gets = [], []
+    async with PostgresCache(settings) as cache:
+        for key in keys:
+            await cache.set(key, value)
+        client = time.process_time()
+        async with ServerCostSampler(postgres_dsn=dsn, interval_s=3600) as sampler:
+            for i in range(rounds):
+                start = time.perf_counter_ns()
+                await cache.set(keys[i % len(keys)], value)
+                sets.append(time.perf_counter_ns() - start)
+                start = time.perf_counter_ns()
+                await cache.get(keys[(i * 7) % len(keys)])
+                gets.append(time.perf_counter_ns() - start)
+        client = time.process_time() - client
+        conn = await asyncpg.connect(dsn)
+        stored = await conn.fetchval(  # as stored: PostgreSQL compresses too (TOAST)
+            f'SELECT avg(pg_column_size(value)) FROM "{cache.table_name}"')
+        await conn.close()
+        await cache.truncate()
+    cpu = [s.value for s in sampler.samples if s.metric == "cpu_seconds"]
+    server = (cpu[-1] - cpu[0]) if len(cpu) >= 2 else float("nan")
+    return (percentile(sets, 0.5), percentile(gets, 0.5), float(stored),
+            1e6 * server / rounds, 1e6 * client / rounds)
+
+
+async def bench_compression(dsn: str, rounds: int) -> list[Check]:
+    """64 KiB values with compress_min_bytes at its default and switched off, alternating."""
+    base = CacheSettings(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
+                         application_name="microbench", sweep_interval_seconds=0,
+                         local_max_entries=0)
+    off = CacheSettings(**{**_fields(base), "compress_min_bytes": None})
+    checks = []
+    for label, value in _values_64k().items():
+        on_runs, off_runs = [], []
+        for _ in range(2):
+            on_runs.append(await _compression_side(dsn, base, value, rounds))
+            off_runs.append(await _compression_side(dsn, off, value, rounds))
+        for index, (what, unit) in enumerate([("set p50", "us"), ("remote get p50", "us"),
+                                              ("stored value", "B"),
+                                              ("server CPU per set+get", "us"),
+                                              ("client CPU per set+get", "us")]):
+            checks.append(Check(f"{label}, compressed: {what}",
+                                sum(r[index] for r in on_runs) / 2, unit,
+                                sum(r[index] for r in off_runs) / 2, "not compressed",
+                                "reference", None))
+    await PostgresCache.drop_db(base)
+    return checks
+
+
 async def bench_valkey(url: str, iterations: int) -> list[Check]:
     checks: list[Check] = []
     client = aioredis.from_url(url)
@@ -421,10 +485,12 @@ def render(checks: list[Check]) -> str:
 
 
 async def run(iterations: int, duration: float, options: dict[str, Any],
-              bounded: tuple[int, int] | None = None) -> list[Check]:
+              bounded: tuple[int, int] | None = None, compression: bool = False) -> list[Check]:
     with running_services() as services:
         if bounded is not None:
             return await bench_bounded(services.postgres_dsn, *bounded)
+        if compression:
+            return await bench_compression(services.postgres_dsn, max(100, iterations // 5))
         checks = await bench_postgres(services.postgres_dsn, iterations, duration, options)
         checks += await bench_valkey(services.valkey_url, iterations)
     return checks
@@ -442,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead of the rest: write KEYS distinct keys into a table with "
                              "max_entries=CAP, and into the same unbounded (e.g. 1000000 "
                              "100000)")
+    parser.add_argument("--compression", action="store_true",
+                        help="instead of the rest: 64 KiB values, compressed (the default "
+                             "compress_min_bytes) and not")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=YAML",
                         help="a CacheSettings option for the pgcache instances, e.g. "
                              "--option write_batch_max=32 (repeatable)")
@@ -459,10 +528,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop  # optional: a Linux-only dependency
     except ImportError:  # pragma: no cover
-        checks = asyncio.run(run(args.iterations, args.duration, options, args.bounded))
+        checks = asyncio.run(run(args.iterations, args.duration, options, args.bounded,
+                                 args.compression))
         loop_name = "asyncio"
     else:
-        checks = uvloop.run(run(args.iterations, args.duration, options, args.bounded))
+        checks = uvloop.run(run(args.iterations, args.duration, options, args.bounded,
+                                args.compression))
         loop_name = "uvloop"
     if args.json:
         print(json.dumps({"loop": loop_name, "cpus": os.cpu_count(), "options": options,

@@ -70,7 +70,7 @@ class PostgresCache:
         self._settings = settings
         self._names = SchemaNames.from_settings(settings)
         self._sql = Statements.build(self._names)
-        self._codec = ValueCodec(settings.resolved_serializer)
+        self._codec = ValueCodec(settings.resolved_serializer, settings.compress_min_bytes)
         self._instance_id = secrets.token_hex(8)
         self._address = describe_address(settings.dsn)
         self._counters = Counters()
@@ -175,7 +175,7 @@ class PostgresCache:
         bounded = settings.max_entries is not None or settings.max_bytes is not None
         self._writer = Writer(db, sql, settings, local, reader.expires, self._counters,
                               self._instance_id, self._next_seq, self._notifier,
-                              inserted=sweeper.inserted if bounded else None)
+                              self._codec.pack, inserted=sweeper.inserted if bounded else None)
         self._loads = Loads(settings, self._names.table, local, self._codec, self._counters,
                             self._locks, get=self.get, set=self._store)
 

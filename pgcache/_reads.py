@@ -25,7 +25,7 @@ from ._keys import key_parts
 from ._local import LocalCache
 from ._schema import Statements
 from ._stats import Counters
-from ._values import KIND_BYTES, ValueCodec
+from ._values import COMPRESSED, KIND_BYTES, ValueCodec
 
 _monotonic = time.monotonic
 # What a shared fetch resolves to when it failed: each read that shared it fetches for itself.
@@ -87,7 +87,10 @@ class Reader:
         shared.set_result(row)
         if row is not None and row[2] >= announced and epoch == local.epoch \
                 and _monotonic() < local.trusted_until:
-            local.install(key, row[0], row[1], row[2], self.expires(row[3]))
+            value, kind = row[0], row[1]
+            if kind & COMPRESSED:
+                value, kind = ValueCodec.unpack(value, kind)
+            local.install(key, value, kind, row[2], self.expires(row[3]))
         return self._answer(row)
 
     def _answer(self, row: Any) -> Any:
@@ -96,9 +99,12 @@ class Reader:
             self._counters.misses += 1
             return None
         self._counters.remote_hits += 1
-        if row[1] == KIND_BYTES:
+        kind = row[1]
+        if kind == KIND_BYTES:
             return row[0]
-        return self._codec.decode(row[0], row[1])
+        if kind & COMPRESSED:
+            return self._codec.decode(*ValueCodec.unpack(row[0], kind))
+        return self._codec.decode(row[0], kind)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of those ``keys`` that exist: local copies first, then one statement."""
@@ -143,6 +149,8 @@ class Reader:
                 announced = {key: local.end(key) for key in epochs}
         for index, value, kind, version, ttl in rows:
             key = names[index - 1]
+            if kind & COMPRESSED:
+                value, kind = ValueCodec.unpack(value, kind)
             if trusted:
                 assert local is not None
                 if version >= announced[key] and epochs[key] == local.epoch \

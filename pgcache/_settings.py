@@ -85,8 +85,9 @@ class CacheSettings:
     max_entries: int | None = None
     max_bytes: int | None = None
     max_age_seconds: float | None = None
-    # Values of at least this many bytes are stored zlib-compressed (None: never).
-    compress_min_bytes: int | None = None
+    # Values of at least this many bytes are stored zlib-compressed when that saves a tenth
+    # (None: never); see pgcache/README.md for what it costs and saves.
+    compress_min_bytes: int | None = 4096
     # postgres-cache 0.1.1's names: accepted with a DeprecationWarning saying what to use,
     # mapped onto pgcache's fields, then reset (so that dataclasses.replace() works).
     disable_notiffy: bool | None = field(default=None, repr=False, compare=False)

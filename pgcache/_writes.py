@@ -46,14 +46,16 @@ class Writer:
     """Writes of one instance, and their announcement."""
 
     __slots__ = ("_channel", "_counters", "_db", "_expires", "_inserted", "_instance_id",
-                 "_local", "_next_seq", "_notifier", "_sql", "_writing", "submit")
+                 "_local", "_next_seq", "_notifier", "_pack", "_sql", "_writing", "submit")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
                  local: LocalCache | None, expires: Callable[[float | None], float],
                  counters: Counters, instance_id: str, next_seq: Callable[[], int],
-                 notifier: Notifier | None,
+                 notifier: Notifier | None, pack: Callable[[bytes, int], tuple[bytes, int]],
                  inserted: Callable[[int], None] | None = None) -> None:
         self._db = db
+        # Plain bytes of a value -> what the table stores (compressed or not).
+        self._pack = pack
         self._sql = sql
         self._local = local
         self._expires = expires
@@ -139,16 +141,17 @@ class Writer:
         # Counted from here (no suspension since _alone() looked): a write that arrives while
         # this one waits for a connection does not count itself alone.
         self._writing += 1
+        data, kind = self._pack(write.data, write.kind)
         try:
             if inline:
                 head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
                 row = await self._db.run(
                     "set", "fetchrow", self._sql.set_notify, write.key_hash, write.key_bytes,
-                    write.data, write.kind, write.ttl, self._channel, head, tail)
+                    data, kind, write.ttl, self._channel, head, tail)
             else:
                 row = await self._db.run(
                     "set", "fetchrow", self._sql.set, write.key_hash, write.key_bytes,
-                    write.data, write.kind, write.ttl)
+                    data, kind, write.ttl)
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
@@ -188,12 +191,13 @@ class Writer:
         # Rows in hash order: two instances upserting overlapping batches then lock them in
         # the same order and cannot deadlock.
         ordered = sorted(writes, key=attrgetter("key_hash"))
+        stored = [self._pack(w.data, w.kind) for w in ordered]
         self._writing += 1
         try:
             rows = await self._db.run(
                 "set", "fetch", self._sql.set_batch, [w.key_hash for w in ordered],
-                [w.key_bytes for w in ordered], [w.data for w in ordered],
-                [w.kind for w in ordered], [w.ttl for w in ordered])
+                [w.key_bytes for w in ordered], [data for data, _ in stored],
+                [kind for _, kind in stored], [w.ttl for w in ordered])
         finally:
             self._writing -= 1
         self._counters.write_statements += 1

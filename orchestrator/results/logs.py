@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping, MutableMapping
@@ -195,8 +196,31 @@ class BufferedStream:
         self._file.close()
 
 
+class LibraryRecords(logging.Handler):
+    """Turns the standard-library log records of a library (pgcache logs through
+    ``logging.getLogger("pgcache")``) into this process's structlog events: event
+    ``<logger>_log`` with the record's level and message."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a record whose arguments do not fit its format
+            message = str(record.msg)
+        structlog.get_logger().log(record.levelno, f"{record.name}_log", message=message,
+                                   logger=record.name)
+
+
+_LIBRARY_HANDLER = LibraryRecords(logging.INFO)
+
+
 def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any]) -> None:
-    """Route this process's structlog events, as JSON lines, to ``stream``."""
+    """Route this process's structlog events, as JSON lines, to ``stream``, and pgcache's
+    log records (INFO and up) into them."""
+    library = logging.getLogger("pgcache")
+    if _LIBRARY_HANDLER not in library.handlers:
+        library.addHandler(_LIBRARY_HANDLER)
+        library.setLevel(logging.INFO)
+        library.propagate = False
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
