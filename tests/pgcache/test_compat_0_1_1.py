@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support.caches import eventually, sql, unique_name, unused_port
+from support.caches import eventually, sql, sql_script, unique_name, unused_port
+from support.repo import ROOT
 
 from pgcache import (  # was: from postgres_cache import (
     Cache,
@@ -193,3 +194,34 @@ class TestWhatChangedAndSaysSo:
                 await eventually(lambda: cache.stats.foreign_notifications == 5)
             logged = [r for r in caplog.records if "not its own" in r.getMessage()]
             assert len(logged) == 1
+
+    async def test_the_documented_cleanup_drops_the_old_objects(self, postgres_dsn: str) -> None:
+        """The README's SQL for dropping 0.1.1's objects runs and leaves none of them."""
+        readme = (ROOT / "pgcache" / "README.md").read_text()
+        section = readme[readme.index("## Migrating from postgres-cache 0.1.1"):]
+        cleanup = section[section.index("```sql") + 6:section.index("```", section.index(
+            "```sql") + 6)]
+        prefix = unique_name("old")
+        # Stand-ins with 0.1.1's names and shapes (table, trigger, functions).
+        await sql_script(postgres_dsn, f"""
+            CREATE TABLE {prefix}cache_entries (cache_key text PRIMARY KEY, value bytea);
+            CREATE TABLE {prefix}cache_schema (id integer PRIMARY KEY, version integer);
+            CREATE FUNCTION {prefix}cache_set_updated_at() RETURNS trigger
+                LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+            CREATE FUNCTION {prefix}cache_broadcast_change() RETURNS trigger
+                LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+            CREATE FUNCTION {prefix}cache_cleanup_expired(integer) RETURNS integer
+                LANGUAGE sql AS $$ SELECT 0 $$;
+            CREATE TRIGGER {prefix}cache_broadcast_change_trigger AFTER INSERT
+                ON {prefix}cache_entries FOR EACH ROW
+                EXECUTE FUNCTION {prefix}cache_broadcast_change();""")
+        prefixed = cleanup
+        for name in ("cache_entries", "cache_schema", "cache_set_updated_at",
+                     "cache_broadcast_change", "cache_cleanup_expired"):
+            prefixed = prefixed.replace(f" {name}", f" {prefix}{name}")
+        await sql_script(postgres_dsn, prefixed)
+        left = await sql(postgres_dsn, "SELECT count(*) FROM pg_class WHERE relname LIKE $1",
+                         f"{prefix}%")
+        functions = await sql(postgres_dsn, "SELECT count(*) FROM pg_proc WHERE proname "
+                              "LIKE $1", f"{prefix}%")
+        assert (left[0][0], functions[0][0]) == (0, 0)

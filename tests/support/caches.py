@@ -59,6 +59,15 @@ async def sql(dsn: str, query: str, *args: Any) -> Any:
         await conn.close()
 
 
+async def sql_script(dsn: str, script: str) -> None:
+    """Run several statements (the simple protocol) on a connection of its own."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(script)
+    finally:
+        await conn.close()
+
+
 async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
     """Poll a condition no event announces (bounded)."""
     deadline = time.monotonic() + within
