@@ -33,6 +33,7 @@ from ._migrations import apply_migrations, drop_schema
 from ._notifier import Notifier
 from ._pool import ConnectionPool
 from ._reads import Reader
+from ._relay import RelayClient, RelayServer, relay_address
 from ._schema import SchemaNames, Statements
 from ._serializers import Serializer
 from ._settings import CacheSettings
@@ -90,7 +91,8 @@ class PostgresCache:
         self._loads: Loads | None = None
         self._locks: AdvisoryLocks | None = None
         self._sweeper: Sweeper | None = None
-        self._listener: Listener | None = None
+        self._listener: Listener | RelayClient | None = None
+        self._relay: RelayServer | None = None  # the host's relay, if this instance runs it
         self._notifier: Notifier | None = None
 
     # -- schema -----------------------------------------------------------------------------
@@ -145,11 +147,12 @@ class PostgresCache:
             await pool.start()
             await self._check_schema(db)
             if not settings.disable_notify:
+                # With a shared listener the relay proves the path for everyone.
+                heartbeats = self._lease is not None and not settings.shared_listener
                 self._notifier = Notifier(
                     settings, self._open_notifier_connection, self._instance_id,
                     next_seq=self._next_seq, counters=self._counters,
-                    heartbeat_every=(settings.local_lease_seconds / 4
-                                     if self._lease is not None else None))
+                    heartbeat_every=settings.local_lease_seconds / 4 if heartbeats else None)
                 await self._notifier.start()
             self._build_parts(db)
             if self._lease is not None:
@@ -183,15 +186,35 @@ class PostgresCache:
         settings = self._settings
         coherence = self._coherence
         assert self._notifier is not None  # a listener implies notifications
-        lease.kick = self._notifier.kick
-        self._listener = Listener(settings, self._open_listener_connection,
-                                  on_payload=coherence.on_payload, on_lost=coherence.on_lost,
-                                  on_ready=coherence.on_ready)
+        if settings.shared_listener:
+            self._listener = RelayClient(
+                settings, relay_address(settings), host=self._host_relay,
+                on_payload=coherence.on_payload, on_lost=coherence.on_lost,
+                on_ready=coherence.on_ready, on_proof=lease.proven)
+        else:
+            lease.kick = self._notifier.kick
+            self._listener = Listener(settings, self._open_listener_connection,
+                                      on_payload=coherence.on_payload,
+                                      on_lost=coherence.on_lost, on_ready=coherence.on_ready)
         await self._listener.start()
         lease.resume()
         if not await lease.wait_proven(settings.connect_timeout):
             log.warning("pgcache: no notification came back within connect_timeout=%s s; "
                         "local copies are bypassed until one does", settings.connect_timeout)
+
+    async def _host_relay(self) -> bool:
+        """Become this host's relay unless another instance is; True if this one is now."""
+        if self._relay is not None:
+            return True
+        relay = RelayServer(self._settings, relay_address(self._settings),
+                            connect_listener=self._open_listener_connection,
+                            connect_notifier=self._open_notifier_connection,
+                            relay_id=f"relay-{self._instance_id}")
+        if not await relay.start():
+            return False
+        self._relay = relay
+        log.info("pgcache: this instance runs the host's relay")
+        return True
 
     def _next_seq(self) -> int:
         if self._lease is not None:
@@ -215,6 +238,8 @@ class PostgresCache:
             await self._sweeper.stop()
         if self._listener is not None:
             await self._listener.close()
+        if self._relay is not None:
+            await self._relay.close()
         if self._notifier is not None:
             await self._notifier.close(drain_timeout=self._settings.connect_timeout)
         if self._locks is not None:
@@ -224,7 +249,7 @@ class PostgresCache:
         if self._local is not None:
             self._local.flush()
         self._db = self._reader = self._writer = self._loads = self._locks = None
-        self._sweeper = self._listener = self._notifier = None
+        self._sweeper = self._listener = self._notifier = self._relay = None
 
     async def __aenter__(self) -> PostgresCache:
         await self.connect()

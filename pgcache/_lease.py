@@ -71,6 +71,12 @@ class Lease:
             if oldest > seq:
                 break
             del sent[oldest]
+        self.proven(at)
+
+    def proven(self, at: float) -> None:
+        """Everything committed before ``at`` (monotonic) has reached us: renew from it."""
+        if not self._active:
+            return
         local = self._local
         until = at + self.duration
         if until > local.trusted_until:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -64,6 +65,10 @@ class CacheSettings:
     # that the instance's own notifications, coming back through its listener, renew (see
     # pgcache/README.md, "The lease").
     local_lease_seconds: float = 0.5
+    # One listener per host, shared by its instances through a relay (see pgcache/README.md,
+    # "The shared listener"): PostgreSQL's cost per write then no longer grows with the
+    # number of instances. Linux only.
+    shared_listener: bool = False
     listener_heartbeat_interval_seconds: float = 1.0
     listener_heartbeat_timeout_seconds: float = 2.0
     # get_or_set: how long an instance waits for another one loading the same key, and how
@@ -104,7 +109,9 @@ class CacheSettings:
                           allow_empty=False)
         _check_identifier("schema_prefix", self.schema_prefix, MAX_PREFIX_LENGTH,
                           allow_empty=True)
-        for name in ("disable_notify", "logged"):
+        if self.shared_listener is True and not sys.platform.startswith("linux"):
+            raise CacheConfigError("shared_listener", "needs Linux (abstract Unix sockets)")
+        for name in ("disable_notify", "logged", "shared_listener"):
             if not isinstance(getattr(self, name), bool):
                 raise CacheConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         _check_int("min_pool_size", self.min_pool_size, minimum=0)

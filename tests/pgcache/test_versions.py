@@ -39,10 +39,12 @@ async def via_get_or_set(a: PostgresCache, proxy: FaultProxy) -> Any:
 
 
 class TestWriteThroughNeverGoesBack:
-    @pytest.fixture
-    async def pair(self, settings: CacheSettings
+    @pytest.fixture(params=[False, True], ids=["own listeners", "shared listener"])
+    async def pair(self, settings: CacheSettings, request: pytest.FixtureRequest
                    ) -> AsyncIterator[tuple[PostgresCache, Inbox, PostgresCache, FaultProxy]]:
-        """A (pool through a proxy, listener direct) and B (direct)."""
+        """A (pool through a proxy, listener direct) and B (direct); each with a listener of
+        its own, or sharing the host's relay."""
+        settings = replace(settings, shared_listener=request.param)
         async with FaultProxy.for_dsn(settings.dsn) as proxy:
             a, inbox = listening(settings, dsn=proxy.rewrite(settings.dsn),
                                  listener_dsn=settings.dsn, max_pool_size=1)
