@@ -83,8 +83,10 @@ class TestMaxEntries:
             write_started = time.monotonic()
             await b.set("k5", b"rewritten")
             write_took = time.monotonic() - write_started
-            done = await trims
-            assert sorted(done)[0] == 0 and sorted(done)[1] >= 17_000
+            done = sorted(await trims)
+            # One round trims about 19 000 rows (to 90% of the bound; the cutoff comes from a
+            # sample, so give or take), the other found the lock taken or nothing to do.
+            assert done[0] == 0 and done[1] >= 15_000, done
             assert write_took < 1.0, write_took
             assert time.monotonic() - started < 30
             assert await a.get("k5") == b"rewritten"
