@@ -3,6 +3,8 @@
 See ``pgcache/README.md`` for the design decisions and the semantics that hold.
 """
 
+import logging
+
 from ._cache import PostgresCache
 from ._coherence import InvalidationCallback
 from ._errors import (
@@ -33,6 +35,10 @@ from ._protocol import Cache, NullCache
 from ._serializers import JsonSerializer, Serializer
 from ._settings import CacheSettings
 from ._stats import CacheStats
+
+# A library prints nothing unless the application configures logging (without a handler of
+# its own, Python's last-resort handler would print pgcache's warnings to stderr).
+logging.getLogger("pgcache").addHandler(logging.NullHandler())
 
 __all__ = [
     "MAX_KEY_BYTES",

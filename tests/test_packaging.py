@@ -58,3 +58,18 @@ class TestLeanInstall:
         loaded = set(subprocess.run([sys.executable, "-c", code], check=True,
                                     capture_output=True, text=True).stdout.split())
         assert "asyncpg" in loaded and not loaded & BENCH_ONLY, loaded & BENCH_ONLY
+
+
+class TestLibraryManners:
+    def test_pgcache_prints_nothing_unless_logging_is_configured(self) -> None:
+        """A pgcache warning in a program that configured no logging reaches no output."""
+        code = ("from pgcache._coherence import Coherence; from pgcache._stats import Counters; "
+                "Coherence('me', None, None, Counters(), wake=lambda key: None)"
+                ".on_payload('not a pgcache payload')")
+        quiet = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                               text=True)
+        assert (quiet.stdout, quiet.stderr) == ("", "")
+        loud = subprocess.run([sys.executable, "-c",
+                               "import logging; logging.basicConfig(); " + code], check=True,
+                              capture_output=True, text=True)
+        assert "not its own" in loud.stderr  # the same warning, once logging is configured
