@@ -38,20 +38,30 @@ class Issue:
     found: str
 
     def __str__(self) -> str:
-        return f"{self.path}: expected {self.expected}, found {self.found}"
+        return f"{_short(self.path)}: expected {self.expected}, found {_short(self.found)}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters: a path or value from a hostile file may be huge."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class WorkloadError(OrchestratorError):
-    """The workload file is missing, unreadable, or invalid; every issue is listed."""
+    """The workload file is missing, unreadable, or invalid; every issue is kept, the first
+    ``MAX_LISTED`` are in the message (then "and N more")."""
 
     exit_code = ExitCode.BAD_INPUT
+    MAX_LISTED = 20
 
     def __init__(self, source: str, issues: Sequence[Issue]) -> None:
         self.source = source
         self.issues = tuple(issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
         count = len(self.issues)
-        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}:\n{lines}")
+        lines = [f"  - {issue}" for issue in self.issues[:self.MAX_LISTED]]
+        if count > self.MAX_LISTED:
+            lines.append(f"  ... and {count - self.MAX_LISTED:,} more")
+        super().__init__(f"{source}: {count:,} problem{'s' if count != 1 else ''}:\n"
+                         + "\n".join(lines))
 
 
 class ThresholdError(OrchestratorError):

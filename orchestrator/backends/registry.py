@@ -21,6 +21,7 @@ from orchestrator.backends.null import NullBackend
 from orchestrator.backends.postgres import PgCacheBackend
 from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.backends.valkey_client_cache import ValkeyClientCacheBackend
+from orchestrator.errors import BackendError
 from pgcache import CacheSettings
 from proxies import ROUTES, Endpoints
 
@@ -67,10 +68,20 @@ def create_backend(name: str, backend_type: str, options: Mapping[str, Any],
     return TYPES[backend_type].factory(name, options, endpoints)
 
 
+# Where an option check points a backend: never contacted (checks build clients, never
+# connect them).
+_NOWHERE = Endpoints("postgresql://check@127.0.0.1:1/check", "redis://127.0.0.1:1/0",
+                     "postgresql://check@127.0.0.1:1/check")
+
+
 def option_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """Problems with a backend's options: (option, expected, found) for each.
 
-    ``valkey-client-cache`` checks its options itself when it is created.
+    Names first (reserved by the orchestrator, or unknown to the client); then the values, by
+    the code the backend itself runs on them: its constructor (pgcache's ``CacheSettings``
+    names the bad field; ``valkey-client-cache`` checks its own options) and, for ``valkey``,
+    redis-py building its client and a connection (no I/O). What a client checks only when it
+    connects cannot be checked here.
     """
     issues: list[tuple[str, str, str]] = []
     reserved = TYPES[backend_type].reserved
@@ -88,4 +99,35 @@ def option_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[s
         elif allowed is not None and key not in allowed:
             known = ", ".join(sorted(a for a in allowed if a not in reserved)) or "none"
             issues.append((str(key), f"a {backend_type} option ({known})", f"{key!r}"))
+    if not issues:
+        issues = _value_issues(backend_type, options)
     return issues
+
+
+def _value_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """What the backend's own code says about the option values, one bad field at a time."""
+    issues: list[tuple[str, str, str]] = []
+    remaining = dict(options)
+    while True:
+        try:
+            create_backend("(check)", backend_type, remaining, _NOWHERE)
+            if backend_type == "valkey":
+                pool: Any = Redis.from_url(_NOWHERE.valkey_url, **remaining).connection_pool
+                pool.make_connection()
+            return issues
+        except Exception as exc:  # whatever the client's checks raise is the answer
+            cause = exc.__cause__ if isinstance(exc, BackendError) else exc
+            field = getattr(cause, "field", None)
+            message = getattr(cause, "message", None) or str(exc)
+            if isinstance(field, str) and field in remaining:
+                issues.append((field, f"a value {backend_type} accepts ({message})",
+                               _value_text(remaining.pop(field))))
+                continue
+            issues.append(("", f"options {backend_type} accepts", f"{type(exc).__name__}: "
+                           f"{message}"))
+            return issues
+
+
+def _value_text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

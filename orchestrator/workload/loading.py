@@ -8,51 +8,70 @@ validates the result into a :class:`~orchestrator.workload.model.Workload`. The 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from orchestrator.errors import Issue, UsageError, WorkloadError
+from orchestrator.workload.document import MAX_BYTES, DocumentError, decode, parse_yaml
 from orchestrator.workload.model import Workload
 from orchestrator.workload.validation import parse_workload
 
 
 def read_workload_text(path: str | Path) -> tuple[str, Any]:
-    """Read a workload file: its text and its parsed YAML data."""
+    """Read a workload file: its text and its parsed YAML data (see
+    :mod:`orchestrator.workload.document` for what is refused)."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+            size = os.fstat(stream.fileno()).st_size
     except OSError as exc:
         raise WorkloadError(source, [Issue("(file)", "a readable YAML file",
                                            exc.strerror or str(exc))]) from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise WorkloadError(source, [Issue(where, "valid YAML", str(problem))]) from exc
+        text = decode(raw, size)
+        data = parse_yaml(text)
+    except DocumentError as exc:
+        raise WorkloadError(source, exc.issues) from None
+    if data is None:
+        raise WorkloadError(source, [Issue(
+            "(document)", "a mapping of workload settings (write `{}` to mean every default)",
+            "an empty document" if not text.strip() else "only comments, or a bare null")])
     return text, data
+
+
+# A pass runs for a time or for a number of operations. In one file, both is a contradiction
+# (validation reports it); an override of one replaces the other where the file set it, so that
+# ``--duration 10`` runs a file written with iterations for 10 s.
+_MEASURE_BY = {"duration_s": ("write_iterations", "read_iterations"),
+               "write_iterations": ("duration_s",), "read_iterations": ("duration_s",)}
 
 
 def apply_overrides(data: Any, overrides: list[str]) -> Any:
     """Apply ``path=value`` overrides (dotted path, YAML value) to a copy of ``data``."""
     result = copy.deepcopy(data) if data is not None else {}
+    overridden: set[str] = set()
     for item in overrides:
         path, sep, text = item.partition("=")
         if not sep or not path.strip():
             raise UsageError(f"--set {item!r}: expected path=value, e.g. network.latency_ms=1.5")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+            value = parse_yaml(text) if text.strip() else None
+        except DocumentError as exc:
+            problems = "; ".join(f"expected {i.expected}, found {i.found}" for i in exc.issues)
+            raise UsageError(f"--set {item!r}: the value cannot be read: {problems}") from None
         target = result
         parts = path.strip().split(".")
+        if isinstance(result, dict) and len(parts) == 1 and value is not None:
+            for other in _MEASURE_BY.get(parts[0], ()):
+                if other not in overridden:
+                    result.pop(other, None)
+        overridden.add(parts[0])
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             if isinstance(target, list):
-                if not part.isdigit() or int(part) >= len(target):
+                if not (part.isascii() and part.isdigit()) or int(part) >= len(target):
                     raise UsageError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} is not an "
                                      f"index of a list of {len(target)} items")
                 if last:

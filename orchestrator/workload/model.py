@@ -100,6 +100,8 @@ class Workload:
     repeat: int
     network: Network
     thresholds: Mapping[str, tuple[Threshold, ...]]  # backend name or "*" -> conditions
+    # The share of a backend's operations that may fail without failing the run.
+    allowed_error_rate: float
     raw: Mapping[str, Any]
     source: str = "<workload>"
     text: str = ""

@@ -6,8 +6,10 @@ raised until the whole document has been checked, so one run of ``validate`` lis
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+import reprlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orchestrator.backends.registry import PRESETS, TYPES, option_issues
@@ -30,10 +32,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MISSING = object()
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
-    text = repr(value)
+    text = _REPR.repr(value)  # bounded: never the repr of a whole huge value
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"
@@ -87,9 +93,10 @@ class _Checker:
                      minimum: float | None = None, maximum: float | None = None,
                      exclusive_min: bool = False) -> float | None:
         low = "> " if exclusive_min else ">= "
-        expected = "a number" + (f" {low}{minimum:g}" if minimum is not None else "") + (
-            f" and <= {maximum:g}" if maximum is not None else "")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        expected = "a number" + (f" {low}{_bound(minimum)}" if minimum is not None else "") + (
+            f" and <= {_bound(maximum)}" if maximum is not None else "")
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value)):
             self.add(path, expected, value)
             return default
         too_low = minimum is not None and (value <= minimum if exclusive_min else value < minimum)
@@ -110,6 +117,10 @@ class _Checker:
         return value
 
 
+def _bound(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) else f"{value:g}"
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -125,13 +136,22 @@ def _range_text(kind: str, minimum: int | None, maximum: int | None) -> str:
 _TOP = ("name", "description", "seed", "processes", "writers", "readers", "write_iterations",
         "read_iterations", "duration_s", "warmup_s", "keyspace", "key_prefix",
         "key_distribution", "value_size", "ttl_s", "think_time_ms", "target_rate",
-        "delete_ratio", "prefill", "backends", "repeat", "network", "thresholds")
+        "delete_ratio", "prefill", "backends", "repeat", "network", "thresholds",
+        "allowed_error_rate")
+# Upper bounds that keep every number usable (a sleep, a nanosecond count, a TTL) downstream.
+_MAX_DURATION_S = 7 * 86400.0
+_MAX_WARMUP_S = 86400.0
+_MAX_TTL_S = 100 * 365.25 * 86400  # as pgcache's own limit
+_MAX_THINK_MS = 3_600_000.0
+_MAX_RATE = 1e9
+_MAX_ITERATIONS = 10**12
 
 
 def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
                    default_name: str = "workload") -> Workload:
     """Validate workload data and build the model; raise WorkloadError with every issue."""
-    issues: list[Issue] = []
+    walked = list(_non_finite(data, ""))
+    issues: list[Issue] = list(walked)
     c = _Checker(issues)
     if data is None:
         data = {}
@@ -148,10 +168,13 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     if "writers" in top and "readers" in top and writers + readers == 0:
         c.add("writers", "writers + readers >= 1", "0 writers and 0 readers", raw=True)
     duration = c.number(top, "duration_s", "", None, minimum=0, exclusive_min=True,
-                        nullable=True)
+                        maximum=_MAX_DURATION_S, nullable=True)
     value_min, value_max = _value_size(c, top.get("value_size", 256))
-    think = _rates(c, top.get("think_time_ms", 0.0), "think_time_ms", minimum=0.0)
-    rate = _rates(c, top.get("target_rate"), "target_rate", minimum=0.0, exclusive=True)
+    think = _rates(c, top.get("think_time_ms", 0.0), "think_time_ms", minimum=0.0,
+                   maximum=_MAX_THINK_MS)
+    rate = _rates(c, top.get("target_rate"), "target_rate", minimum=0.0, exclusive=True,
+                  maximum=_MAX_RATE)
+    _contradictions(c, top, duration, think, rate)
     backends = _backends(c, top.get("backends", list(DEFAULT_BACKENDS)))
     network = _network(c, top.get("network"))
     thresholds = _thresholds(c, top.get("thresholds"), {b.name for b in backends})
@@ -162,16 +185,19 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         processes=processes,
         writers=writers,
         readers=readers,
-        write_iterations=c.integer(top, "write_iterations", "", 400, minimum=0),
-        read_iterations=c.integer(top, "read_iterations", "", 800, minimum=0),
+        write_iterations=c.integer(top, "write_iterations", "", 400, minimum=0,
+                                   maximum=_MAX_ITERATIONS),
+        read_iterations=c.integer(top, "read_iterations", "", 800, minimum=0,
+                                  maximum=_MAX_ITERATIONS),
         duration_s=duration,
-        warmup_s=c.number(top, "warmup_s", "", 0.0, minimum=0.0) or 0.0,
+        warmup_s=c.number(top, "warmup_s", "", 0.0, minimum=0.0, maximum=_MAX_WARMUP_S) or 0.0,
         keyspace=c.integer(top, "keyspace", "", 64, minimum=1, maximum=100_000_000),
         key_prefix=c.string(top, "key_prefix", "", "key:"),
         key_distribution=_distribution(c, top.get("key_distribution", "uniform")),
         value_size_min=value_min,
         value_size_max=value_max,
-        ttl_s=c.number(top, "ttl_s", "", 5.0, minimum=0, exclusive_min=True) or 5.0,
+        ttl_s=c.number(top, "ttl_s", "", 5.0, minimum=0, exclusive_min=True,
+                       maximum=_MAX_TTL_S) or 5.0,
         think_time_ms=think,
         target_rate=rate,
         delete_ratio=c.number(top, "delete_ratio", "", 0.0, minimum=0.0, maximum=1.0) or 0.0,
@@ -180,13 +206,50 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         repeat=c.integer(top, "repeat", "", 1, minimum=1, maximum=1000),
         network=network,
         thresholds=thresholds,
+        allowed_error_rate=c.number(top, "allowed_error_rate", "", 0.0, minimum=0.0,
+                                    maximum=1.0) or 0.0,
         raw=top,
         source=source,
         text=text,
     )
     if issues:
-        raise WorkloadError(source, issues)
+        # A non-finite number is reported once, by the walk, not again by its field's check.
+        non_finite = {issue.path for issue in walked}
+        raise WorkloadError(source, walked + [i for i in issues[len(walked):]
+                                              if i.path not in non_finite])
     return workload
+
+
+def _non_finite(data: Any, path: str) -> Iterator[Issue]:
+    """Every NaN or infinity anywhere in the document (options and faults included): no
+    setting means anything with one."""
+    stack = [(data, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            yield Issue(where or "(document)", "a finite number", _describe(value))
+        elif isinstance(value, Mapping):
+            stack.extend((v, _join(where, str(k))) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+
+
+def _contradictions(c: _Checker, top: Mapping[str, Any], duration: float | None,
+                    think: Rates, rate: Rates) -> None:
+    """Settings that each make sense alone but not together."""
+    if duration is not None:
+        counted = [k for k in ("write_iterations", "read_iterations") if k in top]
+        if counted:
+            c.add("duration_s", f"either duration_s or {' and '.join(counted)} (a pass runs "
+                  "for a time or for a number of operations, not both)",
+                  f"duration_s {duration:g} and {counted[0]} {top[counted[0]]!r}", raw=True)
+    for kind in ("writes", "reads"):
+        pause, target = getattr(think, kind), getattr(rate, kind)
+        if pause and target:
+            c.add(f"think_time_ms.{kind}" if isinstance(top.get("think_time_ms"), Mapping)
+                  else "think_time_ms",
+                  f"no think time for {kind} with a target_rate (an open loop paces itself)",
+                  f"think_time_ms {pause:g} and target_rate {target:g} for {kind}", raw=True)
 
 
 def _boolean(c: _Checker, data: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -214,20 +277,24 @@ def _value_size(c: _Checker, value: Any) -> tuple[int, int]:
     return low, high
 
 
-def _rates(c: _Checker, value: Any, path: str, *, minimum: float,
+def _rates(c: _Checker, value: Any, path: str, *, minimum: float, maximum: float,
            exclusive: bool = False) -> Rates:
     if value is None:
         return Rates()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        number = c.number_value(value, path, None, minimum=minimum, exclusive_min=exclusive)
+        number = c.number_value(value, path, None, minimum=minimum, maximum=maximum,
+                                exclusive_min=exclusive)
         return Rates(number, number)
     data = c.mapping(value, path, ("writes", "reads"))
     return Rates(
-        c.number(data, "writes", path, None, minimum=minimum, exclusive_min=exclusive,
-                 nullable=True),
-        c.number(data, "reads", path, None, minimum=minimum, exclusive_min=exclusive,
-                 nullable=True),
+        c.number(data, "writes", path, None, minimum=minimum, maximum=maximum,
+                 exclusive_min=exclusive, nullable=True),
+        c.number(data, "reads", path, None, minimum=minimum, maximum=maximum,
+                 exclusive_min=exclusive, nullable=True),
     )
+
+
+_DISTRIBUTION_PARAMETERS = {"theta": "zipfian", "hot_fraction": "hotspot", "hot_ops": "hotspot"}
 
 
 def _distribution(c: _Checker, value: Any) -> KeyDistribution:
@@ -236,6 +303,10 @@ def _distribution(c: _Checker, value: Any) -> KeyDistribution:
     data = c.mapping(value, "key_distribution", ("type", "theta", "hot_fraction", "hot_ops"))
     path = "key_distribution"
     kind = c.string(data, "type", path, "uniform", choices=DISTRIBUTIONS)
+    for key, owner in _DISTRIBUTION_PARAMETERS.items():
+        if key in data and kind != owner:
+            c.add(f"{path}.{key}", f"{key} only with type {owner} (it does nothing for {kind})",
+                  data[key])
     return KeyDistribution(
         kind=kind,
         theta=c.number(data, "theta", path, 0.99, minimum=0.0, maximum=10.0,
@@ -305,7 +376,8 @@ def _backends(c: _Checker, value: Any) -> tuple[BackendSpec, ...]:
                 continue
             if backend_type:
                 for key, expected, found in option_issues(backend_type, options):
-                    c.add(f"{path}.options.{key}", expected, found, raw=True)
+                    c.add(f"{path}.options" + (f".{key}" if key else ""), expected, found,
+                          raw=True)
             spec = BackendSpec(name=name, type=backend_type, options=dict(options))
         if spec.name in seen:
             c.add(path, "a backend name not used before in the list", spec.name)

@@ -17,6 +17,7 @@ import yaml
 from support.repo import ROOT, WORKLOADS
 
 from orchestrator.backends.registry import PRESETS
+from orchestrator.cli import main as main_in_process
 from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.services import Services, free_port
 
@@ -401,3 +402,64 @@ class TestStopping:
             backends = con.execute("SELECT DISTINCT backend FROM ops").fetchall()
         assert by_process.get(1, 0) > 0
         assert backends == [("valkey",)]  # the run stopped before the next backend
+
+
+HOSTILE = {
+    "binary garbage": bytes(range(256)) * 8,
+    "alias bomb": ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+        for i in range(8))).encode(),
+    "17 MB of unknown keys": "".join(f"unknown_{i}: {i}\n" for i in range(900_000)).encode(),
+    "empty file": b"",
+    "duplicate key": b"writers: 1\nreaders: 2\nwriters: 3\n",
+    "duration and iterations": b"duration_s: 5\nwrite_iterations: 10\n",
+    "ttl NaN": b"ttl_s: .nan\n",
+    "duration inf, think time NaN": b"duration_s: .inf\nthink_time_ms: .nan\n",
+    "warm-up inf": b"warmup_s: .inf\n",
+    "pgcache options": b"backends:\n  - {name: pg, type: pgcache, options: "
+                       b"{max_pool_size: -1, local_ttl_seconds: soon}}\n",
+}
+HOSTILE_PATHS = {
+    "binary garbage": ["(file)"], "alias bomb": ["b[0]"], "17 MB of unknown keys": ["(file)"],
+    "empty file": ["(document)"], "duplicate key": ["writers"],
+    "duration and iterations": ["duration_s"], "ttl NaN": ["ttl_s"],
+    "duration inf, think time NaN": ["duration_s", "think_time_ms"],
+    "warm-up inf": ["warmup_s"],
+    "pgcache options": ["backends[0].options.max_pool_size",
+                        "backends[0].options.local_ttl_seconds"],
+}
+
+
+class TestHostileWorkloads:
+    """Each hostile workload file gets exit 2, a message naming the file and the YAML path, and
+    nothing is written."""
+
+    @pytest.mark.parametrize("case", sorted(HOSTILE))
+    @pytest.mark.parametrize("command", ["validate", "run"])
+    def test_refused(self, case: str, command: str, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+        """`validate` and `run`: exit 2, `error: FILE: N problem(s)`, each path with what was
+        expected and found; no results database, no logs."""
+        workload = tmp_path / "hostile.yaml"
+        workload.write_bytes(HOSTILE[case])
+        extra = ["--results", str(tmp_path / "out" / "r.duckdb")] if command == "run" else []
+        started = time.monotonic()
+        code = main_in_process([command, str(workload), *extra])
+        assert time.monotonic() - started < 5
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith(f"error: {workload}: ")
+        for where in HOSTILE_PATHS[case]:
+            assert f"\n  - {where}: expected " in err
+        assert ", found " in err
+        assert len(err) < 5000
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.yaml"]
+
+    def test_subprocess_has_no_traceback(self, tmp_path: Path) -> None:
+        """As a command: the alias bomb is one error message, exit 2, no traceback."""
+        workload = tmp_path / "bomb.yaml"
+        workload.write_bytes(HOSTILE["alias bomb"])
+        result = cli("validate", str(workload))
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"error: {workload}: 1 problem:")
+        assert "Traceback" not in result.stderr

@@ -67,7 +67,7 @@ class TestValidation:
             parse_workload({"ttl_s": 0}, source="w.yaml")
         text = str(info.value)
         assert text.startswith("w.yaml: 1 problem")
-        assert "ttl_s: expected a number > 0, found 0 (int)" in text
+        assert "ttl_s: expected a number > 0 and <= 3,155,760,000, found 0 (int)" in text
 
     def test_exit_code_is_two(self) -> None:
         """Workload errors map to exit code 2."""
@@ -218,3 +218,137 @@ class TestOverrides:
         data = {"network": {"latency_ms": 1}}
         apply_overrides(data, ["network.latency_ms=2"])
         assert data == {"network": {"latency_ms": 1}}
+
+
+class TestHostileValues:
+    """Values that would pass a type check but break a run are refused with their path."""
+
+    @pytest.mark.parametrize(("data", "path"), [
+        ({"ttl_s": float("nan")}, "ttl_s"),
+        ({"duration_s": float("inf")}, "duration_s"),
+        ({"warmup_s": float("inf")}, "warmup_s"),
+        ({"think_time_ms": float("nan")}, "think_time_ms"),
+        ({"think_time_ms": {"writes": float("-inf")}}, "think_time_ms.writes"),
+        ({"network": {"latency_ms": float("nan")}}, "network.latency_ms"),
+        ({"backends": [{"name": "v", "type": "valkey",
+                        "options": {"socket_timeout": float("inf")}}]},
+         "backends[0].options.socket_timeout"),
+        ({"network": {"mode": "toxiproxy", "faults": [
+            {"at_s": float("nan"), "duration_s": 1, "proxy": "valkey", "toxic": "down"}]}},
+         "network.faults[0].at_s"),
+    ])
+    def test_nan_and_infinity_anywhere(self, data: dict[str, object], path: str) -> None:
+        """A NaN or an infinity is reported once, at its path, wherever it is."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload(data)
+        assert [(i.path, i.expected) for i in info.value.issues] == [(path, "a finite number")]
+
+    def test_numbers_have_upper_bounds(self) -> None:
+        """Huge but finite durations, TTLs and counts are refused too."""
+        issues = _issues({"warmup_s": 1e300, "ttl_s": 1e300, "duration_s": 1e12,
+                          "think_time_ms": 1e300})
+        assert set(issues) == {"warmup_s", "ttl_s", "duration_s", "think_time_ms"}
+        assert "write_iterations" in _issues({"write_iterations": 10**15})
+
+    def test_duration_and_iterations_contradict(self) -> None:
+        """A file with both duration_s and iterations names both."""
+        issues = _issues({"duration_s": 5, "write_iterations": 3})
+        assert set(issues) == {"duration_s"}
+        assert "either duration_s or write_iterations" in issues["duration_s"]
+        assert parse_workload({"duration_s": None, "write_iterations": 3}).duration_s is None
+
+    def test_think_time_and_target_rate_contradict(self) -> None:
+        """A closed-loop pause and an open-loop rate for the same kind contradict."""
+        issues = _issues({"think_time_ms": {"writes": 1}, "target_rate": {"writes": 100}})
+        assert set(issues) == {"think_time_ms.writes"}
+        ok = parse_workload({"think_time_ms": {"reads": 1}, "target_rate": {"writes": 100}})
+        assert ok.target_rate.writes == 100
+
+    def test_distribution_parameter_of_another_type(self) -> None:
+        """theta does nothing for a uniform distribution: it is refused."""
+        assert "key_distribution.theta" in _issues({"key_distribution": {"type": "uniform",
+                                                                          "theta": 1.2}})
+
+    def test_pgcache_options_checked_by_cache_settings(self) -> None:
+        """Every bad pgcache option is found by CacheSettings itself, each at its path."""
+        issues = _issues({"backends": [{"name": "pg", "type": "pgcache", "options": {
+            "max_pool_size": -1, "local_ttl_seconds": "soon", "local_max_entries": 8}}]})
+        assert set(issues) == {"backends[0].options.max_pool_size",
+                               "backends[0].options.local_ttl_seconds"}
+        assert "must be >= 1, got -1" in issues["backends[0].options.max_pool_size"]
+        assert "'soon'" in issues["backends[0].options.local_ttl_seconds"]
+
+    def test_valkey_options_checked_by_the_client(self) -> None:
+        """What redis-py refuses when it builds a client and a connection is refused here."""
+        issues = _issues({"backends": [{"name": "v", "type": "valkey",
+                                        "options": {"max_connections": -1}}]})
+        assert "max_connections" in issues["backends[0].options"]
+        ok = parse_workload({"backends": [{"name": "v", "type": "valkey",
+                                           "options": {"max_connections": 8}}]})
+        assert ok.backends[0].options == {"max_connections": 8}
+
+    def test_allowed_error_rate(self) -> None:
+        """allowed_error_rate is a share from 0 to 1, 0 by default."""
+        assert parse_workload({}).allowed_error_rate == 0.0
+        assert parse_workload({"allowed_error_rate": 0.25}).allowed_error_rate == 0.25
+        assert "allowed_error_rate" in _issues({"allowed_error_rate": 1.5})
+
+    def test_problems_listed_are_capped(self) -> None:
+        """Thousands of problems are all kept, but the message lists 20 and says how many more."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload({f"k{i}": i for i in range(5000)}, source="w.yaml")
+        assert len(info.value.issues) == 5000
+        text = str(info.value)
+        assert text.startswith("w.yaml: 5,000 problems:")
+        assert text.count("\n  - ") == WorkloadError.MAX_LISTED
+        assert text.endswith("  ... and 4,980 more")
+
+    def test_huge_values_are_described_briefly(self) -> None:
+        """A huge value is described in a few dozen characters, never in full."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload({"writers": [list(range(1000))] * 1000})
+        assert len(str(info.value)) < 400
+
+
+class TestFiles:
+    """Files a user may hand over by mistake are refused with the file named."""
+
+    @pytest.mark.parametrize(("content", "path", "found"), [
+        (b"", "(document)", "an empty document"),
+        (b"# nothing but a comment\n", "(document)", "only comments, or a bare null"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "(file)", "the byte 0x89 at offset 0"),
+        (b"writers: 1\nwriters: 2\n", "writers", "'writers' again at line 2"),
+    ])
+    def test_refused(self, tmp_path: Path, content: bytes, path: str, found: str) -> None:
+        """Empty, binary and duplicate-key files are workload errors naming the file."""
+        file = tmp_path / "w.yaml"
+        file.write_bytes(content)
+        with pytest.raises(WorkloadError) as info:
+            load_workload(file)
+        (issue,) = info.value.issues
+        assert (issue.path, found in issue.found) == (path, True)
+        assert str(info.value).startswith(str(file))
+
+    def test_explicit_empty_mapping_means_defaults(self, tmp_path: Path) -> None:
+        """`{}` is a deliberate "every default"."""
+        file = tmp_path / "w.yaml"
+        file.write_text("{}\n")
+        assert load_workload(file).writers == 16
+
+    def test_override_replaces_the_other_measure(self, tmp_path: Path) -> None:
+        """--set duration_s replaces the file's iterations, and the other way round."""
+        file = tmp_path / "w.yaml"
+        file.write_text("write_iterations: 3\nread_iterations: 4\n")
+        assert load_workload(file, ["duration_s=2"]).duration_s == 2.0
+        file.write_text("duration_s: 5\n")
+        w = load_workload(file, ["write_iterations=7"])
+        assert (w.duration_s, w.write_iterations) == (None, 7)
+        with pytest.raises(WorkloadError):
+            load_workload(file, ["write_iterations=7", "duration_s=3"])
+
+    def test_override_values_are_read_safely(self) -> None:
+        """An alias in a --set value is a usage error."""
+        with pytest.raises(UsageError, match="aliases"):
+            apply_overrides({}, ["backends=[&a x, *a]"])
+        with pytest.raises(UsageError):
+            apply_overrides({"backends": ["a"]}, ["backends.\u00b2=x"])
