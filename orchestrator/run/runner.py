@@ -40,7 +40,7 @@ from orchestrator.errors import (
     WorkerError,
 )
 from orchestrator.reports.table import format_summary
-from orchestrator.results import schema, servercost, store, thresholds
+from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import PARENT_EVENTS, WorkerFiles, configure_events
 from orchestrator.run.executor import STOP_GRACE_S, Executor, LocalProcessExecutor, WorkerHandle
 from orchestrator.run.keys import task_rng, value_maker
@@ -62,6 +62,8 @@ class RunStatus(enum.StrEnum):
 
     RUNNING = "running"
     COMPLETED = "completed"
+    # Every pass ran to its end, but operations failed beyond what the workload allows.
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
@@ -268,7 +270,9 @@ class Runner:
                 route.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            if status == RunStatus.COMPLETED:
+            if status == RunStatus.COMPLETED and not self._errors_allowed(conn):
+                status = RunStatus.COMPLETED_WITH_ERRORS
+            if status in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
                 thresholds_passed = self._judge(conn)
             self.log.info("run_finished", status=status, failure=self.failed)
             store.update_run(conn, self.run_id, status=status,
@@ -285,6 +289,20 @@ class Runner:
                 else ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED
                 else ExitCode.FAILED)
         return RunOutcome(self.run_id, status, code, rows)
+
+    def _errors_allowed(self, conn: Any) -> bool:
+        """Whether the run's failed operations (if any) are within what the workload allows;
+        each backend with errors is said, with when they happened."""
+        verdicts = errors.judge(errors.error_report(conn, self.run_id),
+                                self.workload.allowed_error_rate, self.workload.thresholds)
+        for entry in verdicts:
+            self.say(f"errors: {entry.describe()}")
+        if verdicts:
+            self.log.warning("errors_judged", backends={
+                e.backend: {"ops": e.ops, "errors": e.errors, "allowed": e.allowed,
+                            "spans": [[s.repetition, round(s.start_s, 3), round(s.end_s, 3),
+                                       s.errors] for s in e.spans]} for e in verdicts})
+        return all(entry.allowed for entry in verdicts)
 
     def _judge(self, conn: Any) -> bool | None:
         """The verdict of the workload's thresholds, each one said; None when there are none."""

@@ -42,6 +42,8 @@ PG_DATABASE = "cache_proto"
 PG_SYSTEM_USER = "pgcache"
 
 _START_TIMEOUT_S = 30.0
+# pg_ctl's shutdown modes, as the signal each sends the postmaster.
+_SHUTDOWN_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 STOP_TIMEOUT_S = 10.0
 
 
@@ -237,10 +239,15 @@ class EmbeddedPostgres:
         """Leave the server running: this object no longer owns (or stops) it."""
         self._proc = None
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown), waiting for it to exit."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server, waiting for it to exit. ``mode`` is pg_ctl's shutdown mode:
+        ``fast`` (clients are told and disconnected, a clean shutdown) or ``immediate``
+        (every server process quits at once, as in a crash; the next start runs recovery)."""
+        if mode not in _SHUTDOWN_SIGNALS:
+            raise ValueError(f"stop mode must be one of {sorted(_SHUTDOWN_SIGNALS)}, "
+                             f"got {mode!r}")
         if self._proc is not None:
-            _stop_process(self._proc, signal.SIGINT)
+            _stop_process(self._proc, _SHUTDOWN_SIGNALS[mode])
             self._proc = None
 
     def kill(self) -> None:
@@ -256,12 +263,7 @@ class EmbeddedPostgres:
         a clean shutdown) or ``immediate`` (every server process quits at once, and the
         next start runs crash recovery, which empties UNLOGGED tables).
         """
-        signals = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-        if mode not in signals:
-            raise ValueError(f"restart mode must be one of {sorted(signals)}, got {mode!r}")
-        if self._proc is not None:
-            _stop_process(self._proc, signals[mode])
-            self._proc = None
+        self.stop(mode)
         self.start()
 
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-import yaml
+from support.commands import (
+    alive,
+    cli,
+    env_for,
+    start,
+    wait_for_ops,
+    worker_pids,
+    write_workload,
+)
 from support.repo import ROOT, WORKLOADS
 
 from orchestrator.backends.registry import PRESETS
-from orchestrator.cli import main as main_in_process
 from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.services import Services, free_port
 
@@ -25,25 +30,6 @@ TINY = ["--set", "processes=1", "--set", "writers=1", "--set", "readers=1",
         "--set", "write_iterations=5", "--set", "read_iterations=5", "--set", "keyspace=8",
         "--set", "warmup_s=0", "--set", "duration_s=null", "--set", "prefill=false",
         "--set", "repeat=1"]
-
-
-def _env(services: Services, tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
-               PGCACHE_SERVICES_DIR=str(tmp_path / "services"), PYTHONUNBUFFERED="1")
-    return env
-
-
-def cli(*args: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _write(tmp_path: Path, data: dict[str, Any], name: str = "w.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 class TestHelp:
@@ -76,7 +62,7 @@ class TestValidate:
 
     def test_bad_workload(self, tmp_path: Path) -> None:
         """Problems are all listed with their path; exit 2; no results database appears."""
-        path = _write(tmp_path, {"writers": "x", "keyspace": -1, "backends": ["memcached"],
+        path = write_workload(tmp_path, {"writers": "x", "keyspace": -1, "backends": ["memcached"],
                                  "colour": 1})
         result = cli("validate", str(path))
         assert result.returncode == 2
@@ -111,7 +97,7 @@ class TestErrors:
 
     def test_network_error_fails_the_run_exit_1(self, tmp_path: Path) -> None:
         """Toxiproxy unreachable in mode toxiproxy: the run is failed and said so, exit 1."""
-        path = _write(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+        path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
                                  "backends": ["null"], "network": {
                                      "mode": "toxiproxy",
                                      "toxiproxy_url": f"http://127.0.0.1:{free_port()}"}})
@@ -125,7 +111,7 @@ class TestErrors:
 
     def test_unreachable_server_fails_the_run_exit_1(self, tmp_path: Path) -> None:
         """A backend whose server does not answer fails the run with its address, exit 1."""
-        path = _write(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+        path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
                                  "backends": ["valkey"]})
         url = f"redis://127.0.0.1:{free_port()}/0"
         env = dict(os.environ, VALKEY_URL=url, PGCACHE_SERVICES_DIR=str(tmp_path / "svc"))
@@ -153,11 +139,11 @@ def tiny_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> di
     backends = sorted(PRESETS)
     workload = {"processes": 2, "writers": 2, "readers": 3, "write_iterations": 20,
                 "read_iterations": 30, "keyspace": 8, "backends": backends}
-    path = _write(tmp, workload)
+    path = write_workload(tmp, workload)
     db = tmp / "results.duckdb"
-    result = cli("run", str(path), "--results", str(db), env=_env(services, tmp))
+    result = cli("run", str(path), "--results", str(db), env=env_for(services, tmp))
     return {"result": result, "db": db, "backends": backends, "workload": workload,
-            "env": _env(services, tmp)}
+            "env": env_for(services, tmp)}
 
 
 class TestRun:
@@ -290,11 +276,11 @@ class TestThresholds:
     def test_verdict(self, condition: str, code: int, passed: bool, services: Services,
                      tmp_path: Path) -> None:
         """A passing threshold exits 0, a failing one exits 1; runs.thresholds_passed says so."""
-        path = _write(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+        path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
                                  "write_iterations": 5, "read_iterations": 5,
                                  "backends": ["null"], "thresholds": {"*": [condition]}})
         db = tmp_path / "r.duckdb"
-        result = cli("run", str(path), "--results", str(db), env=_env(services, tmp_path))
+        result = cli("run", str(path), "--results", str(db), env=env_for(services, tmp_path))
         assert result.returncode == code, result.stderr
         assert f"null: {condition}" in result.stderr
         with duckdb.connect(str(db), read_only=True) as con:
@@ -309,47 +295,11 @@ class TestWorkloadsRun:
         """The workload completes on its own backends and records 10 ops per backend."""
         db = tmp_path / "r.duckdb"
         result = cli("run", str(path), *TINY, "--results", str(db),
-                     env=_env(services, tmp_path))
+                     env=env_for(services, tmp_path))
         assert result.returncode == 0, result.stderr[-2000:]
         with duckdb.connect(str(db), read_only=True) as con:
             counts = con.execute("SELECT backend, count(*) FROM ops GROUP BY ALL").fetchall()
         assert counts and all(n == 10 for _, n in counts)
-
-
-def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def _worker_pids(log_root: Path) -> list[int]:
-    pids = []
-    for path in log_root.glob("*/parent.events.jsonl"):
-        for line in path.read_text().splitlines():
-            event = json.loads(line)
-            if event["event"] == "worker_started":
-                pids.append(event["data"]["pid"])
-    return pids
-
-
-def _wait_for_ops(log_root: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.stat().st_size > 0 for p in log_root.glob("*/*.ops.csv")):
-            return
-        time.sleep(0.05)
-    raise AssertionError("no operations were recorded in time")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
 
 
 class TestStopping:
@@ -357,13 +307,13 @@ class TestStopping:
 
     def test_sigint(self, services: Services, tmp_path: Path) -> None:
         """Ctrl-C (SIGINT to the process group) stops within 5 s; the run is interrupted."""
-        path = _write(tmp_path, {"processes": 2, "writers": 1, "readers": 2,
+        path = write_workload(tmp_path, {"processes": 2, "writers": 1, "readers": 2,
                                  "duration_s": 60, "backends": ["valkey"]})
         db = tmp_path / "r.duckdb"
-        proc = _start(["run", str(path), "--results", str(db)], _env(services, tmp_path))
+        proc = start(["run", str(path), "--results", str(db)], env_for(services, tmp_path))
         try:
-            _wait_for_ops(tmp_path / "logs")
-            pids = _worker_pids(tmp_path / "logs")
+            wait_for_ops(tmp_path / "logs")
+            pids = worker_pids(tmp_path / "logs")
             started = time.monotonic()
             os.killpg(proc.pid, signal.SIGINT)
             proc.wait(10)
@@ -372,7 +322,7 @@ class TestStopping:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
         assert proc.returncode == 130
-        assert pids and not any(_alive(pid) for pid in pids)
+        assert pids and not any(alive(pid) for pid in pids)
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT status FROM runs").fetchone() == ("interrupted",)
             ops = con.execute("SELECT count(*) FROM ops").fetchone()
@@ -380,13 +330,13 @@ class TestStopping:
 
     def test_killed_worker(self, services: Services, tmp_path: Path) -> None:
         """A worker killed mid-run fails the run (exit 1); the others stop; data is kept."""
-        path = _write(tmp_path, {"processes": 2, "writers": 2, "readers": 2,
+        path = write_workload(tmp_path, {"processes": 2, "writers": 2, "readers": 2,
                                  "duration_s": 60, "backends": ["valkey", "null"]})
         db = tmp_path / "r.duckdb"
-        proc = _start(["run", str(path), "--results", str(db)], _env(services, tmp_path))
+        proc = start(["run", str(path), "--results", str(db)], env_for(services, tmp_path))
         try:
-            _wait_for_ops(tmp_path / "logs")
-            pids = _worker_pids(tmp_path / "logs")
+            wait_for_ops(tmp_path / "logs")
+            pids = worker_pids(tmp_path / "logs")
             os.kill(pids[0], signal.SIGKILL)
             proc.wait(15)
         finally:
@@ -394,7 +344,7 @@ class TestStopping:
                 os.killpg(proc.pid, signal.SIGKILL)
         assert proc.returncode == 1
         assert "exited with code -9" in (proc.stderr.read() if proc.stderr else "")
-        assert not any(_alive(pid) for pid in pids)
+        assert not any(alive(pid) for pid in pids)
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT status FROM runs").fetchone() == ("failed",)
             by_process = dict(con.execute("SELECT process, count(*) FROM ops "
@@ -403,63 +353,3 @@ class TestStopping:
         assert by_process.get(1, 0) > 0
         assert backends == [("valkey",)]  # the run stopped before the next backend
 
-
-HOSTILE = {
-    "binary garbage": bytes(range(256)) * 8,
-    "alias bomb": ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
-        for i in range(8))).encode(),
-    "17 MB of unknown keys": "".join(f"unknown_{i}: {i}\n" for i in range(900_000)).encode(),
-    "empty file": b"",
-    "duplicate key": b"writers: 1\nreaders: 2\nwriters: 3\n",
-    "duration and iterations": b"duration_s: 5\nwrite_iterations: 10\n",
-    "ttl NaN": b"ttl_s: .nan\n",
-    "duration inf, think time NaN": b"duration_s: .inf\nthink_time_ms: .nan\n",
-    "warm-up inf": b"warmup_s: .inf\n",
-    "pgcache options": b"backends:\n  - {name: pg, type: pgcache, options: "
-                       b"{max_pool_size: -1, local_ttl_seconds: soon}}\n",
-}
-HOSTILE_PATHS = {
-    "binary garbage": ["(file)"], "alias bomb": ["b[0]"], "17 MB of unknown keys": ["(file)"],
-    "empty file": ["(document)"], "duplicate key": ["writers"],
-    "duration and iterations": ["duration_s"], "ttl NaN": ["ttl_s"],
-    "duration inf, think time NaN": ["duration_s", "think_time_ms"],
-    "warm-up inf": ["warmup_s"],
-    "pgcache options": ["backends[0].options.max_pool_size",
-                        "backends[0].options.local_ttl_seconds"],
-}
-
-
-class TestHostileWorkloads:
-    """Each hostile workload file gets exit 2, a message naming the file and the YAML path, and
-    nothing is written."""
-
-    @pytest.mark.parametrize("case", sorted(HOSTILE))
-    @pytest.mark.parametrize("command", ["validate", "run"])
-    def test_refused(self, case: str, command: str, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
-        """`validate` and `run`: exit 2, `error: FILE: N problem(s)`, each path with what was
-        expected and found; no results database, no logs."""
-        workload = tmp_path / "hostile.yaml"
-        workload.write_bytes(HOSTILE[case])
-        extra = ["--results", str(tmp_path / "out" / "r.duckdb")] if command == "run" else []
-        started = time.monotonic()
-        code = main_in_process([command, str(workload), *extra])
-        assert time.monotonic() - started < 5
-        err = capsys.readouterr().err
-        assert code == 2, err
-        assert err.startswith(f"error: {workload}: ")
-        for where in HOSTILE_PATHS[case]:
-            assert f"\n  - {where}: expected " in err
-        assert ", found " in err
-        assert len(err) < 5000
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.yaml"]
-
-    def test_subprocess_has_no_traceback(self, tmp_path: Path) -> None:
-        """As a command: the alias bomb is one error message, exit 2, no traceback."""
-        workload = tmp_path / "bomb.yaml"
-        workload.write_bytes(HOSTILE["alias bomb"])
-        result = cli("validate", str(workload))
-        assert result.returncode == 2
-        assert result.stderr.startswith(f"error: {workload}: 1 problem:")
-        assert "Traceback" not in result.stderr

@@ -38,6 +38,9 @@ class TestFaultsWorkload:
         """Each fault starts and ends as an event; errors fall in the faults; work resumes."""
         result, db = faults_run
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        # The faults cause errors, which the workload allows (allowed_error_rate) and says.
+        assert "errors: valkey: " in result.stderr
+        assert "within allowed_error_rate 0.3" in result.stderr
         with duckdb.connect(str(db), read_only=True) as con:
             (status, network), = con.execute("SELECT status, network FROM runs").fetchall()
             assert status == "completed"

@@ -1,0 +1,79 @@
+"""Running ``python -m orchestrator`` as a user would: to completion, or started and watched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.services import Services
+from support.repo import ROOT
+
+
+def env_for(services: Services, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a command run against the session's servers, its state in tmp."""
+    env = dict(os.environ)
+    env.update(POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
+               PGCACHE_SERVICES_DIR=str(tmp_path / "services"), PYTHONUNBUFFERED="1",
+               TMPDIR=str(tmp_path))
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end."""
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def start(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a command in a session of its own (so a test can signal its process group)."""
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def write_workload(tmp_path: Path, data: dict[str, Any], name: str = "w.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def worker_pids(log_root: Path) -> list[int]:
+    """The pids of the workers the runs under ``log_root`` started (from the parent's log)."""
+    pids = []
+    for path in log_root.glob("*/parent.events.jsonl"):
+        for line in path.read_text().splitlines():
+            event = json.loads(line)
+            if event["event"] == "worker_started":
+                pids.append(event["data"]["pid"])
+    return pids
+
+
+def wait_for_ops(log_root: Path, timeout: float = 30) -> None:
+    """Wait until some worker under ``log_root`` has written operations."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.stat().st_size > 0 for p in log_root.glob("*/*.ops.csv")):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no operations were recorded in time")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
