@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orchestrator import services
 from orchestrator.errors import ExitCode, OrchestratorError
+from orchestrator.redaction import redact
 from orchestrator.reports.html import render_html
 from orchestrator.reports.table import FORMATS, format_rows, format_summary
 from orchestrator.results import store
@@ -142,7 +143,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     # The HTML report installs its analysis views, so it needs a writable database.
-    conn = store.connect(args.results, read_only=not args.html)
+    conn = store.connect(args.results, read_only=not args.html, external_access=False)
     try:
         run_id = store.resolve_run_id(conn, args.run_id)
         if args.html:
@@ -160,7 +161,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    conn = store.connect(args.results, read_only=True)
+    # Read-only, and no file but the database itself: a query cannot write or read files.
+    conn = store.connect(args.results, read_only=True, external_access=False)
     try:
         columns, rows = store.query(conn, args.sql)
         print(format_rows(columns, rows, args.format))
@@ -173,7 +175,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
     if args.action == "up":
         state = services.services_up()
         for name, entry in state.items():
-            print(f"{name}: running (pid {entry['pid']}) at {entry['url']}")
+            print(f"{name}: running (pid {entry['pid']}) at {redact(str(entry['url']))}")
         print(f"state in {services.services_dir()}; `services down` stops them")
     elif args.action == "down":
         stopped = services.services_down(purge=args.purge)
@@ -184,7 +186,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
         if not state:
             print("no servers kept running (`services up` starts them)")
         for name, entry in state.items():
-            print(f"{name}: running (pid {entry['pid']}) at {entry['url']}")
+            print(f"{name}: running (pid {entry['pid']}) at {redact(str(entry['url']))}")
     return 0
 
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except OrchestratorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED

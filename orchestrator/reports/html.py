@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from orchestrator.errors import UsageError
+from orchestrator.redaction import redact
 from orchestrator.results import schema, store
 
 __all__ = ["render_html"]
@@ -58,7 +59,9 @@ class Series:
 
 
 def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """Text for the page: passwords redacted (also those of databases written before
+    redaction), then escaped."""
+    return html.escape(redact(str(value)), quote=True)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

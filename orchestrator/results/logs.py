@@ -37,6 +37,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from orchestrator.redaction import redact_data
+
 PARENT_EVENTS = "parent.events.jsonl"  # the parent's events, in the run's log directory
 
 # Each file's columns, in order, with the DuckDB type the ingest reads them as.
@@ -172,6 +174,12 @@ def _nest(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]
     return event
 
 
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """No password in an event (a DSN in a message, a backend's ``password`` option...)."""
+    redacted: Mapping[str, Any] = redact_data(event)
+    return redacted
+
+
 def _dumps(obj: Any, **kwargs: Any) -> str:
     return json.dumps(obj, default=str, separators=(",", ":"))
 
@@ -229,6 +237,7 @@ def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any]
             structlog.processors.format_exc_info,
             _Stamp(),
             _nest,
+            _redact,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         logger_factory=structlog.WriteLoggerFactory(file=stream),  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ The schema itself is :mod:`orchestrator.results.schema`; the files ingested are 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import duckdb
 
 from orchestrator.errors import ResultsError, UsageError
+from orchestrator.redaction import redact, redact_data
 from orchestrator.results import schema
 from orchestrator.results.logs import (
     EVENT_COLUMNS,
@@ -25,23 +27,46 @@ from orchestrator.results.logs import (
 
 DEFAULT_RESULTS = Path("results/benchmarks.duckdb")
 
-def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False) -> Any:
-    """Open (creating if needed) the results database with its schema in place."""
+def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False,
+            external_access: bool = True) -> Any:
+    """Open (creating if needed) the results database with its schema in place.
+
+    ``external_access=False`` (``query``, ``report``): SQL run on this connection can read or
+    write no file but the database itself (no ``COPY ... TO``, ``read_csv``, ``ATTACH``,
+    extensions), and cannot turn that back on.
+    """
     path = Path(path)
+    config: dict[str, str | bool | int | float | list[str]] = (
+        {} if external_access else {"enable_external_access": False, "lock_configuration": True})
     try:
         if read_only:
             if not path.exists():
                 raise UsageError(f"no results database at {path}; run a workload first "
                                  "(python -m orchestrator run workloads/default.yaml)")
-            ro = duckdb.connect(str(path), read_only=True)
+            ro = duckdb.connect(str(path), read_only=True, config=config)
             schema.ensure_views(ro)
             return ro
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = duckdb.connect(str(path))
+        conn = duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        if "Conflicting lock" in str(exc):
+            raise ResultsError(_in_use(path, str(exc))) from None
+        raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
     except (duckdb.Error, OSError) as exc:
         raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
     schema.install(conn)
     return conn
+
+
+def _in_use(path: Path, message: str) -> str:
+    """What to do when another process holds the database (DuckDB allows one at a time)."""
+    pid = re.search(r"\(PID (\d+)\)", message)
+    holder = f"process {pid[1]}" if pid else "another process"
+    copy = f"/tmp/{path.stem}-copy{path.suffix}"
+    return (f"the results database {path} is in use by {holder} (a run still going?): DuckDB "
+            f"lets no other process open it meanwhile, not even to read. Wait for the run to "
+            f"end, or query a copy, which holds every pass ingested so far: cp {path} {copy} "
+            f"&& python -m orchestrator query \"...\" --results {copy}")
 
 
 def _has_data(path: Path) -> bool:
@@ -73,11 +98,14 @@ class RunRecord:
 
 
 def record_run_start(conn: Any, run: RunRecord) -> None:
+    """The run's row (passwords redacted from its text and metadata)."""
     conn.execute("DELETE FROM runs WHERE run_id = ?", [run.run_id])
     conn.execute(
         "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL)",
-        [run.run_id, run.workload, run.workload_yaml, run.seed, run.started_at, run.host,
-         json.dumps(run.versions), run.git_commit, json.dumps(run.network)])
+        [run.run_id, redact(run.workload), redact(run.workload_yaml), run.seed,
+         run.started_at, run.host, json.dumps(redact_data(run.versions)), run.git_commit,
+         json.dumps(redact_data(run.network))])
+    checkpoint(conn)
 
 
 def update_run(conn: Any, run_id: str, **fields: Any) -> None:
@@ -86,7 +114,7 @@ def update_run(conn: Any, run_id: str, **fields: Any) -> None:
         if name not in ("status", "finished_at", "network", "versions", "thresholds_passed"):
             raise ValueError(f"not an updatable runs column: {name}")
         if name in ("network", "versions"):
-            value = json.dumps(value)
+            value = json.dumps(redact_data(value))
         conn.execute(f"UPDATE runs SET {name} = ? WHERE run_id = ?", [value, run_id])
 
 
@@ -123,7 +151,15 @@ def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    checkpoint(conn)
     return rows
+
+
+def checkpoint(conn: Any) -> None:
+    """Write everything committed into the database file itself: while a run holds the
+    database no other process may open it, but a copy of the file then holds every pass
+    ingested so far."""
+    conn.execute("CHECKPOINT")
 
 
 def _insert_events(conn: Any, run_id: str, paths: Sequence[Path]) -> None:

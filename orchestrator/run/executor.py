@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.redaction import redact_data
 from orchestrator.run.protocol import (
     ParentMessage,
     ProtocolError,
@@ -125,10 +127,13 @@ class _LocalWorker:
 
 
 class LocalProcessExecutor:
-    """Runs each worker as a child process on this host (``python -m orchestrator.run.worker``).
+    """Runs each worker as a child process on this host (``python -m orchestrator.run.worker
+    -``).
 
-    The spec goes to ``<log_dir>/<stem>.spec.json``, the worker's stderr to
-    ``<log_dir>/<stem>.stderr``; a worker whose stdin closes (the parent died) stops by itself.
+    The spec is the first line of the worker's stdin (it holds the servers' passwords, which
+    never touch the disk); ``<log_dir>/<stem>.spec.json`` keeps a copy with the passwords
+    redacted, for the record. The worker's stderr goes to ``<log_dir>/<stem>.stderr``; a worker
+    whose stdin closes (the parent died) stops by itself.
     """
 
     def __init__(self, *, python: str = sys.executable, grace_s: float = STOP_GRACE_S) -> None:
@@ -148,13 +153,15 @@ class LocalProcessExecutor:
 
     async def _start(self, spec: WorkerSpec) -> _LocalWorker:
         log_dir = Path(spec.log_dir)
-        spec_path = log_dir / f"{spec.stem}.spec.json"
-        spec_path.write_text(spec.to_json())
+        record = redact_data(json.loads(spec.to_json()))
+        (log_dir / f"{spec.stem}.spec.json").write_text(json.dumps(record))
         stderr_path = log_dir / f"{spec.stem}.stderr"
         with open(stderr_path, "ab") as stderr:  # noqa: ASYNC230 - handed to the child
             proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "orchestrator.run.worker", str(spec_path),
+                self.python, "-m", "orchestrator.run.worker", "-",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+        assert proc.stdin is not None
+        proc.stdin.write(spec.to_json().encode() + b"\n")
         return _LocalWorker(spec.process, proc, stderr_path)
 
     async def _stop(self, workers: Sequence[_LocalWorker]) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from orchestrator.backends.base import Backend
+from orchestrator.redaction import redact
 from orchestrator.results.logs import CsvRecorder, csv_field, csv_row, needs_quoting
 from orchestrator.run.keys import key_picker, task_rng, value_maker, zipf_cdf
 from orchestrator.workload.model import Workload
@@ -37,9 +38,9 @@ def task_plan(workload: Workload, process: int, processes: int) -> list[tuple[st
 
 
 def error_text(exc: BaseException) -> str:
-    """An exception as recorded: ``Type: message``, at most 300 characters."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text[:300]
+    """An exception as recorded: ``Type: message``, passwords redacted, at most 300
+    characters."""
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
 
 
 class _Phase:

@@ -39,6 +39,7 @@ from orchestrator.errors import (
     OrchestratorError,
     WorkerError,
 )
+from orchestrator.redaction import redact
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import PARENT_EVENTS, WorkerFiles, configure_events
@@ -183,6 +184,7 @@ class Runner:
 
     # -- console -------------------------------------------------------------------------
     def say(self, text: str) -> None:
+        text = redact(text)
         if self._tty:
             text = "\r\x1b[K" + text
         print(text, file=self.options.console, flush=True)

@@ -218,12 +218,28 @@ async def _stdin_messages() -> AsyncIterator[ParentMessage]:
             yield message
 
 
+def _first_line(fd: int) -> bytes:
+    """One line of ``fd``, read a byte at a time: nothing after it is consumed, so the
+    protocol's messages stay for the event loop's reader."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return bytes(line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m orchestrator.run.worker SPEC.json``, or ``-``: the spec is the first line of
+    stdin (how the local executor passes it, so that passwords never touch the disk)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: python -m orchestrator.run.worker SPEC.json\n")
+        sys.stderr.write("usage: python -m orchestrator.run.worker SPEC.json|-\n")
         return 2
-    spec = WorkerSpec.from_json(Path(args[0]).read_text())
+    text = _first_line(sys.stdin.fileno()).decode() if args[0] == "-" else \
+        Path(args[0]).read_text()
+    spec = WorkerSpec.from_json(text)
     run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop  # optional: the faster event loop where it is installed

@@ -4,16 +4,21 @@ results database in use, servers left behind, interrupts at any moment."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
 import pytest
-from support.commands import cli, start, wait_for_ops, write_workload
+import yaml
+from support.commands import cli, env_for, start, wait_for_ops, write_workload
 
 from orchestrator.cli import main as main_in_process
-from orchestrator.services import EmbeddedPostgres
+from orchestrator.services import EmbeddedPostgres, Services, free_port
 
 HOSTILE = {
     "binary garbage": bytes(range(256)) * 8,
@@ -122,3 +127,119 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
     env.update(PGCACHE_SERVICES_DIR=str(tmp_path / "services"), TMPDIR=str(tmp_path),
                PYTHONUNBUFFERED="1")
     return env
+
+
+class TestSecrets:
+    """No password reaches the console, the events, the runs table, the logs or the report."""
+
+    def test_password_never_written(self, services: Services, tmp_path: Path) -> None:
+        """A run against servers whose DSN has a password, with a secret URL in the workload:
+        the password is in no output, no file, no table."""
+        secret = "secret-in-the-workload"
+        pg_password = urlsplit(services.postgres_dsn).password
+        assert pg_password  # the session's DSN carries one: the test has something to find
+        path = tmp_path / "input" / "w.yaml"  # the user's own file: not scanned
+        path.parent.mkdir()
+        path.write_text(f"# a comment naming redis://admin:{secret}@cache.example:6379/0\n"
+                        + yaml.safe_dump({"processes": 1, "writers": 1, "readers": 1,
+                                          "write_iterations": 20, "read_iterations": 20,
+                                          "backends": ["postgres-cache", "valkey"]}))
+        db = tmp_path / "r.duckdb"
+        run = cli("run", str(path), "--results", str(db), env=env_for(services, tmp_path))
+        assert run.returncode == 0, run.stderr[-2000:]
+        html = tmp_path / "report.html"
+        report = cli("report", "--html", "-o", str(html), "--results", str(db))
+        assert report.returncode == 0, report.stderr
+        outputs = run.stdout + run.stderr + report.stdout + report.stderr
+        assert "postgresql://cache_user:***@" in run.stderr  # the DSN is shown, redacted
+        files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".duckdb"
+                 and not p.name.endswith(".wal") and p.parent.name != "input"]
+        assert any(p.name.endswith(".spec.json") for p in files)
+        assert any(p.name == "parent.events.jsonl" for p in files)
+        with duckdb.connect(str(db), read_only=True) as con:
+            tables = "\n".join(str(row) for query in (
+                "SELECT * FROM runs", "SELECT * FROM events", "SELECT DISTINCT error FROM ops")
+                for row in con.execute(query).fetchall())
+        assert "cache.example" in tables  # the workload text is there, redacted
+        for password in (pg_password, secret):
+            assert password not in outputs
+            assert password not in tables
+            for file in files:
+                assert password.encode() not in file.read_bytes(), file
+
+    def test_unreachable_server_error_is_redacted(self, tmp_path: Path) -> None:
+        """An error message naming a server's URL shows it without its password."""
+        path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+                                         "backends": ["valkey"]})
+        url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+        env = {**_base_env(tmp_path), "VALKEY_URL": url}
+        result = cli("run", str(path), "--results", str(tmp_path / "r.duckdb"), env=env)
+        assert result.returncode == 1
+        assert "could not flush Valkey at redis://:***@127.0.0.1:" in result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results database with one table."""
+    path = tmp_path_factory.mktemp("q") / "r.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t AS SELECT 42 AS answer")
+    return path
+
+
+class TestQuery:
+    """`query` reads the results database and nothing else, and says what to do when a run
+    holds it."""
+
+    @pytest.mark.parametrize("sql", [
+        "COPY (SELECT 1) TO '{out}'", "COPY t TO '{out}' (FORMAT csv)",
+        "EXPORT DATABASE '{dir}'", "ATTACH '{out}' AS other",
+        "SET enable_external_access = true",
+    ])
+    def test_cannot_write_files(self, db: Path, tmp_path: Path, sql: str) -> None:
+        """Statements that would write (or re-enable writing) files fail with exit 2."""
+        out = tmp_path / "written.csv"
+        result = cli("query", sql.format(out=out, dir=tmp_path / "export"), "--results",
+                     str(db))
+        assert result.returncode == 2, result.stdout
+        assert result.stderr.startswith("error: query failed:")
+        assert list(tmp_path.iterdir()) == []
+
+    def test_cannot_read_files(self, db: Path) -> None:
+        """Reading another file through the query is refused too; the database answers."""
+        refused = cli("query", "SELECT * FROM read_csv('/etc/passwd')", "--results", str(db))
+        assert refused.returncode == 2
+        assert "root" not in refused.stdout
+        ok = cli("query", "SELECT answer FROM t", "--results", str(db))
+        assert ok.returncode == 0 and "42" in ok.stdout
+
+    def test_while_a_run_holds_the_database(self, services: Services, tmp_path: Path) -> None:
+        """During a run, query says the database is in use and how to query a copy; the copy
+        answers with the passes ingested so far."""
+        path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
+                                         "duration_s": 1, "repeat": 30, "backends": ["null"]})
+        db = tmp_path / "r.duckdb"
+        proc = start(["run", str(path), "--results", str(db)], env_for(services, tmp_path))
+        try:
+            deadline = time.monotonic() + 60
+            while not list((tmp_path / "logs").glob("*/null.r2.p0.ops.csv")):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+            busy = cli("query", "SELECT count(*) FROM ops", "--results", str(db))
+            copy = tmp_path / "copy.duckdb"
+            shutil.copy(db, copy)
+            answered = cli("query", "SELECT count(*) AS n FROM ops WHERE repetition = 1",
+                           "--results", str(copy), "--format", "json")
+            second = cli("run", str(path), "--results", str(db), env=env_for(services, tmp_path))
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.communicate(timeout=30)
+        assert busy.returncode == 1
+        (line,) = busy.stderr.splitlines()
+        assert line.startswith(f"error: the results database {db} is in use by process "
+                               f"{proc.pid} (a run still going?)")
+        assert f"cp {db} /tmp/r-copy.duckdb && python -m orchestrator query" in line
+        assert answered.returncode == 0, answered.stderr
+        assert json.loads(answered.stdout)[0]["n"] > 0
+        assert second.returncode == 1 and "is in use by process" in second.stderr
