@@ -1,4 +1,4 @@
-"""The command line: ``python -m orchestrator run|validate|report|query|services``.
+"""The command line: ``python -m orchestrator run|validate|report|query|ingest|services``.
 
 Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or failed
 thresholds), 2 bad input (workload, arguments), 130 an interrupted run. Every error the
@@ -18,6 +18,7 @@ from orchestrator.redaction import redact
 from orchestrator.reports.html import render_html
 from orchestrator.reports.table import FORMATS, format_rows, format_summary
 from orchestrator.results import store
+from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.workload.loading import load_workload
 from orchestrator.workload.model import Workload
@@ -95,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=FORMATS, default="table")
     _results_arg(query)
 
+    ingest = commands.add_parser(
+        "ingest", help="load a run's log directory into the results",
+        description="Load a run's log directory (results/logs/RUN_ID) into the results "
+                    "database: what a run measured but could not ingest itself (a full disk, "
+                    "a killed parent). Loading again replaces the earlier load.")
+    ingest.add_argument("log_dir", type=Path, metavar="LOG_DIR",
+                        help="a run's log directory, e.g. results/logs/20250101-120000-abcdef")
+    _results_arg(ingest)
+
     services = commands.add_parser(
         "services", help="keep embedded servers running between runs",
         description="Start, stop or show embedded PostgreSQL and Valkey kept running between "
@@ -171,6 +181,20 @@ def _cmd_query(args: argparse.Namespace) -> int:
         conn.close()
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    conn = store.connect(args.results)
+    try:
+        done = ingest_log_dir(conn, args.log_dir)
+        for backend, repetition, rows in done.passes:
+            print(f"{backend} rep {repetition}: {rows:,} operations")
+        print(format_summary(store.summary(conn, done.run_id), "table",
+                             title=f"run {done.run_id}: {done.status}, ingested from "
+                                   f"{args.log_dir} into {args.results}"))
+        return 0
+    finally:
+        conn.close()
+
+
 def _cmd_services(args: argparse.Namespace) -> int:
     if args.action == "up":
         state = services.services_up()
@@ -193,7 +217,8 @@ def _cmd_services(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
-               "query": _cmd_query, "services": _cmd_services}[args.command]
+               "query": _cmd_query, "ingest": _cmd_ingest,
+               "services": _cmd_services}[args.command]
     try:
         return handler(args)
     except OrchestratorError as exc:

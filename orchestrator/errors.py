@@ -106,3 +106,8 @@ class InterruptedRun(OrchestratorError):
 
 class ResultsError(OrchestratorError):
     """The results database could not be opened, written or queried."""
+
+
+class ResultsInUse(ResultsError):
+    """Another process (a run still going) holds the results database; DuckDB lets no other
+    process open it meanwhile."""

@@ -41,7 +41,10 @@ def _tiny(line: str, db: Path) -> str:
     extra = ""
     if command == "run":
         extra = f" {TINY}" + ("" if "--backends" in words else " --backends postgres-cache")
-    if command in ("run", "report", "query"):
+    if command == "ingest":  # the log directory of the last run the test made
+        log_dir = max((db.parent / "logs").iterdir(), key=lambda p: p.name)
+        line = line.replace(words[4], str(log_dir))
+    if command in ("run", "report", "query", "ingest"):
         extra += f" --results {db}"
     return line.replace("python", shlex.quote(sys.executable), 1) + extra
 
@@ -52,7 +55,7 @@ class TestReadmeCommands:
     def test_found_commands(self) -> None:
         """The READMEs show every orchestrator command."""
         shown = {shlex.split(line)[3] for _, line in ORCHESTRATOR}
-        assert {"run", "validate", "report", "query", "services"} <= shown
+        assert {"run", "validate", "report", "query", "ingest", "services"} <= shown
 
     def test_every_orchestrator_command(self, services: Services, tmp_path: Path) -> None:
         """Each `python -m orchestrator ...` line exits 0 (runs first, so reports have data)."""

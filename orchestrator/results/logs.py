@@ -21,25 +21,33 @@ event rendered as one JSON line: ``{"ts", "ts_ns", "level", "event", "run_id", "
 "repetition", "process", "data": {...the rest...}}``. A worker's event file is flushed every
 0.25 s and at exit (not after every event), so a worker killed with SIGKILL loses at most its
 last quarter second of events.
+
+Every file is appended to through an :class:`AppendOnlyFile`: a chunk that cannot be written
+(the disk is full, a file size limit, a file system gone read-only) is taken back, so the file
+keeps whole lines only, and the error is kept for the writer to report; writing never raises
+into the worker's loop or a log call. ``run.json`` (:data:`RUN_RECORD`) keeps the run's row as
+it started, so that ``ingest`` can load a log directory into a database that never saw the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
 from orchestrator.redaction import redact_data
 
 PARENT_EVENTS = "parent.events.jsonl"  # the parent's events, in the run's log directory
+RUN_RECORD = "run.json"  # the run's metadata (its ``runs`` row as it started), for ``ingest``
 
 # Each file's columns, in order, with the DuckDB type the ingest reads them as.
 OPS_COLUMNS: dict[str, str] = {
@@ -108,37 +116,87 @@ EVENT_COLUMNS: dict[str, str] = {
 }
 
 
+class AppendOnlyFile:
+    """A file appended to in whole chunks, each with one ``os.write`` loop.
+
+    A chunk that cannot be written (the disk is full, the file too large, the file system gone
+    read-only) is taken back: the file is cut to its size before the chunk, so it keeps only
+    whole lines, the error is kept in :attr:`error`, and the file is closed; what was written
+    before stays, to be ingested later.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: OSError | None = None
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def append(self, data: bytes) -> bool:
+        """Write ``data`` at the end; False (and nothing written) when it could not be."""
+        fd = self._fd
+        if fd is None:
+            return False
+        size = -1
+        try:
+            size = os.fstat(fd).st_size
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            return True
+        except OSError as exc:
+            self.error = OSError(exc.errno, exc.strerror, str(self.path))  # name the file
+            if size >= 0:
+                with contextlib.suppress(OSError):  # the file keeps what it had either way
+                    os.ftruncate(fd, size)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):  # every byte was written (or taken back)
+                os.close(fd)
+
+
 class CsvRecorder:
     """Buffers CSV lines (operations, invalidation arrivals) and appends them to one file in
-    whole chunks."""
+    whole chunks. When a chunk cannot be written it is dropped (counted in :attr:`lost`),
+    ``on_error`` is called once, and later chunks are dropped too: the file keeps the whole
+    lines written before."""
 
-    def __init__(self, path: Path, flush_at: int = 16384) -> None:
+    def __init__(self, path: Path, flush_at: int = 16384,
+                 on_error: Callable[[OSError], None] | None = None) -> None:
         self.path = path
         self.rows: list[str] = []
         self.flush_at = flush_at
         self.flushed = 0
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.lost = 0
+        self.on_error = on_error
+        self._file = AppendOnlyFile(path)
 
     @property
     def count(self) -> int:
         return self.flushed + len(self.rows)
 
+    @property
+    def error(self) -> OSError | None:
+        return self._file.error
+
     def flush(self) -> None:
         rows = self.rows
-        if not rows or self._fd is None:
+        if not rows:
             return
-        data = "".join(rows).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
-        self.flushed += len(rows)
+        failed_before = self._file.error is not None
+        if self._file.append("".join(rows).encode()):
+            self.flushed += len(rows)
+        else:
+            self.lost += len(rows)
+            if not failed_before and self._file.error is not None and self.on_error:
+                self.on_error(self._file.error)
         rows.clear()
 
     def close(self) -> None:
         self.flush()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()
 
 
 def _now_wall() -> str:
@@ -185,22 +243,37 @@ def _dumps(obj: Any, **kwargs: Any) -> str:
 
 
 class BufferedStream:
-    """A text file whose ``flush`` waits for :meth:`sync`: structlog's WriteLogger flushes
-    after every event, which would cost a system call per invalidation arrival."""
+    """A text stream of events, appended to its file in whole chunks when :meth:`sync` is
+    called (or at each ``flush`` with ``autosync``): structlog's WriteLogger flushes after every
+    event, which would cost a system call per event in a worker. Like :class:`CsvRecorder`, a
+    chunk that cannot be written is taken back and remembered in :attr:`error`; writing never
+    raises, so no log call can fail the caller."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "a", buffering=1 << 20, encoding="utf-8")  # noqa: SIM115
+    def __init__(self, path: Path, *, autosync: bool = False) -> None:
+        self._file = AppendOnlyFile(path)
+        self._parts: list[str] = []
+        self._autosync = autosync
+
+    @property
+    def error(self) -> OSError | None:
+        return self._file.error
 
     def write(self, text: str) -> int:
-        return self._file.write(text)
+        self._parts.append(text)
+        return len(text)
 
     def flush(self) -> None:
-        return None
+        if self._autosync:
+            self.sync()
 
     def sync(self) -> None:
-        self._file.flush()
+        if self._parts:
+            data = "".join(self._parts).encode("utf-8", "surrogatepass")
+            self._parts.clear()
+            self._file.append(data)
 
     def close(self) -> None:
+        self.sync()
         self._file.close()
 
 

@@ -41,6 +41,7 @@ import duckdb
 import valkey.asyncio as valkey_asyncio
 
 from orchestrator.backends.registry import TYPES
+from orchestrator.errors import ResultsError
 from orchestrator.workload.model import BackendSpec
 from pgcache import CacheSettings, PostgresCache
 from proxies import Endpoints
@@ -319,7 +320,11 @@ async def sampling(conn: Any, run_id: str, backend: BackendSpec, repetition: int
         yield
     finally:
         samples = await sampler.stop()
-        insert_samples(conn, run_id, backend.name, repetition, samples)
+        try:
+            insert_samples(conn, run_id, backend.name, repetition, samples)
+        except duckdb.Error as exc:
+            raise ResultsError(f"could not store the server cost of {backend.name} rep "
+                               f"{repetition} in the results database: {exc}") from exc
         if sampler.errors:
             log.warning("server_cost_errors", errors=sampler.errors[:5])
 
@@ -348,6 +353,7 @@ def insert_samples(
             con.executemany("INSERT INTO server_cost VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):  # the failure that led here is raised
+            con.execute("ROLLBACK")
         raise
     return len(rows)

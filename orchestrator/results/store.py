@@ -6,16 +6,19 @@ The schema itself is :mod:`orchestrator.results.schema`; the files ingested are 
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import enum
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from orchestrator.errors import ResultsError, UsageError
+from orchestrator.errors import ResultsError, ResultsInUse, UsageError
 from orchestrator.redaction import redact, redact_data
 from orchestrator.results import schema
 from orchestrator.results.logs import (
@@ -26,6 +29,18 @@ from orchestrator.results.logs import (
 )
 
 DEFAULT_RESULTS = Path("results/benchmarks.duckdb")
+
+
+class RunStatus(enum.StrEnum):
+    """A run's state, as ``runs.status`` records it."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    # Every pass ran to its end, but operations failed beyond what the workload allows.
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
 
 def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False,
             external_access: bool = True) -> Any:
@@ -46,11 +61,14 @@ def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False,
             ro = duckdb.connect(str(path), read_only=True, config=config)
             schema.ensure_views(ro)
             return ro
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ResultsError(f"cannot open the results database {path}: {path.parent} is "
+                               "not a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         if "Conflicting lock" in str(exc):
-            raise ResultsError(_in_use(path, str(exc))) from None
+            raise ResultsInUse(_in_use(path, str(exc))) from None
         raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
     except (duckdb.Error, OSError) as exc:
         raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
@@ -67,6 +85,21 @@ def _in_use(path: Path, message: str) -> str:
             f"lets no other process open it meanwhile, not even to read. Wait for the run to "
             f"end, or query a copy, which holds every pass ingested so far: cp {path} {copy} "
             f"&& python -m orchestrator query \"...\" --results {copy}")
+
+
+@contextlib.contextmanager
+def _writing(what: str) -> Iterator[None]:
+    """A database error while ``what`` is a ResultsError saying so (a full disk, a file system
+    gone read-only, a database DuckDB invalidated after such a failure)."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise ResultsError(f"could not {what} in the results database: {exc}") from exc
+
+
+def _rollback(conn: Any) -> None:
+    with contextlib.suppress(duckdb.Error):  # the failure that led here is being raised
+        conn.execute("ROLLBACK")
 
 
 def _has_data(path: Path) -> bool:
@@ -90,21 +123,34 @@ class RunRecord:
     workload: str
     workload_yaml: str
     seed: int
-    started_at: Any
+    started_at: dt.datetime
     host: str
     versions: dict[str, Any]
     git_commit: str | None
     network: dict[str, Any]
 
+    def to_json(self) -> str:
+        """The record as JSON (as the database gets it: passwords redacted)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["started_at"] = self.started_at.isoformat()
+        return json.dumps(redact_data(data), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRecord:
+        data = json.loads(text)
+        data["started_at"] = dt.datetime.fromisoformat(data["started_at"])
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
 
 def record_run_start(conn: Any, run: RunRecord) -> None:
     """The run's row (passwords redacted from its text and metadata)."""
-    conn.execute("DELETE FROM runs WHERE run_id = ?", [run.run_id])
-    conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL)",
-        [run.run_id, redact(run.workload), redact(run.workload_yaml), run.seed,
-         run.started_at, run.host, json.dumps(redact_data(run.versions)), run.git_commit,
-         json.dumps(redact_data(run.network))])
+    with _writing("record the run"):
+        conn.execute("DELETE FROM runs WHERE run_id = ?", [run.run_id])
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?, NULL)",
+            [run.run_id, redact(run.workload), redact(run.workload_yaml), run.seed,
+             run.started_at, run.host, json.dumps(redact_data(run.versions)),
+             run.git_commit, json.dumps(redact_data(run.network))])
     checkpoint(conn)
 
 
@@ -115,7 +161,8 @@ def update_run(conn: Any, run_id: str, **fields: Any) -> None:
             raise ValueError(f"not an updatable runs column: {name}")
         if name in ("network", "versions"):
             value = json.dumps(redact_data(value))
-        conn.execute(f"UPDATE runs SET {name} = ? WHERE run_id = ?", [value, run_id])
+        with _writing("update the run's row"):
+            conn.execute(f"UPDATE runs SET {name} = ? WHERE run_id = ?", [value, run_id])
 
 
 def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
@@ -124,6 +171,14 @@ def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
 
     Returns the number of op rows ingested.
     """
+    with _writing(f"ingest the pass {backend} rep {repetition}"):
+        rows = _ingest_pass(conn, run_id, backend, repetition, files)
+    checkpoint(conn)
+    return rows
+
+
+def _ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
+                 files: Sequence[WorkerFiles]) -> int:
     conn.execute("BEGIN")
     try:
         conn.execute("DELETE FROM ops WHERE run_id = ? AND backend = ? AND repetition = ?",
@@ -149,9 +204,8 @@ def ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
                                       f.invalidations)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    checkpoint(conn)
     return rows
 
 
@@ -159,7 +213,8 @@ def checkpoint(conn: Any) -> None:
     """Write everything committed into the database file itself: while a run holds the
     database no other process may open it, but a copy of the file then holds every pass
     ingested so far."""
-    conn.execute("CHECKPOINT")
+    with _writing("checkpoint"):
+        conn.execute("CHECKPOINT")
 
 
 def _insert_events(conn: Any, run_id: str, paths: Sequence[Path]) -> None:
@@ -186,15 +241,16 @@ def _insert_invalidations(conn: Any, run_id: str, backend: str, repetition: int,
 
 def ingest_parent_events(conn: Any, run_id: str, path: Path) -> None:
     """Load the parent's events (process -1); replaces an earlier load."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute("DELETE FROM events WHERE run_id = ? AND process = -1", [run_id])
-        if _has_data(path):
-            _insert_events(conn, run_id, [path])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    with _writing("ingest the parent's events"):
+        conn.execute("BEGIN")
+        try:
+            conn.execute("DELETE FROM events WHERE run_id = ? AND process = -1", [run_id])
+            if _has_data(path):
+                _insert_events(conn, run_id, [path])
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
 
 def resolve_run_id(conn: Any, run_id: str | None) -> str:

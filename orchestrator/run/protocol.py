@@ -4,6 +4,8 @@ A worker is a function of (workload, backend, slot, seed) that writes a log stre
 gives it a :class:`WorkerSpec`; then they exchange messages, one JSON object per line:
 
   worker -> parent: :class:`Ready` (connected), :class:`Progress` (every 0.25 s),
+                    :class:`Failed` (why it stops: said over the channel, which needs no
+                    disk, before the exit code says that it failed),
                     :class:`Done` (buffers written, backend closed)
   parent -> worker: :class:`Go` (the start barrier: a common ``perf_counter_ns`` start),
                     :class:`Stop` (finish the operations in flight, write, exit)
@@ -67,6 +69,13 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Failed:
+    """The worker fails, for this reason (e.g. its files could not be written)."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The worker finished: its files are complete."""
 
@@ -86,13 +95,16 @@ class Stop:
     """Stop the tasks: finish the operations in flight, write what was measured, exit."""
 
 
-WorkerMessage = Ready | Progress | Done
+WorkerMessage = Ready | Progress | Failed | Done
 ParentMessage = Go | Stop
 Message = WorkerMessage | ParentMessage
 
 _TYPES: dict[str, type[Message]] = {
-    "ready": Ready, "progress": Progress, "done": Done, "go": Go, "stop": Stop}
+    "ready": Ready, "progress": Progress, "failed": Failed, "done": Done, "go": Go,
+    "stop": Stop}
 _NAMES = {cls: name for name, cls in _TYPES.items()}
+# The types a message field may have, by annotation.
+_FIELD_TYPES: dict[str, type[int] | type[str]] = {"int": int, "str": str}
 
 
 class ProtocolError(WorkerError):
@@ -109,7 +121,8 @@ def decode(line: bytes | str) -> Message:
     try:
         data = json.loads(line)
         cls = _TYPES[data.pop("type")]
-        # Every field of these messages is an integer.
-        return cls(**{f.name: int(data[f.name]) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: _FIELD_TYPES[str(f.type)](data[f.name])
+                                  for f in fields(cls)}
+        return cls(**values)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ProtocolError(f"not a worker protocol message: {line!r:.200}") from exc

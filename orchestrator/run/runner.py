@@ -6,29 +6,35 @@ the executor -> wait until every worker is connected (:class:`Ready`) -> start b
 worker finishes its operations in flight and writes its files) -> ingest into DuckDB. Passes
 run one after another, repetitions interleaved (A B C, A B C, ...), all with the same seeds.
 
-The executor stops and reaps the workers of a pass whatever ends it (no orphans).
-SIGINT/SIGTERM: the workers are told to stop, are killed if they have not exited within the
-grace period, what was measured is ingested and the run is marked ``interrupted``. A worker
-that exits without finishing marks the run ``failed``; the other workers are stopped and their
-data ingested.
+Before any server starts, the results database is opened and the run's log directory
+written (a location that cannot be written is bad input). The executor stops and reaps the
+workers of a pass whatever ends it (no orphans). SIGINT/SIGTERM, from the run's first moment
+to its last: the workers are told to stop, are killed if they have not exited within the grace
+period, what was measured is ingested and the run is marked ``interrupted``. A worker that
+exits without finishing (it died, or its files could not be written) marks the run ``failed``;
+the other workers are stopped and their data ingested. When the database cannot take what was
+measured, the console says where the logs are and how to ``ingest`` them later. At the end,
+failed operations beyond the workload's ``allowed_error_rate`` make the run
+``completed_with_errors`` (:mod:`orchestrator.results.errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-import enum
 import os
 import secrets
 import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import structlog
 
 from orchestrator.backends.registry import TYPES, create_backend
@@ -37,16 +43,26 @@ from orchestrator.errors import (
     ExitCode,
     InterruptedRun,
     OrchestratorError,
+    ResultsError,
+    ResultsInUse,
+    UsageError,
     WorkerError,
 )
 from orchestrator.redaction import redact
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
-from orchestrator.results.logs import PARENT_EVENTS, WorkerFiles, configure_events
+from orchestrator.results.logs import (
+    PARENT_EVENTS,
+    RUN_RECORD,
+    BufferedStream,
+    WorkerFiles,
+    configure_events,
+)
+from orchestrator.results.store import RunStatus
 from orchestrator.run.executor import STOP_GRACE_S, Executor, LocalProcessExecutor, WorkerHandle
 from orchestrator.run.keys import task_rng, value_maker
 from orchestrator.run.network import ParentRoute, open_route
-from orchestrator.run.protocol import Done, Go, Progress, Ready, Stop, WorkerSpec
+from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, WorkerSpec
 from orchestrator.run.provenance import git_commit, versions
 from orchestrator.services import services_for_run
 from orchestrator.workload.model import BackendSpec, Workload
@@ -56,17 +72,7 @@ from proxies import Endpoints
 _READY_TIMEOUT_S = 60.0
 _BARRIER_DELAY_NS = 100_000_000
 _PREPARE_TIMEOUT_S = 60.0
-
-
-class RunStatus(enum.StrEnum):
-    """A run's state, as ``runs.status`` records it."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    # Every pass ran to its end, but operations failed beyond what the workload allows.
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -99,12 +105,15 @@ class _Worker:
         self.ops = 0
         self.errors = 0
         self.reported = False  # its failure was reported
+        self.failure = ""  # what it said when it failed (Failed)
         self.follower = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
         async for message in self.handle.messages():
             if isinstance(message, Ready):
                 self.ready.set()
+            elif isinstance(message, Failed):
+                self.failure = message.error
             elif isinstance(message, Progress | Done):
                 self.ops, self.errors = message.ops, message.errors
                 self.done = self.done or isinstance(message, Done)
@@ -177,7 +186,9 @@ class Runner:
         self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
         self.interrupted = False
         self.failed: str | None = None
-        self.signals = 0
+        self.signals = 0  # signals received
+        self._reactions = 0  # signals the event loop has reacted to
+        self.unrecorded = False  # something measured is not (or may not be) in the database
         self._crew = _Crew([], {})  # the workers of the current pass
         self._tty = options.console.isatty()
         self.log: Any = None
@@ -202,38 +213,100 @@ class Runner:
             print(line, file=self.options.console, flush=True)
 
     # -- signals -------------------------------------------------------------------------
-    def _on_signal(self, sig: int) -> None:
+    def _note_signal(self, sig: int, frame: Any) -> None:
+        """The interpreter's handler: notes the interrupt at once, whatever the main thread
+        is doing (also synchronous work such as starting a server); the event loop, woken by
+        the signal, then calls :meth:`_on_signal`."""
         self.signals += 1
         self.interrupted = True
+
+    def _on_signal(self, sig: int) -> None:
+        self._reactions += 1
         name = signal.Signals(sig).name
         if self.log is not None:
-            self.log.warning("interrupted", signal=name, count=self.signals)
-        if self.signals == 1:
+            self.log.warning("interrupted", signal=name, count=self._reactions)
+        if self._reactions == 1:
             self.say(f"{name}: stopping the workers (again to kill them at once)")
             self._crew.send(Stop())
         else:
             self._crew.kill()
 
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM handled by this run from its first moment to its last: the loop
+        wakes and reacts (asyncio's handler), and the flag is set even while the loop is
+        busy (ours, which replaces asyncio's no-op at the interpreter level)."""
+        loop = asyncio.get_running_loop()
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+            signal.signal(sig, self._note_signal)
+        try:
+            yield
+        finally:
+            for sig in _SIGNALS:
+                loop.remove_signal_handler(sig)
+
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> RunOutcome:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        parent_events = self.log_dir / PARENT_EVENTS
-        with open(parent_events, "a", buffering=1) as stream:  # noqa: ASYNC230 - tiny, local
-            configure_events(stream, {"run_id": self.run_id, "backend": None,
+        with self._signals():
+            conn = self._preflight()
+            events = BufferedStream(self.log_dir / PARENT_EVENTS, autosync=True)
+            configure_events(events, {"run_id": self.run_id, "backend": None,
                                       "repetition": None, "process": -1})
             self.log = structlog.get_logger()
-            return await self._run(parent_events)
+            try:
+                status, passed = await self._run(conn)
+                status, passed, rows = self._finish(conn, status, passed, events)
+            finally:
+                events.close()
+                with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
+                    conn.close()
+            w = self.workload
+            if self._tty:
+                print(file=self.options.console)
+            print(format_summary(rows, "table", title=f"run {self.run_id} ({w.name}): {status}"),
+                  file=self.options.out, flush=True)
+        code = (ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED or self.interrupted
+                else ExitCode.OK if status == RunStatus.COMPLETED and passed is not False
+                else ExitCode.FAILED)
+        return RunOutcome(self.run_id, status, code, rows)
 
-    async def _run(self, parent_events: Path) -> RunOutcome:
+    def _preflight(self) -> Any:
+        """The results database and the run's log directory, both writable, before any server
+        starts or anything else is written; a location that cannot be written is bad input."""
+        results = Path(self.options.results_path)
+        what = "open the results database"
+        try:
+            conn = store.connect(results)
+            what = "create the run's log directory"
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            what = "write in the run's log directory"
+            probe = self.log_dir / ".writable"
+            with open(probe, "wb") as stream:
+                stream.write(b"\0" * 4096)
+                stream.flush()
+                os.fsync(stream.fileno())
+            probe.unlink()
+        except ResultsInUse:
+            raise
+        except ResultsError as exc:
+            raise UsageError(f"--results {results}: {exc}; choose a location this user can "
+                             "write (--results PATH)") from exc
+        except OSError as exc:
+            raise UsageError(f"--results {results}: cannot {what} ({self.log_dir}): "
+                             f"{exc.strerror or exc}; choose a location this user can write "
+                             "(--results PATH)") from exc
+        if self.interrupted:
+            conn.close()
+            raise InterruptedRun("interrupted before the run started")
+        return conn
+
+    async def _run(self, conn: Any) -> tuple[RunStatus, bool | None]:
+        """The passes; returns the status they leave (judged later) and whether thresholds
+        were judged (None: not yet)."""
         w = self.workload
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
         need_pg, need_vk = "postgres" in servers, "valkey" in servers
-        conn = store.connect(self.options.results_path)
-        status = RunStatus.FAILED
-        thresholds_passed: bool | None = None
         route: ParentRoute | None = None
         try:
             self.say(f"run {self.run_id}: workload {w.name}, backends "
@@ -242,13 +315,15 @@ class Runner:
             with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
                                   say=self.say) as svc:
                 upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
-                store.record_run_start(conn, store.RunRecord(
+                record = store.RunRecord(
                     run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
                     started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                     host=socket.gethostname(),
                     versions=await versions(svc.postgres_dsn if need_pg else "",
                                              svc.valkey_url if need_vk else ""),
-                    git_commit=git_commit(), network=w.network.to_dict()))
+                    git_commit=git_commit(), network=w.network.to_dict())
+                self._keep_record(record)
+                store.record_run_start(conn, record)
                 self.log.info("run_started", workload=w.name, seed=w.seed,
                               backends=[b.name for b in self.backends],
                               processes=w.process_count, services=svc.description)
@@ -259,38 +334,62 @@ class Runner:
                         if self.interrupted or self.failed:
                             break
                         await self._pass(conn, spec, repetition, route, upstream)
-            status = (RunStatus.INTERRUPTED if self.interrupted else
-                      RunStatus.FAILED if self.failed else RunStatus.COMPLETED)
+            return (RunStatus.INTERRUPTED if self.interrupted else
+                    RunStatus.FAILED if self.failed else RunStatus.COMPLETED), None
         except OrchestratorError as exc:
+            if isinstance(exc, ResultsError):
+                self.unrecorded = True
             self.failed = str(exc)
-            status = RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED
             self.say(f"run {self.run_id} failed: {exc}")
             self.log.error("run_failed", error=str(exc))
+            return (RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED), None
         finally:
             self._crew.kill()
             if route is not None:
                 route.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+
+    def _keep_record(self, record: store.RunRecord) -> None:
+        """The run's row, also as a file of its log directory: ``ingest`` rebuilds the row from
+        it if the database never got it."""
+        try:
+            (self.log_dir / RUN_RECORD).write_text(record.to_json())
+        except OSError as exc:
+            self.log.warning("run_record_not_written", error=str(exc))
+
+    def _finish(self, conn: Any, status: RunStatus, passed: bool | None,
+                events: BufferedStream) -> tuple[RunStatus, bool | None,
+                                                 list[dict[str, Any]]]:
+        """Judge errors and thresholds, record the end of the run, ingest the parent's events;
+        a database that fails here is said, with how to ingest the logs later."""
+        rows: list[dict[str, Any]] = []
+        try:
             if status == RunStatus.COMPLETED and not self._errors_allowed(conn):
                 status = RunStatus.COMPLETED_WITH_ERRORS
             if status in (RunStatus.COMPLETED, RunStatus.COMPLETED_WITH_ERRORS):
-                thresholds_passed = self._judge(conn)
-            self.log.info("run_finished", status=status, failure=self.failed)
+                passed = self._judge(conn)
+        except (ResultsError, duckdb.Error) as exc:
+            status, self.unrecorded = RunStatus.FAILED, True
+            self.say(f"run {self.run_id} failed: could not judge the run: {exc}")
+        if events.error is not None:
+            status, self.unrecorded = RunStatus.FAILED, True
+            self.say(f"run {self.run_id} failed: could not write its events: "
+                     f"{events.error.strerror} ({events.error.filename})")
+        self.log.info("run_finished", status=status, failure=self.failed)
+        events.sync()
+        try:
             store.update_run(conn, self.run_id, status=status,
                              finished_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                             thresholds_passed=thresholds_passed)
-            store.ingest_parent_events(conn, self.run_id, parent_events)
+                             thresholds_passed=passed)
+            store.ingest_parent_events(conn, self.run_id, self.log_dir / PARENT_EVENTS)
             rows = store.summary(conn, self.run_id)
-            conn.close()
-        if self._tty:
-            print(file=self.options.console)
-        print(format_summary(rows, "table", title=f"run {self.run_id} ({w.name}): {status}"),
-              file=self.options.out, flush=True)
-        code = (ExitCode.OK if status == RunStatus.COMPLETED and thresholds_passed is not False
-                else ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED
-                else ExitCode.FAILED)
-        return RunOutcome(self.run_id, status, code, rows)
+        except (ResultsError, duckdb.Error) as exc:
+            status, self.unrecorded = RunStatus.FAILED, True
+            self.say(f"run {self.run_id}: could not record its end: {exc}")
+        if self.unrecorded:
+            self.say(f"what was measured is kept in {self.log_dir}; once the results' file "
+                     f"system can be written again: python -m orchestrator ingest "
+                     f"{self.log_dir} --results {self.options.results_path}")
+        return status, passed, rows
 
     def _errors_allowed(self, conn: Any) -> bool:
         """Whether the run's failed operations (if any) are within what the workload allows;
@@ -389,7 +488,9 @@ class Runner:
             detail = worker.handle.failure_detail()
             message = (f"worker {process} ({worker.stem}) exited with code {code}"
                        + (" before it was ready" if before_start else "")
-                       + (f"; its stderr ends with:\n{detail}" if detail else ""))
+                       + (f": {worker.failure}" if worker.failure else "")
+                       + (f"; its stderr ends with:\n{detail}" if detail and not worker.failure
+                          else ""))
             self.log.error("worker_failed", process=process, exit_code=code, stderr=detail)
             if before_start:
                 raise WorkerError(message)

@@ -42,6 +42,7 @@ from orchestrator.results.logs import (
 from orchestrator.run.load import Load, error_text, task_plan
 from orchestrator.run.protocol import (
     Done,
+    Failed,
     Go,
     ParentMessage,
     Progress,
@@ -87,6 +88,7 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
     go: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     load: Load | None = None
     stop_requested = False
+    storage_error: OSError | None = None
 
     def request_stop(reason: str) -> None:
         nonlocal stop_requested
@@ -97,6 +99,14 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
             load.stop()
         if not go.done():
             go.set_result(-1)
+
+    def storage_failed(exc: OSError) -> None:
+        """A file of this worker cannot be written (e.g. the disk is full): what it measured
+        from now on would be lost, so it stops; what is in its files stays."""
+        nonlocal storage_error
+        if storage_error is None:
+            storage_error = exc
+        request_stop("storage")
 
     async def listen() -> None:
         async for message in inbox:
@@ -112,8 +122,8 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
     listener = asyncio.create_task(listen())
     network: InProcessNetwork | None = None
     backend: Backend | None = None
-    recorder = CsvRecorder(files.ops)
-    arrivals = CsvRecorder(files.invalidations)
+    recorder = CsvRecorder(files.ops, on_error=storage_failed)
+    arrivals = CsvRecorder(files.invalidations, on_error=storage_failed)
     last_arrival_ns = 0
     progress: asyncio.Task[None] | None = None
     try:
@@ -163,10 +173,14 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
             log.info("drained", arrivals=arrivals.count,
                      seconds=round((time.perf_counter_ns() - drain_start) / 1e9, 3))
         log.info("stats", backend_stats=dict(backend.stats()))
-        return 0
+        events.sync()
+        storage_error = storage_error or events.error
+        return 0 if storage_error is None else 1
     except Exception as exc:
         log.error("worker_failed", error=error_text(exc), exc_info=True)
-        sys.stderr.write(f"worker {spec.process}: {error_text(exc)}\n")
+        send(Failed(error_text(exc)))
+        with contextlib.suppress(OSError):  # the message above said it already
+            sys.stderr.write(f"worker {spec.process}: {error_text(exc)}\n")
         return 1
     finally:
         if progress is not None:
@@ -179,6 +193,12 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
         if network is not None:
             await _close(network.close(), _CLOSE_TIMEOUT_S)
         arrivals.close()
+        if storage_error is not None:
+            log.error("worker_failed", error=error_text(storage_error), lost_ops=recorder.lost)
+            send(Failed(f"could not write {storage_error.filename}: "
+                        f"{storage_error.strerror or storage_error}; the "
+                        f"{recorder.flushed:,} operations written before are kept, "
+                        f"{recorder.lost:,} measured after are lost"))
         times = os.times()
         log.info("worker_done", ops=count, errors=errors, stopped=stop_requested,
                  cpu_s=round(times.user + times.system, 3))

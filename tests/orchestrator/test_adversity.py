@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import duckdb
 import pytest
 import yaml
 from support.commands import cli, env_for, start, wait_for_ops, write_workload
+from support.filesystems import resize, tmpfs
+from support.repo import ROOT
 
 from orchestrator.cli import main as main_in_process
 from orchestrator.services import EmbeddedPostgres, Services, free_port
@@ -243,3 +250,129 @@ class TestQuery:
         assert answered.returncode == 0, answered.stderr
         assert json.loads(answered.stdout)[0]["n"] > 0
         assert second.returncode == 1 and "is in use by process" in second.stderr
+
+
+class TestUnwritableResults:
+    """A results location that cannot be written is bad input (exit 2), found before any
+    server starts, with nothing written."""
+
+    def _refused(self, results: Path, tmp_path: Path) -> str:
+        """Run a workload that needs PostgreSQL (none is named, so one would be started)."""
+        path = tmp_path / "input" / "w.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump({"processes": 1, "writers": 1, "readers": 1,
+                                        "backends": ["postgres-cache"]}))
+        before = sorted(tmp_path.rglob("*"))
+        started = time.monotonic()
+        result = cli("run", str(path), "--results", str(results), env=_base_env(tmp_path))
+        assert time.monotonic() - started < 10
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"error: --results {results}: ")
+        assert line.endswith("choose a location this user can write (--results PATH)")
+        assert sorted(tmp_path.rglob("*")) == before  # no server's folder, no log, no database
+        return line
+
+    def test_parent_is_a_file(self, tmp_path: Path) -> None:
+        """--results under a regular file: it is not a directory (deeper too)."""
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        assert f"{blocker} is not a directory" in self._refused(blocker / "r.duckdb",
+                                                                tmp_path)
+        assert "Not a directory" in self._refused(blocker / "sub" / "r.duckdb", tmp_path)
+
+    def test_under_proc(self, tmp_path: Path) -> None:
+        """--results under /proc: refused by the file system."""
+        assert "No such file or directory" in self._refused(Path("/proc/nope/r.duckdb"),
+                                                            tmp_path)
+
+    def test_read_only_file_system(self, tmp_path: Path) -> None:
+        """--results on a file system mounted read-only: 'Read-only file system'."""
+        with tmpfs(tmp_path / "ro", "1m", read_only=True) as ro:
+            assert "Read-only file system" in self._refused(ro / "results" / "r.duckdb",
+                                                            tmp_path)
+
+
+class TestFullDisk:
+    """The disk fills up mid-run: the run stops with exit 1 and says so; the CSV logs keep
+    every whole line written; `ingest LOG_DIR` loads them once there is room.
+
+    Two honest simulations of a small disk: a real 4 MiB tmpfs (the results, the database and
+    the logs on it; ENOSPC), mounted when this machine allows it, and RLIMIT_FSIZE on the
+    orchestrator and its workers (no file may grow past 2 MB; EFBIG). After the failure the
+    tmpfs is remounted larger, or the limit is not applied, and the logs are ingested."""
+
+    WORKLOAD: ClassVar[dict[str, Any]] = {"processes": 2, "writers": 2, "readers": 2,
+                                          "duration_s": 30, "backends": ["null"]}
+
+    def _fill(self, tmp_path: Path, results: Path, message: str,
+              preexec: Callable[[], None] | None = None) -> Path:
+        """Run until the disk is full; check the failure; return the run's log directory."""
+        path = write_workload(tmp_path, self.WORKLOAD)
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path),
+                                 "--results", str(results)], cwd=ROOT, env=_base_env(tmp_path),
+                                capture_output=True, text=True, timeout=120, check=False,
+                                preexec_fn=preexec)
+        assert time.monotonic() - started < 25  # it stopped at once, not after 30 s
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+        assert f"could not write {results.parent / 'logs'}" in result.stderr
+        assert message in result.stderr
+        (log_dir,) = (results.parent / "logs").iterdir()
+        assert (f"what was measured is kept in {log_dir}; once the results' file system can "
+                f"be written again: python -m orchestrator ingest {log_dir} --results "
+                f"{results}") in result.stderr
+        return log_dir
+
+    def _ingest(self, log_dir: Path, results: Path) -> None:
+        """`ingest` loads every line the workers wrote; the run is marked failed."""
+        lines = 0
+        for csv in log_dir.glob("*.ops.csv"):
+            text = csv.read_text()
+            assert text.endswith("\n")  # only whole lines were kept
+            lines += text.count("\n")
+        assert lines > 0
+        result = cli("ingest", str(log_dir), "--results", str(results))
+        assert result.returncode == 0, result.stderr
+        with duckdb.connect(str(results), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM ops").fetchone() == (lines,)
+            assert con.execute("SELECT status FROM runs").fetchone() == ("failed",)
+            assert con.execute("SELECT count(*) FROM events WHERE process = -1 AND "
+                               "event = 'run_started'").fetchone() == (1,)
+
+    def test_tmpfs_fills_up(self, tmp_path: Path) -> None:
+        """A 4 MiB tmpfs: 'No space left on device'; ingested after it is made larger."""
+        with tmpfs(tmp_path / "disk", "4m") as disk:
+            results = disk / "r.duckdb"
+            log_dir = self._fill(tmp_path, results, "No space left on device")
+            resize(disk, "64m")
+            self._ingest(log_dir, results)
+
+    def test_file_size_limit(self, tmp_path: Path) -> None:
+        """RLIMIT_FSIZE of 2 MB: 'File too large'; ingested by a process without the limit."""
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+
+        results = tmp_path / "results" / "r.duckdb"
+        log_dir = self._fill(tmp_path, results, "File too large", preexec=limit)
+        self._ingest(log_dir, results)
+
+    def test_ingest_is_idempotent_and_rebuilds_the_run(self, tmp_path: Path) -> None:
+        """Ingesting the same logs twice, into a fresh database, gives one run and its ops."""
+        def limit() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+        log_dir = self._fill(tmp_path, tmp_path / "results" / "r.duckdb", "File too large",
+                             preexec=limit)
+        fresh = tmp_path / "fresh.duckdb"
+        for _ in range(2):
+            assert cli("ingest", str(log_dir), "--results", str(fresh)).returncode == 0
+        with duckdb.connect(str(fresh), read_only=True) as con:
+            assert con.execute("SELECT run_id, status FROM runs").fetchall() == [
+                (log_dir.name, "failed")]
+            ops = con.execute("SELECT count(*) FROM ops").fetchone()
+        assert ops is not None and ops[0] == sum(
+            p.read_text().count("\n") for p in log_dir.glob("*.ops.csv"))
+        assert cli("ingest", str(tmp_path / "nope"), "--results", str(fresh)).returncode == 2
