@@ -69,7 +69,8 @@ benchmark-simulated-network: $(VENV)/.installed
 	$(call run_benchmark,workloads/simulated-network.yaml)
 
 ## Remove the compose containers and volumes, or stop the kept-running embedded servers and
-## delete their data. Never touches results/.
+## delete their data; and stop the strays (embedded servers of runs that are gone) and delete
+## theirs. Never touches results/.
 benchmark-cleanup: $(VENV)/.installed
 	@if docker info >/dev/null 2>&1 && [ -f compose.yaml ]; then \
 	  $(COMPOSE) down -v --remove-orphans; \
@@ -77,6 +78,7 @@ benchmark-cleanup: $(VENV)/.installed
 	  echo "No Docker engine: stopping the embedded servers and removing their data"; \
 	fi
 	$(PY) -m orchestrator services down --purge
+	$(PY) -m orchestrator services cleanup
 
 ## Keep embedded servers running between runs (runs use them unless POSTGRES_DSN/VALKEY_URL).
 services-up: $(VENV)/.installed

@@ -9,11 +9,16 @@ code; :func:`main` prints its message, one ``error:`` line, and ends with that c
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from orchestrator import services
-from orchestrator.errors import ExitCode, OrchestratorError
+from orchestrator.errors import ExitCode, OrchestratorError, UsageError
 from orchestrator.redaction import redact
 from orchestrator.reports.html import render_html
 from orchestrator.reports.table import FORMATS, format_rows, format_summary
@@ -109,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         "services", help="keep embedded servers running between runs",
         description="Start, stop or show embedded PostgreSQL and Valkey kept running between "
                     "runs (state in .services/, or $PGCACHE_SERVICES_DIR). Runs use them when "
-                    "POSTGRES_DSN / VALKEY_URL are not set.")
-    services.add_argument("action", choices=("up", "down", "status"))
+                    "POSTGRES_DSN / VALKEY_URL are not set. `status` also lists strays: "
+                    "embedded servers of a run that is gone (in $TMPDIR); `cleanup` stops them "
+                    "and deletes their data.")
+    services.add_argument("action", choices=("up", "down", "status", "cleanup"))
     services.add_argument("--purge", action="store_true",
                           help="with down: also delete the servers' data (never the results)")
     return parser
@@ -158,7 +165,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(conn, args.run_id)
         if args.html:
             output = args.output or args.results.parent / f"report-{run_id}.html"
-            output.write_text(render_html(conn, run_id), encoding="utf-8")
+            try:
+                output.write_text(render_html(conn, run_id), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"-o {output}: cannot write the report there: "
+                                 f"{exc.strerror or exc}") from exc
             print(f"wrote {output}")
             return 0
         info = store.run_info(conn, run_id)
@@ -205,13 +216,51 @@ def _cmd_services(args: argparse.Namespace) -> int:
         stopped = services.services_down(purge=args.purge)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running")
               + (f"; removed the data in {services.services_dir()}" if args.purge else ""))
+    elif args.action == "cleanup":
+        strays = services.find_strays()
+        services.clean_strays(strays)
+        for stray in strays:
+            print(f"removed {stray.describe().removeprefix('stray: ')}")
+        if not strays:
+            print("no stray servers")
     else:
         state = services.read_state()
         if not state:
             print("no servers kept running (`services up` starts them)")
         for name, entry in state.items():
             print(f"{name}: running (pid {entry['pid']}) at {redact(str(entry['url']))}")
+        strays = services.find_strays()
+        for stray in strays:
+            print(stray.describe())
+        if strays:
+            print("`make benchmark-cleanup` (or `python -m orchestrator services cleanup`) "
+                  "stops them and deletes their data")
     return 0
+
+
+# Commands that hold files or servers while they work: Ctrl-C raises KeyboardInterrupt in
+# them, so that what they opened is closed on the way out. (`run` handles signals itself;
+# `validate` holds nothing.)
+_HOLDING = ("report", "query", "ingest", "services")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the block (in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,11 +269,15 @@ def main(argv: list[str] | None = None) -> int:
                "query": _cmd_query, "ingest": _cmd_ingest,
                "services": _cmd_services}[args.command]
     try:
+        if args.command in _HOLDING:
+            with _interruptible():
+                return handler(args)
         return handler(args)
     except OrchestratorError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # e.g. `... query "..." | head`
         sys.stderr.close()

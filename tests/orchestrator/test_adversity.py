@@ -4,6 +4,7 @@ results database in use, servers left behind, interrupts at any moment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -11,8 +12,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 import duckdb
 import pytest
 import yaml
-from support.commands import cli, env_for, start, wait_for_ops, write_workload
+from support.commands import alive, cli, env_for, start, wait_for_ops, write_workload
 from support.filesystems import resize, tmpfs
 from support.repo import ROOT
 
@@ -376,3 +378,144 @@ class TestFullDisk:
         assert ops is not None and ops[0] == sum(
             p.read_text().count("\n") for p in log_dir.glob("*.ops.csv"))
         assert cli("ingest", str(tmp_path / "nope"), "--results", str(fresh)).returncode == 2
+
+
+def _claim(tmp_path: Path, timeout: float = 30) -> tuple[Path, dict[str, Any]]:
+    """The servers' folder of the run under ``tmp_path`` (its $TMPDIR) and its claim, once
+    both servers are recorded in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for root in tmp_path.glob("pgcache-services-*"):
+            with contextlib.suppress(OSError, ValueError):
+                claim = json.loads((root / "owner.json").read_text())
+                if len(claim["servers"]) == 2:
+                    return root, claim
+        time.sleep(0.05)
+    raise AssertionError("no embedded servers were started in time")
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary directory with a short path: embedded PostgreSQL puts its Unix socket in
+    its data folder, and a socket path may not exceed 107 bytes (pytest's tmp_path can)."""
+    path = Path(tempfile.mkdtemp(prefix="pgc-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+EMBEDDED_RUN = {"processes": 1, "writers": 1, "readers": 1, "duration_s": 30,
+                "backends": ["postgres-cache", "valkey"]}
+
+
+class TestLeftBehindServers:
+    """Embedded servers never outlive their run for long, however it ends."""
+
+    def test_sigkilled_run_takes_its_servers_along(self, short_tmp: Path) -> None:
+        """The orchestrator SIGKILLed mid-run: its watchdog stops both servers and deletes
+        their folder; `services status` then lists no stray."""
+        path = write_workload(short_tmp, EMBEDDED_RUN)
+        env = _base_env(short_tmp)
+        proc = start(["run", str(path), "--results", str(short_tmp / "r.duckdb")], env)
+        try:
+            root, claim = _claim(short_tmp)
+            wait_for_ops(short_tmp / "logs")
+            assert "stray" not in cli("services", "status", env=env).stdout  # owner alive
+            proc.kill()  # SIGKILL to the orchestrator alone: nothing of it runs any more
+            proc.communicate(timeout=30)
+            servers = [(s["pid"], s["binary"]) for s in claim["servers"].values()]
+            deadline = time.monotonic() + 20
+            while (any(alive(pid) for pid, _ in servers) or root.exists()) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert not [pid for pid, _ in servers if alive(pid)]
+        assert not root.exists()
+        status = cli("services", "status", env=env)
+        assert status.returncode == 0 and "stray" not in status.stdout
+
+    def test_strays_listed_and_removed_by_benchmark_cleanup(self, short_tmp: Path) -> None:
+        """Owner and watchdog both SIGKILLed: `services status` lists the strays, and
+        `make benchmark-cleanup` stops them and deletes their data."""
+        path = write_workload(short_tmp, EMBEDDED_RUN)
+        env = _base_env(short_tmp)
+        proc = start(["run", str(path), "--results", str(short_tmp / "r.duckdb")], env)
+        root, claim = _claim(short_tmp)
+        servers = {name: s["pid"] for name, s in claim["servers"].items()}
+        try:
+            wait_for_ops(short_tmp / "logs")
+            os.kill(claim["watchdog"]["pid"], signal.SIGKILL)
+            proc.kill()
+            proc.communicate(timeout=30)
+            time.sleep(1)
+            assert all(alive(pid) for pid in servers.values())  # left behind
+            status = cli("services", "status", env=env)
+            assert status.returncode == 0, status.stderr
+            (line,) = [x for x in status.stdout.splitlines() if x.startswith("stray: ")]
+            assert line == (f"stray: postgres (pid {servers['postgres']}), valkey (pid "
+                            f"{servers['valkey']}), left by process {proc.pid} (gone), data "
+                            f"in {root}")
+            assert "make benchmark-cleanup" in status.stdout
+            no_docker = short_tmp / "bin"
+            no_docker.mkdir()
+            (no_docker / "docker").write_text("#!/bin/sh\nexit 1\n")  # this test's Docker: none
+            (no_docker / "docker").chmod(0o755)
+            cleanup = subprocess.run(["make", "-s", "benchmark-cleanup"], cwd=ROOT,
+                                     env={**env, "PATH": f"{no_docker}:{env['PATH']}"},
+                                     capture_output=True, text=True, timeout=120, check=False)
+            assert cleanup.returncode == 0, cleanup.stderr
+            assert f"removed postgres (pid {servers['postgres']})" in cleanup.stdout
+        finally:
+            for pid in servers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    if alive(pid):
+                        os.kill(pid, signal.SIGKILL)
+        assert not any(alive(pid) for pid in servers.values())
+        assert not root.exists()
+        assert "stray" not in cli("services", "status", env=env).stdout
+
+
+class TestInterrupts:
+    """Ctrl-C at any moment of a run: exit 130, one line about it, no traceback."""
+
+    @pytest.mark.parametrize("delay", [0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3, 1.7])
+    def test_sigint_at_every_moment(self, delay: float, services: Services,
+                                    tmp_path: Path) -> None:
+        """SIGINT to the process group `delay` s after the start (imports, validation, the
+        results database, servers, workers starting, measuring, ingesting)."""
+        path = write_workload(tmp_path, {"processes": 2, "writers": 1, "readers": 1,
+                                         "duration_s": 0.4, "backends": ["valkey", "null"]})
+        proc = start(["run", str(path), "--results", str(tmp_path / "r.duckdb")],
+                     env_for(services, tmp_path))
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err
+        said = [line for line in err.splitlines()
+                if "interrupted" in line.lower() or "SIGINT" in line]
+        if proc.returncode == 0:  # the run was over before the signal came
+            assert said == []
+            return
+        assert proc.returncode == 130, err
+        assert len(said) == 1, err
+
+    def test_sigint_while_embedded_servers_start(self, short_tmp: Path) -> None:
+        """SIGINT while the run's own servers start: exit 130, one line, servers stopped and
+        their folder deleted."""
+        path = write_workload(short_tmp, EMBEDDED_RUN)
+        proc = start(["run", str(path), "--results", str(short_tmp / "r.duckdb")],
+                     _base_env(short_tmp))
+        deadline = time.monotonic() + 30
+        while not list(short_tmp.glob("pgcache-services-*")):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        said = [x for x in err.splitlines() if "SIGINT" in x or "interrupted" in x]
+        assert len(said) == 1 and said[0].startswith("SIGINT: "), err
+        assert not list(short_tmp.glob("pgcache-services-*"))
+        with duckdb.connect(str(short_tmp / "r.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT status FROM runs").fetchall() in ([], [("interrupted",)])
