@@ -8,7 +8,8 @@ last):
 * ``run.json``: the run's ``runs`` row as the run started (passwords redacted); used when the
   database has no row for the run;
 * per worker, ``<stem>.spec.json`` (its backend, repetition and process) with its
-  ``.ops.csv``, ``.events.jsonl`` and ``.invalidations.csv``;
+  ``.ops.csv``, ``.events.jsonl`` and ``.invalidations.csv``; per pass,
+  ``<backend>.r<rep>.server_cost.csv``, the servers' cost samples;
 * ``parent.events.jsonl``, the parent's timeline. Its ``run_finished`` event gives the run's
   status; a run that recorded no end (its parent died, or could not write) is ``failed``.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from orchestrator.errors import UsageError
 from orchestrator.results import store
-from orchestrator.results.logs import PARENT_EVENTS, RUN_RECORD, WorkerFiles
+from orchestrator.results.logs import PARENT_EVENTS, RUN_RECORD, WorkerFiles, server_cost_path
 from orchestrator.results.store import RunRecord, RunStatus
 
 
@@ -94,6 +95,9 @@ def ingest_log_dir(conn: Any, log_dir: Path) -> Ingested:
     passes = []
     for (backend, repetition), files in _specs(log_dir).items():
         rows = store.ingest_pass(conn, run_id, backend, repetition, files)
+        cost = server_cost_path(log_dir, backend, repetition)
+        if cost.exists():
+            store.ingest_server_cost(conn, run_id, backend, repetition, cost)
         passes.append((backend, repetition, rows))
     store.ingest_parent_events(conn, run_id, log_dir / PARENT_EVENTS)
     recorded, last = _parent_end(log_dir)

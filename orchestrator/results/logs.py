@@ -88,6 +88,18 @@ INVALIDATION_COLUMNS: dict[str, str] = {
 }
 
 
+# A pass's server-cost samples (``<backend>.r<rep>.server_cost.csv``), kept beside the
+# workers' files so that ``ingest`` finds them when the database could not take them.
+SERVER_COST_COLUMNS: dict[str, str] = {
+    "ts_ns": "BIGINT", "ts": "TIMESTAMP", "server": "VARCHAR", "metric": "VARCHAR",
+    "value": "DOUBLE",
+}
+
+
+def server_cost_path(log_dir: Path, backend: str, repetition: int) -> Path:
+    return log_dir / f"{backend}.r{repetition}.server_cost.csv"
+
+
 def worker_stem(backend: str, repetition: int, process: int) -> str:
     """The common name of one worker's files for one pass: ``<backend>.r<rep>.p<process>``."""
     return f"{backend}.r{repetition}.p{process}"

@@ -42,6 +42,7 @@ import valkey.asyncio as valkey_asyncio
 
 from orchestrator.backends.registry import TYPES
 from orchestrator.errors import ResultsError
+from orchestrator.results.logs import AppendOnlyFile, server_cost_path
 from orchestrator.workload.model import BackendSpec
 from pgcache import CacheSettings, PostgresCache
 from proxies import Endpoints
@@ -301,9 +302,12 @@ def sampler_for_backend(
 
 @contextlib.asynccontextmanager
 async def sampling(conn: Any, run_id: str, backend: BackendSpec, repetition: int,
-                   endpoints: Endpoints, log: Any) -> AsyncIterator[None]:
+                   endpoints: Endpoints, log: Any,
+                   log_dir: Path | None = None) -> AsyncIterator[None]:
     """Sample the servers of ``backend`` while the block runs (``endpoints``: the servers
-    themselves, not through emulated network), then store the samples of the pass."""
+    themselves, not through emulated network), then store the samples of the pass: in the
+    run's log directory first (``ingest`` finds them there if the database cannot take
+    them), then in the database."""
     sampler = sampler_for_backend(backend.type, backend.options,
                                   postgres_dsn=endpoints.postgres_dsn,
                                   valkey_url=endpoints.valkey_url)
@@ -320,6 +324,10 @@ async def sampling(conn: Any, run_id: str, backend: BackendSpec, repetition: int
         yield
     finally:
         samples = await sampler.stop()
+        if log_dir is not None:
+            kept = write_samples(server_cost_path(log_dir, backend.name, repetition), samples)
+            if kept is not None:
+                log.warning("server_cost_not_written", error=str(kept))
         try:
             insert_samples(conn, run_id, backend.name, repetition, samples)
         except duckdb.Error as exc:
@@ -329,6 +337,25 @@ async def sampling(conn: Any, run_id: str, backend: BackendSpec, repetition: int
             log.warning("server_cost_errors", errors=sampler.errors[:5])
 
 
+def _wall(ts_ns: int, offset_ns: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(microseconds=(ts_ns + offset_ns) // 1000)
+
+
+def write_samples(path: Path, samples: Sequence[CostSample]) -> OSError | None:
+    """One pass's samples as a CSV file (``SERVER_COST_COLUMNS``); the error if it could not
+    be written."""
+    offset_ns = time.time_ns() - time.perf_counter_ns()
+    text = "".join(f"{s.ts_ns},{_wall(s.ts_ns, offset_ns).isoformat(sep=' ')},{s.server},"
+                   f"{s.metric},{s.value!r}\n" for s in samples)
+    try:
+        file = AppendOnlyFile(path)
+    except OSError as exc:
+        return exc
+    file.append(text.encode())
+    file.close()
+    return file.error
+
+
 def insert_samples(
     con: duckdb.DuckDBPyConnection, run_id: str, backend: str, repetition: int,
     samples: Sequence[CostSample],
@@ -336,13 +363,8 @@ def insert_samples(
     """Store one pass's samples, replacing any earlier ones of that pass; return the count."""
     # perf_counter_ns has no epoch: map it to wall time through the current offset.
     offset_ns = time.time_ns() - time.perf_counter_ns()
-    epoch = datetime(1970, 1, 1)
-    rows = [
-        (run_id, backend, repetition, s.ts_ns,
-         epoch + timedelta(microseconds=(s.ts_ns + offset_ns) // 1000),
-         s.server, s.metric, s.value)
-        for s in samples
-    ]
+    rows = [(run_id, backend, repetition, s.ts_ns, _wall(s.ts_ns, offset_ns), s.server,
+             s.metric, s.value) for s in samples]
     con.execute("BEGIN")
     try:
         con.execute(

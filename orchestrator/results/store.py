@@ -25,6 +25,7 @@ from orchestrator.results.logs import (
     EVENT_COLUMNS,
     INVALIDATION_COLUMNS,
     OPS_COLUMNS,
+    SERVER_COST_COLUMNS,
     WorkerFiles,
 )
 
@@ -237,6 +238,27 @@ def _insert_invalidations(conn: Any, run_id: str, backend: str, repetition: int,
                           columns = {_struct(INVALIDATION_COLUMNS)}, quote = '"',
                           escape = '"', delim = ',', strict_mode = false)""",
         [run_id, backend, repetition, process])
+
+
+def ingest_server_cost(conn: Any, run_id: str, backend: str, repetition: int,
+                       path: Path) -> None:
+    """Load a pass's server-cost samples from its file (see logs); replaces earlier ones."""
+    with _writing(f"ingest the server cost of {backend} rep {repetition}"):
+        conn.execute("BEGIN")
+        try:
+            conn.execute("DELETE FROM server_cost WHERE run_id = ? AND backend = ? AND "
+                         "repetition = ?", [run_id, backend, repetition])
+            if _has_data(path):
+                conn.execute(
+                    f"""INSERT INTO server_cost SELECT ?, ?, ?, ts_ns, ts, server, metric, value
+                        FROM read_csv({_sql_list([path])}, header = false,
+                                      auto_detect = false, delim = ',',
+                                      columns = {_struct(SERVER_COST_COLUMNS)})""",
+                    [run_id, backend, repetition])
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
 
 
 def ingest_parent_events(conn: Any, run_id: str, path: Path) -> None:

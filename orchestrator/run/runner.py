@@ -474,7 +474,8 @@ class Runner:
                 route.pass_started(spec.backend.name, spec.repetition, measure_start_ns)
                 try:
                     async with servercost.sampling(conn, self.run_id, spec.backend,
-                                                   spec.repetition, upstream, self.log):
+                                                   spec.repetition, upstream, self.log,
+                                                   self.log_dir):
                         await self._monitor(label)
                 finally:
                     route.pass_finished(spec.backend.name, spec.repetition)

@@ -361,6 +361,30 @@ class TestFullDisk:
         log_dir = self._fill(tmp_path, results, "File too large", preexec=limit)
         self._ingest(log_dir, results)
 
+    def test_ingest_reproduces_a_run(self, services: Services, tmp_path: Path) -> None:
+        """A completed run's logs, ingested into a fresh database, give the same rows: ops,
+        worker and parent events, server cost, and the run's row."""
+        path = write_workload(tmp_path, {"processes": 2, "writers": 1, "readers": 2,
+                                         "duration_s": 0.5, "backends": ["valkey", "null"]})
+        db, fresh = tmp_path / "r.duckdb", tmp_path / "fresh.duckdb"
+        assert cli("run", str(path), "--results", str(db),
+                   env=env_for(services, tmp_path)).returncode == 0
+        (log_dir,) = (tmp_path / "logs").iterdir()
+        assert cli("ingest", str(log_dir), "--results", str(fresh)).returncode == 0
+        queries = ["SELECT run_id, workload, workload_yaml, seed, status, versions, network "
+                   "FROM runs",
+                   "SELECT backend, repetition, process, count(*), sum(latency_ns) FROM ops "
+                   "GROUP BY ALL ORDER BY ALL",
+                   "SELECT backend, process, event, count(*) FROM events "
+                   "WHERE event NOT IN ('errors_judged') GROUP BY ALL ORDER BY ALL",
+                   "SELECT backend, server, metric, count(*), sum(value) FROM server_cost "
+                   "GROUP BY ALL ORDER BY ALL"]
+        with duckdb.connect(str(db), read_only=True) as a, \
+                duckdb.connect(str(fresh), read_only=True) as b:
+            for query in queries:
+                assert a.execute(query).fetchall() == b.execute(query).fetchall(), query
+            assert b.execute("SELECT count(*) FROM server_cost").fetchone()[0] > 0
+
     def test_ingest_is_idempotent_and_rebuilds_the_run(self, tmp_path: Path) -> None:
         """Ingesting the same logs twice, into a fresh database, gives one run and its ops."""
         def limit() -> None:
