@@ -117,6 +117,7 @@ class TestServerDies:
         assert "Traceback" not in err
         line = next(x for x in err.splitlines() if x.startswith("errors: postgres-cache: "))
         assert "operations failed" in line and "into the pass" in line
+        assert "most often 'CacheConnectionError: " in line
         assert "the workload allows none (allowed_error_rate)" in line
         assert "completed_with_errors" in out
         with duckdb.connect(str(db), read_only=True) as con:
@@ -236,6 +237,7 @@ class TestQuery:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
             busy = cli("query", "SELECT count(*) FROM ops", "--results", str(db))
+            busy_report = cli("report", "--results", str(db))
             copy = tmp_path / "copy.duckdb"
             shutil.copy(db, copy)
             answered = cli("query", "SELECT count(*) AS n FROM ops WHERE repetition = 1",
@@ -249,6 +251,7 @@ class TestQuery:
         assert line.startswith(f"error: the results database {db} is in use by process "
                                f"{proc.pid} (a run still going?)")
         assert f"cp {db} /tmp/r-copy.duckdb && python -m orchestrator query" in line
+        assert busy_report.returncode == 1 and busy_report.stderr == busy.stderr
         assert answered.returncode == 0, answered.stderr
         assert json.loads(answered.stdout)[0]["n"] > 0
         assert second.returncode == 1 and "is in use by process" in second.stderr
@@ -458,6 +461,13 @@ class TestLeftBehindServers:
         assert not root.exists()
         status = cli("services", "status", env=env)
         assert status.returncode == 0 and "stray" not in status.stdout
+        # The killed run recorded no end: its logs are ingested as a failed run.
+        (log_dir,) = (short_tmp / "logs").iterdir()
+        fresh = short_tmp / "fresh.duckdb"
+        assert cli("ingest", str(log_dir), "--results", str(fresh)).returncode == 0
+        with duckdb.connect(str(fresh), read_only=True) as con:
+            assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+            assert con.execute("SELECT count(*) FROM ops").fetchone()[0] > 0
 
     def test_strays_listed_and_removed_by_benchmark_cleanup(self, short_tmp: Path) -> None:
         """Owner and watchdog both SIGKILLed: `services status` lists the strays, and
@@ -523,6 +533,8 @@ class TestInterrupts:
             return
         assert proc.returncode == 130, err
         assert len(said) == 1, err
+        if err == "interrupted\n":  # before the run began: nothing was written
+            assert [p.name for p in tmp_path.iterdir()] == ["w.yaml"]
 
     def test_sigint_while_embedded_servers_start(self, short_tmp: Path) -> None:
         """SIGINT while the run's own servers start: exit 130, one line, servers stopped and

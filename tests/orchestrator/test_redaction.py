@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from pathlib import Path
+
 import pytest
+import structlog
 
 from orchestrator.redaction import MASK, redact, redact_data
+from orchestrator.results.logs import BufferedStream, configure_events
+from orchestrator.results.store import RunRecord
+from orchestrator.run.load import error_text
 
 
 class TestRedact:
@@ -39,3 +47,38 @@ class TestRedact:
         assert redact_data(data) == {"dsn": f"redis://:{MASK}@h",
                                      "options": {"password": MASK, "db": 1},
                                      "list": (f"postgresql://a:{MASK}@c/d", 3)}
+
+
+class TestOutputPaths:
+    """The places that write text use redact(): error texts, events, the run's record."""
+
+    def test_error_text(self) -> None:
+        """A recorded error naming a URL keeps the URL, not its password."""
+        text = error_text(ConnectionError("cannot reach redis://:hunter2@h:6379/0"))
+        assert text == "ConnectionError: cannot reach redis://:***@h:6379/0"
+
+    def test_events(self, tmp_path: Path) -> None:
+        """An event's fields (nested too) are redacted before they are written."""
+        stream = BufferedStream(tmp_path / "e.jsonl")
+        try:
+            configure_events(stream, {"run_id": "r"})
+            structlog.get_logger().info("x", dsn="postgresql://u:hunter2@h/db",
+                                        options={"password": "hunter2", "db": 1})
+            stream.close()
+        finally:
+            structlog.reset_defaults()
+        text = (tmp_path / "e.jsonl").read_text()
+        assert "hunter2" not in text
+        event = json.loads(text)
+        assert event["data"] == {"dsn": "postgresql://u:***@h/db",
+                                 "options": {"password": "***", "db": 1}}
+
+    def test_run_record(self) -> None:
+        """The run's record (run.json, the runs row) carries no password."""
+        record = RunRecord(run_id="r", workload="w", workload_yaml="# postgresql://u:pw1@h/d",
+                           seed=1, started_at=dt.datetime(2025, 1, 1), host="h",
+                           versions={}, git_commit=None,
+                           network={"toxiproxy_url": "http://u:pw2@t:8474"})
+        text = record.to_json()
+        assert "pw1" not in text and "pw2" not in text
+        assert RunRecord.from_json(text).network == {"toxiproxy_url": "http://u:***@t:8474"}

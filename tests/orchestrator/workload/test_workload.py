@@ -249,6 +249,10 @@ class TestHostileValues:
                           "think_time_ms": 1e300})
         assert set(issues) == {"warmup_s", "ttl_s", "duration_s", "think_time_ms"}
         assert "write_iterations" in _issues({"write_iterations": 10**15})
+        ok = parse_workload({"duration_s": 7 * 86400, "warmup_s": 86400})
+        assert (ok.duration_s, ok.warmup_s) == (604800.0, 86400.0)
+        assert set(_issues({"duration_s": 7 * 86400 + 1, "warmup_s": 86401})) == {
+            "duration_s", "warmup_s"}
 
     def test_duration_and_iterations_contradict(self) -> None:
         """A file with both duration_s and iterations names both."""
