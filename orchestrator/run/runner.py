@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -285,8 +286,13 @@ class Runner:
 
     def _preflight(self) -> Any:
         """The results database and the run's log directory, both writable, before any server
-        starts or anything else is written; a location that cannot be written is bad input."""
+        starts; a location that cannot be written is bad input, and what this created is
+        removed again (nothing is written)."""
         results = Path(self.options.results_path)
+        wal = results.with_name(results.name + ".wal")
+        created = [p for p in (results.parent, results, wal, self.log_dir.parent)
+                   if not p.exists()]
+        conn: Any = None
         what = "open the results database"
         try:
             conn = store.connect(results)
@@ -299,15 +305,21 @@ class Runner:
                 stream.flush()
                 os.fsync(stream.fileno())
             probe.unlink()
-        except ResultsInUse:
-            raise
-        except ResultsError as exc:
-            raise UsageError(f"--results {results}: {exc}; choose a location this user can "
-                             "write (--results PATH)") from exc
-        except OSError as exc:
-            raise UsageError(f"--results {results}: cannot {what} ({self.log_dir}): "
-                             f"{exc.strerror or exc}; choose a location this user can write "
-                             "(--results PATH)") from exc
+        except (ResultsError, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            for path in created:  # only what did not exist before
+                with contextlib.suppress(OSError):  # the error below is what matters
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.exists():
+                        path.unlink()
+            if isinstance(exc, ResultsInUse):
+                raise
+            reason = str(exc) if isinstance(exc, ResultsError) else (
+                f"cannot {what} ({self.log_dir}): {exc.strerror or exc}")
+            raise UsageError(f"--results {results}: {reason}; choose a location this user "
+                             "can write (--results PATH)") from exc
         if self.interrupted:
             conn.close()
             raise InterruptedRun("interrupted before the run started")
