@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.run.protocol import (
     Done,
+    Failed,
     Go,
     Message,
     Progress,
@@ -29,6 +30,8 @@ class TestMessages:
         (Ready(), {"type": "ready"}),
         (Progress(10, 1), {"type": "progress", "ops": 10, "errors": 1}),
         (Done(12, 0), {"type": "done", "ops": 12, "errors": 0}),
+        (Failed("could not write x: No space left on device"),
+         {"type": "failed", "error": "could not write x: No space left on device"}),
         (Go(123456789), {"type": "go", "start_ns": 123456789}),
         (Stop(), {"type": "stop"}),
     ])
