@@ -8,6 +8,7 @@ and ``LocalCache``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
@@ -72,6 +73,8 @@ class PostgresCache:
         self._names = SchemaNames.from_settings(settings)
         self._sql = Statements.build(self._names)
         self._codec = ValueCodec(settings.resolved_serializer, settings.compress_min_bytes)
+        self._default_ttl = settings.default_ttl_seconds
+        self._max_age = settings.max_age_seconds
         self._instance_id = secrets.token_hex(8)
         self._address = describe_address(settings.dsn)
         self._counters = Counters()
@@ -80,8 +83,10 @@ class PostgresCache:
         self._lease: Lease | None = None
         if self._local is not None and settings.listener_enabled:
             self._lease = Lease(self._local, settings.local_lease_seconds)
+        # get_or_set's waiters, woken by the notification of a key they wait for.
+        self._woken: dict[str, asyncio.Event] = {}
         self._coherence = Coherence(self._instance_id, self._local, self._lease,
-                                    self._counters, wake=self._wake)
+                                    self._counters, woken=self._woken)
         self._state = State.NEW
         self._seq = 0
         # The parts that talk to PostgreSQL exist while the cache is open.
@@ -170,17 +175,17 @@ class PostgresCache:
 
     def _build_parts(self, db: Database) -> None:
         settings, sql, local = self._settings, self._sql, self._local
-        self._reader = reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
-                                       self._counters)
+        self._reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
+                              self._counters)
         self._locks = AdvisoryLocks(settings, self._open_lock_connection, self._address)
         self._sweeper = sweeper = Sweeper(db, sql, settings, self._names.table, self._locks,
                                           self._counters, floor=self._trimmed)
         bounded = settings.max_entries is not None or settings.max_bytes is not None
-        self._writer = Writer(db, sql, settings, local, reader.expires, self._counters,
+        self._writer = Writer(db, sql, settings, local, self._counters,
                               self._instance_id, self._next_seq, self._notifier,
                               self._codec.pack, inserted=sweeper.inserted if bounded else None)
         self._loads = Loads(settings, self._names.table, local, self._codec, self._counters,
-                            self._locks, get=self.get, set=self._store)
+                            self._locks, self._woken, get=self.get, set=self._store)
 
     async def _start_listening(self, lease: Lease) -> None:
         settings = self._settings
@@ -327,10 +332,6 @@ class PostgresCache:
             self._notifier.enqueue_floor(version)
         self._coherence.floor(version)
 
-    def _wake(self, key: str) -> None:
-        if self._loads is not None:
-            self._loads.wake(key)
-
     # -- reads ------------------------------------------------------------------------------
 
     async def get(self, key: str) -> Any:
@@ -391,12 +392,19 @@ class PostgresCache:
         """
         if not isinstance(key, str):
             raise key_type_error(key)
-        data, kind = self._codec.encode(value)
-        ttl = self._ttl(ttl_seconds)
+        # The common case (bytes, the default TTL) inline: this is the hottest write path.
+        if type(value) is bytes:
+            data, kind = value, KIND_BYTES
+        else:
+            data, kind = self._codec.encode(value)
+        if ttl_seconds is None and self._max_age is None:
+            ttl = self._default_ttl
+        else:
+            ttl = self._ttl(ttl_seconds)
         writer = self._writer
         if writer is None:
             raise self._not_open()
-        # The body of _store, inlined: this is the hottest write path.
+        # The body of _store, inlined.
         write, epoch = writer.prepare(key, data, kind, ttl)
         try:
             version = await writer.submit(write)

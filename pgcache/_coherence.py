@@ -15,6 +15,7 @@ listener back again do to them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -32,18 +33,18 @@ class Coherence:
     """Applies invalidations to one instance's local cache and tells the callbacks."""
 
     __slots__ = ("_callbacks", "_counters", "_foreign_logged", "_lease", "_local",
-                 "_own_prefix", "_wake")
+                 "_own_prefix", "_woken")
 
     def __init__(self, instance_id: str, local: LocalCache | None, lease: Lease | None,
-                 counters: Counters, wake: Callable[[str], None]) -> None:
+                 counters: Counters, woken: dict[str, asyncio.Event]) -> None:
         self._local = local
         self._lease = lease
         self._counters = counters
         self._own_prefix = own_prefix(instance_id)
         self._callbacks: list[InvalidationCallback] = []
         self._foreign_logged = False
-        # Tells get_or_set waiters that a key they wait for was written.
-        self._wake = wake
+        # get_or_set's waiters: key -> the event that wakes the one waiting for that key.
+        self._woken = woken
 
     def add_callback(self, callback: InvalidationCallback) -> None:
         self._callbacks.append(callback)
@@ -100,7 +101,10 @@ class Coherence:
                 continue  # a long key this instance neither holds nor has in flight
             if local is not None and local.invalidate(key, version):
                 counters.local_evictions += 1
-            self._wake(key)
+            if self._woken:
+                event = self._woken.get(key)
+                if event is not None:
+                    event.set()
             if self._callbacks:
                 self._tell(key, version)
 

@@ -43,7 +43,8 @@ class Loads:
     """The get_or_set machinery of one instance."""
 
     def __init__(self, settings: CacheSettings, table: str, local: LocalCache | None,
-                 codec: ValueCodec, counters: Counters, locks: AdvisoryLocks, *,
+                 codec: ValueCodec, counters: Counters, locks: AdvisoryLocks,
+                 woken: dict[str, asyncio.Event], *,
                  get: Callable[[str], Awaitable[Any]],
                  set: Callable[[str, bytes, int, float | None], Awaitable[int]]) -> None:
         self._settings = settings
@@ -55,13 +56,7 @@ class Loads:
         self._get = get
         self._set = set
         self._loading: dict[str, asyncio.Future[Any]] = {}
-        self._woken: dict[str, asyncio.Event] = {}
-
-    def wake(self, key: str) -> None:
-        """``key`` was written by another instance: a waiter for it looks again now."""
-        event = self._woken.get(key)
-        if event is not None:
-            event.set()
+        self._woken = woken  # shared with Coherence, which sets them
 
     async def get_or_set(self, key: str, loader: Loader, ttl: float | None,
                          loader_timeout: float | None) -> Any:

@@ -29,9 +29,11 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ._db import call_bounded
+from ._keys import LONG_KEY_CHARS
 from ._listener import Backoff
 from ._payload import flush_all, header, heartbeat, name
 from ._settings import CacheSettings
@@ -136,8 +138,11 @@ class Notifier:
         size = sum(len(part) for part in parts)
         while pending:
             key, version = pending.popitem()
-            text, sign = name(key)
-            item = f",{sign * version},{text}"
+            if len(key) > LONG_KEY_CHARS:
+                text, sign = name(key)
+                item = f",{sign * version},{text}"
+            else:  # the common case of _payload.name, inline: this runs for every key
+                item = f",{version},{encode_basestring_ascii(key)}"
             if size + len(item) > limit and len(parts) > 1:
                 pending[key] = max(version, pending.get(key, 0))
                 break

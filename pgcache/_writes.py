@@ -45,20 +45,24 @@ def _collision(key: str) -> CacheServerError:
 class Writer:
     """Writes of one instance, and their announcement."""
 
-    __slots__ = ("_channel", "_counters", "_db", "_expires", "_inserted", "_instance_id",
-                 "_local", "_next_seq", "_notifier", "_pack", "_sql", "_writing", "submit")
+    __slots__ = ("_channel", "_compress_min", "_counters", "_db", "_inserted", "_instance_id",
+                 "_local", "_local_ttl", "_next_seq", "_notifier", "_pack", "_sql", "_writing",
+                 "submit")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
-                 local: LocalCache | None, expires: Callable[[float | None], float],
-                 counters: Counters, instance_id: str, next_seq: Callable[[], int],
+                 local: LocalCache | None, counters: Counters, instance_id: str,
+                 next_seq: Callable[[], int],
                  notifier: Notifier | None, pack: Callable[[bytes, int], tuple[bytes, int]],
                  inserted: Callable[[int], None] | None = None) -> None:
         self._db = db
-        # Plain bytes of a value -> what the table stores (compressed or not).
+        # Plain bytes of a value -> what the table stores (compressed or not); shorter values
+        # than this are stored as they are without asking.
         self._pack = pack
+        self._compress_min = (settings.compress_min_bytes
+                              if settings.compress_min_bytes is not None else 1 << 62)
         self._sql = sql
         self._local = local
-        self._expires = expires
+        self._local_ttl = settings.local_ttl_seconds
         self._counters = counters
         self._instance_id = instance_id
         self._next_seq = next_seq
@@ -88,11 +92,13 @@ class Writer:
         if local is None:
             return
         announced = local.end(key)
+        now = _monotonic()
         if data is not None and version >= announced and epoch == local.epoch \
-                and _monotonic() < local.trusted_until:
+                and now < local.trusted_until:
             if key in local.inflight:
                 local.invalidate(key, version)  # operations still in flight learn of it
-            local.install(key, data, kind, version, self._expires(ttl))  # replaces older
+            lifetime = self._local_ttl if ttl is None or ttl > self._local_ttl else ttl
+            local.install(key, data, kind, version, now + lifetime)  # replaces older
         else:
             local.invalidate(key, version)  # older copies go
 
@@ -141,7 +147,9 @@ class Writer:
         # Counted from here (no suspension since _alone() looked): a write that arrives while
         # this one waits for a connection does not count itself alone.
         self._writing += 1
-        data, kind = self._pack(write.data, write.kind)
+        data, kind = write.data, write.kind
+        if len(data) >= self._compress_min:
+            data, kind = self._pack(data, kind)
         try:
             if inline:
                 head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
@@ -191,7 +199,9 @@ class Writer:
         # Rows in hash order: two instances upserting overlapping batches then lock them in
         # the same order and cannot deadlock.
         ordered = sorted(writes, key=attrgetter("key_hash"))
-        stored = [self._pack(w.data, w.kind) for w in ordered]
+        pack, small = self._pack, self._compress_min
+        stored = [(w.data, w.kind) if len(w.data) < small else pack(w.data, w.kind)
+                  for w in ordered]
         self._writing += 1
         try:
             rows = await self._db.run(
@@ -202,10 +212,12 @@ class Writer:
             self._writing -= 1
         self._counters.write_statements += 1
         versions = {bytes(row[0]): row[1] for row in rows}
-        for write in ordered:
-            version = versions.get(write.key_hash)
-            if version is not None:
-                self._announce(write.key, version)
+        notifier = self._notifier
+        if notifier is not None:
+            for write in ordered:
+                version = versions.get(write.key_hash)
+                if version is not None:
+                    notifier.enqueue(write.key, version)
         if self._inserted is not None:
             new = sum(1 for row in rows if row[2])
             if new:
