@@ -121,8 +121,9 @@ class Sweeper:
             self._rows_until_check = self._check_rows
             self._wake.set()
 
-    async def trim(self) -> int:
-        """One trim round (see the module docstring); how many rows it deleted."""
+    async def trim(self, *, exact: bool = True) -> int:
+        """One trim round (see the module docstring); how many rows it deleted. ``exact``
+        counts the rows whatever the last count (the background rounds pass False)."""
         self._inserted_since_check = False
         if not self._bounded:
             return 0
@@ -133,16 +134,16 @@ class Sweeper:
             if not await self._locks.try_lock(self._lock_key, "trim"):
                 return 0
             try:
-                return await self._trim_locked()
+                return await self._trim_locked(exact)
             finally:
                 await self._locks.unlock(self._lock_key, "trim")
 
-    async def _trim_locked(self) -> int:
+    async def _trim_locked(self, exact: bool) -> int:
         db, sql = self._db, self._sql
         # Counting is a scan of the table; between exact counts (at most a second apart)
         # the last count plus this instance's own new rows since is close enough.
         now = _monotonic()
-        if self._count is None or now - self._counted_at >= _COUNT_EVERY_S:
+        if exact or self._count is None or now - self._counted_at >= _COUNT_EVERY_S:
             count: int = await db.run("trim", "fetchval", sql.count_rows, idempotent=True)
             self._counted_at = now
         else:
@@ -193,6 +194,9 @@ class Sweeper:
             keep = min(keep, settings.max_bytes * TRIM_TO / row_bytes)
         return keep
 
+    async def _background_trim(self) -> int:
+        return await self.trim(exact=False)
+
     async def _delete_through(self, cutoff: int) -> int:
         batch = TRIM_BATCH
         deleted = 0
@@ -227,7 +231,7 @@ class Sweeper:
                         continue
             self._wake.clear()
             if self._bounded:
-                await self._guarded("trim", self.trim)
+                await self._guarded("trim", self._background_trim)
             if _monotonic() >= next_sweep:
                 next_sweep = _monotonic() + interval
                 await self._guarded("sweep", self.cleanup_expired)

@@ -64,7 +64,7 @@ class TestLibraryManners:
     def test_pgcache_prints_nothing_unless_logging_is_configured(self) -> None:
         """A pgcache warning in a program that configured no logging reaches no output."""
         code = ("from pgcache._coherence import Coherence; from pgcache._stats import Counters; "
-                "Coherence('me', None, None, Counters(), wake=lambda key: None)"
+                "Coherence('me', None, None, Counters(), woken={})"
                 ".on_payload('not a pgcache payload')")
         quiet = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                                text=True)
