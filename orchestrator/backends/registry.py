@@ -21,6 +21,8 @@ from orchestrator.backends.null import NullBackend
 from orchestrator.backends.postgres import PgCacheBackend
 from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.backends.valkey_client_cache import ValkeyClientCacheBackend
+from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
+from orchestrator.backends.valkey_tracking import option_issues as tracking_option_issues
 from orchestrator.errors import BackendError
 from pgcache import CacheSettings
 from proxies import ROUTES, Endpoints
@@ -50,6 +52,7 @@ TYPES: dict[str, BackendType] = {t.name: t for t in (
                 frozenset({"dsn", "listener_dsn"})),
     BackendType("valkey", ValkeyBackend, ("valkey",), frozenset({"url"})),
     BackendType("valkey-client-cache", ValkeyClientCacheBackend, ("valkey",)),
+    BackendType("valkey-tracking", ValkeyTrackingBackend, ("valkey",)),
 )}
 
 PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {
@@ -58,6 +61,7 @@ PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {
     "postgres-no-notify": ("pgcache", {"disable_notify": True}),
     "valkey": ("valkey", {}),
     "valkey-client-cache": ("valkey-client-cache", {}),
+    "valkey-tracking": ("valkey-tracking", {}),
     "null": ("null", {}),
 }
 
@@ -92,6 +96,8 @@ def option_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[s
         allowed = set(inspect.signature(Redis.__init__).parameters) - {"self"}
     elif backend_type == "null":
         allowed = set()
+    elif backend_type == "valkey-tracking":
+        return tracking_option_issues(options)
     for key in options:
         if key in reserved:
             issues.append((str(key), "an option the orchestrator does not set itself",
