@@ -490,17 +490,16 @@ class ValkeyTrackingBackend:
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
         conn = self._data or await self._link()
         local = self._local
-        # Our own write is news to reads of the key in flight: none of them may install.
-        self._version += 1
-        version = self._version
-        local.invalidate(key, version)
+        version = self._begin_write(key)
         epoch = local.begin(key)
         try:
             replies = await self._reply(conn, conn.send_many(
                 _MULTI + encode("SET", key, value, "PX", max(1, int(ttl_seconds * 1000)))
                 + encode("PTTL", key) + _EXEC, 4))
-        finally:
-            announced = local.end(key)
+        except BaseException:
+            self._end_write(key, version)
+            raise
+        announced = self._end_write(key, version)
         self._counts.writes += 1
         result = replies[3]
         if not isinstance(result, list) or len(result) != 2:
@@ -515,10 +514,31 @@ class ValkeyTrackingBackend:
 
     async def delete(self, key: str) -> None:
         conn = self._data or await self._link()
-        self._version += 1
-        self._local.invalidate(key, self._version)
-        await self._reply(conn, conn.send(encode("DEL", key)))
+        version = self._begin_write(key)
+        self._local.begin(key)
+        try:
+            await self._reply(conn, conn.send(encode("DEL", key)))
+        finally:
+            self._end_write(key, version)
         self._counts.writes += 1
+
+    def _begin_write(self, key: str) -> int:
+        """The version of a write of ``key`` about to be sent: above that of every read sent
+        before it (their replies, which precede its own, may hold the old value)."""
+        self._version += 1
+        return self._version
+
+    def _end_write(self, key: str, version: int) -> int:
+        """The write at ``version`` is back (or failed): copies older than it go, and reads of
+        the key sent before it learn of it. Returns what was announced while it was away.
+
+        Until then the old copy is still served: the write has not completed, so a read
+        overlapping it may return either value (as pgcache does).
+        """
+        local = self._local
+        announced = local.end(key)
+        local.invalidate(key, version)
+        return announced
 
     # -- reporting ----------------------------------------------------------------------------
     def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:

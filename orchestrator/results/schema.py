@@ -207,6 +207,14 @@ CREATE TABLE IF NOT EXISTS threshold_results (run_id VARCHAR, backend VARCHAR,
 #   lag); NULL when it cannot be told (W2 is a delete or has no
 #   server version, as with Valkey, or no invalidation for it reached the reader).
 #   For a correct pgcache, ``stale_beyond_invalidation`` is 0.
+# * Without versions (a pass whose workers record invalidations without a server version:
+#   Valkey's tracking invalidations name keys only), the reader was told of W2 by the first
+#   invalidation of the key reaching its process at or after W2 *finished* (or a flush after
+#   it). Whichever write that invalidation announced, a correct client can no longer serve
+#   W1 after it: any copy it held was dropped, and any fetch still in flight was stopped from
+#   installing (so a later copy was fetched after W2 finished). TRUE when it arrived before
+#   the read started, FALSE after, NULL when none arrived. (An invalidation arriving while W2
+#   was in flight may announce an earlier write, so it does not count.)
 #
 # Computation, linear-ish in the number of ops: for each key, writes sorted by start get the
 # suffix minimum of their finish (a window); an ASOF join gives each write W1 the earliest
@@ -222,6 +230,14 @@ CREATE TABLE IF NOT EXISTS threshold_results (run_id VARCHAR, backend VARCHAR,
 # negative: the server commits and notifies before the writer has read the reply. A (write,
 # process) pair with neither is *missing*: expected with NOTIFY disabled, and for writes in the
 # last moments of a pass whose notification arrived after the worker stopped recording.
+#
+# Without versions (Valkey), a set is delivered to another process by the first invalidation
+# of its key there at or after the set *started* (the server announces a write while it
+# executes it, before the writer reads the reply), or a flush after it finished, provided it
+# arrived before the key's next write started: anything later may announce that next write,
+# so the pair counts as missing rather than being credited with a lag it did not have. Missing
+# pairs are expected with Valkey's default tracking mode, which tells only the clients that
+# had read the key since it last changed.
 
 # Quantiles here are ``quantile_disc``: an observed value, never an interpolation.
 
@@ -239,6 +255,17 @@ flushes AS (
            coalesce((data->>'ts_ns')::BIGINT, ts_ns) AS flush_ns
     FROM events
     WHERE event = 'local_flush'
+),
+-- Invalidations without a version (Valkey's), and the passes whose workers record them.
+unversioned AS (
+    SELECT run_id, backend, repetition, process,
+           data->>'key' AS key,
+           coalesce((data->>'ts_ns')::BIGINT, ts_ns) AS arrival_ns
+    FROM events
+    WHERE event = 'invalidation' AND data->>'server_version' IS NULL
+),
+unversioned_passes AS (
+    SELECT DISTINCT run_id, backend, repetition FROM unversioned
 )"""
 
 _STALE_READS = """
@@ -323,12 +350,26 @@ matched AS (
      AND a.process = j.process AND a.key = j.key
      AND a.server_version >= j.next_server_version
 ),
+-- Without versions: the first invalidation of the key reaching the reader's process once
+-- the superseding write had finished (whichever write it announced, see above).
+matched_unversioned AS (
+    SELECT m.*, u.arrival_ns AS unversioned_arrival_ns,
+           p.run_id IS NOT NULL AS unversioned_pass
+    FROM matched AS m
+    ASOF LEFT JOIN unversioned AS u
+      ON u.run_id = m.run_id AND u.backend = m.backend AND u.repetition = m.repetition
+     AND u.process = m.process AND u.key = m.key AND u.arrival_ns >= m.next_finish_ns
+    LEFT JOIN unversioned_passes AS p
+      ON p.run_id = m.run_id AND p.backend = m.backend AND p.repetition = m.repetition
+),
 -- A flush of the reader's local cache after the superseding write finished tells it too.
 told AS (
-    SELECT m.* EXCLUDE (arrival_ns),
+    SELECT m.* EXCLUDE (arrival_ns, unversioned_arrival_ns),
            CASE WHEN m.next_server_version IS NOT NULL
-                THEN least(m.arrival_ns, f.flush_ns) END AS invalidation_arrival_ns
-    FROM matched AS m
+                THEN least(m.arrival_ns, f.flush_ns)
+                WHEN m.unversioned_pass
+                THEN least(m.unversioned_arrival_ns, f.flush_ns) END AS invalidation_arrival_ns
+    FROM matched_unversioned AS m
     ASOF LEFT JOIN flushes AS f
       ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
      AND f.process = m.process AND f.flush_ns > m.next_finish_ns
@@ -343,8 +384,8 @@ SELECT run_id, backend, repetition, process, task, key,
        start_ns - next_finish_ns AS staleness_age_ns,
        (start_ns - next_finish_ns) / 1e6 AS staleness_age_ms,
        invalidation_arrival_ns,
-       CASE WHEN next_server_version IS NULL THEN NULL
-            WHEN next_process = process THEN true
+       CASE WHEN next_server_version IS NULL AND NOT unversioned_pass THEN NULL
+            WHEN next_server_version IS NOT NULL AND next_process = process THEN true
             WHEN invalidation_arrival_ns IS NULL THEN NULL
             ELSE invalidation_arrival_ns < start_ns END AS beyond_invalidation
 FROM told
@@ -442,6 +483,53 @@ delivered AS (
     ASOF LEFT JOIN flushes AS f
       ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
      AND f.process = m.receiver_process AND f.flush_ns > m.finish_ns
+),
+-- Without versions: a set of a pass whose workers record unversioned invalidations, paired
+-- with each other process of the pass and the first invalidation of the key (or flush) there
+-- after the set started and before the key's next write started.
+unversioned_sets AS (
+    SELECT w.* FROM (
+        SELECT run_id, backend, repetition, key, op, process AS writer_process, version,
+               start_ns, start_ns + latency_ns AS finish_ns,
+               lead(start_ns) OVER (PARTITION BY run_id, backend, repetition, key
+                                    ORDER BY start_ns) AS next_start_ns
+        FROM ops
+        WHERE op IN ('set', 'delete') AND error IS NULL) AS w
+    SEMI JOIN unversioned_passes AS p
+      ON p.run_id = w.run_id AND p.backend = w.backend AND p.repetition = w.repetition
+    WHERE w.op = 'set'
+),
+unversioned_expected AS (
+    SELECT s.*, p.process AS receiver_process
+    FROM unversioned_sets AS s
+    JOIN processes AS p
+      ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
+     AND p.process <> s.writer_process
+),
+unversioned_matched AS (
+    SELECT e.*, a.arrival_ns
+    FROM unversioned_expected AS e
+    ASOF LEFT JOIN unversioned AS a
+      ON a.run_id = e.run_id AND a.backend = e.backend AND a.repetition = e.repetition
+     AND a.process = e.receiver_process AND a.key = e.key AND a.arrival_ns >= e.start_ns
+),
+unversioned_delivered AS (
+    SELECT m.* EXCLUDE (arrival_ns),
+           -- whatever arrives once the key's next write started may belong to that one
+           CASE WHEN next_start_ns IS NULL OR m.arrival_ns < next_start_ns
+                THEN m.arrival_ns END AS arrival_ns,
+           CASE WHEN next_start_ns IS NULL OR f.flush_ns < next_start_ns
+                THEN f.flush_ns END AS flush_ns
+    FROM unversioned_matched AS m
+    ASOF LEFT JOIN flushes AS f
+      ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
+     AND f.process = m.receiver_process AND f.flush_ns > m.finish_ns
+),
+unversioned_lag AS (
+    SELECT run_id, backend, repetition, key, version, NULL::BIGINT AS server_version,
+           writer_process, receiver_process, NULL::BIGINT AS received_server_version,
+           finish_ns, arrival_ns, flush_ns, least(arrival_ns, flush_ns) AS delivered_ns
+    FROM unversioned_delivered
 )
 SELECT run_id, backend, repetition, key, version, server_version, writer_process,
        receiver_process,
@@ -454,11 +542,26 @@ SELECT run_id, backend, repetition, key, version, server_version, writer_process
        (delivered_ns - finish_ns) / 1e6 AS lag_ms
 FROM delivered
 WHERE delivered_ns IS NOT NULL
+UNION ALL
+SELECT run_id, backend, repetition, key, version, server_version, writer_process,
+       receiver_process,
+       CASE WHEN arrival_ns IS NOT NULL AND (flush_ns IS NULL OR arrival_ns <= flush_ns)
+            THEN 'invalidation' ELSE 'flush' END AS via,
+       received_server_version,
+       finish_ns AS write_finish_ns, delivered_ns AS arrival_ns,
+       delivered_ns - finish_ns AS lag_ns,
+       (delivered_ns - finish_ns) / 1e6 AS lag_ms
+FROM unversioned_lag
+WHERE delivered_ns IS NOT NULL
 """
 
 _INVALIDATION_LAG_SUMMARY = """
 CREATE OR REPLACE VIEW invalidation_lag_summary AS
-WITH expected AS (
+WITH unversioned_passes AS (
+    SELECT DISTINCT run_id, backend, repetition FROM events
+    WHERE event = 'invalidation' AND data->>'server_version' IS NULL
+),
+expected AS (
     SELECT s.run_id, s.backend,
            count(DISTINCT (s.repetition, s.version)) AS writes,
            count(p.process) AS expected
@@ -466,7 +569,10 @@ WITH expected AS (
     LEFT JOIN (SELECT DISTINCT run_id, backend, repetition, process FROM ops) AS p
       ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
      AND p.process <> s.process
-    WHERE s.op = 'set' AND s.error IS NULL AND s.server_version IS NOT NULL
+    LEFT JOIN unversioned_passes AS u
+      ON u.run_id = s.run_id AND u.backend = s.backend AND u.repetition = s.repetition
+    WHERE s.op = 'set' AND s.error IS NULL
+      AND (s.server_version IS NOT NULL OR u.run_id IS NOT NULL)
     GROUP BY ALL
 ),
 lag AS (
@@ -499,7 +605,7 @@ _VIEWS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("consistency_by_pass", _CONSISTENCY_BY_PASS, frozenset({"ops", "events"})),
     ("consistency", _CONSISTENCY, frozenset({"ops", "events"})),
     ("invalidation_lag", _INVALIDATION_LAG, frozenset({"ops", "events"})),
-    ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY, frozenset({"ops"})),
+    ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY, frozenset({"ops", "events"})),
     ("server_cost_summary", _server_cost_summary_sql(), frozenset({"server_cost"})),
 )
 VIEW_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _VIEWS)

@@ -55,10 +55,10 @@ def add_op(
 
 
 def add_invalidation(
-    con: duckdb.DuckDBPyConnection, process: int, key: str, server_version: int,
+    con: duckdb.DuckDBPyConnection, process: int, key: str, server_version: int | None,
     arrival_ms: float, *, run_id: str = "r1", backend: str = "pg", repetition: int = 0,
 ) -> None:
-    """Insert one 'invalidation' event as a worker logs it."""
+    """Insert one 'invalidation' event as a worker logs it (Valkey's carry no version)."""
     data = {"key": key, "server_version": server_version, "ts_ns": int(arrival_ms * MS)}
     con.execute(
         "INSERT INTO events VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, 'info', 'invalidation', ?)",

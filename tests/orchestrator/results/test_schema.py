@@ -207,6 +207,30 @@ class TestBeyondInvalidation:
         assert rows == [(5, 7, False), (9, 7, True)]
 
 
+    def test_unversioned_invalidations(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Without versions, the reader was told once any invalidation of the key (or a flush)
+        reached its process after the superseding write finished; in a pass that records no
+        invalidations at all it cannot be told."""
+        kw = {"backend": "vk"}
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, **kw)
+        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, **kw)    # W2 ends at 3
+        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
+        add_op(con, "get", "k", 8, 1, version="0:0:1", process=1, local=True, **kw)
+        add_op(con, "delete", "j", 0, 1, process=0, **kw)                  # a delete: judged
+        add_op(con, "get", "j", 4, 1, version="w:0:1", process=2, local=True, **kw)
+        add_invalidation(con, 1, "k", None, 2.5, backend="vk")  # before W2 finished
+        add_invalidation(con, 1, "k", None, 6, backend="vk")
+        add_flush(con, 2, 3.5, backend="vk")
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, backend="valkey")
+        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, backend="valkey")
+        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, backend="valkey")
+        rows = con.execute(
+            "SELECT backend, key, read_start_ns / 1000000, invalidation_arrival_ns / 1000000, "
+            "beyond_invalidation FROM stale_reads ORDER BY backend, read_start_ns").fetchall()
+        assert rows == [("valkey", "k", 5, None, None), ("vk", "j", 4, 3.5, True),
+                        ("vk", "k", 5, 6, False), ("vk", "k", 8, 6, True)]
+
+
 class TestConsistency:
     """The consistency views count reads, stale reads and ages per run/backend and pass."""
 
@@ -290,6 +314,30 @@ class TestInvalidationLag:
             (7, 0, "flush", None, 7.0),
             (7, 2, "invalidation", 7, 1.0),
         ]
+
+
+    def test_unversioned(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Without versions, a set is delivered to another worker by the first invalidation of
+        its key there after the set started and before the key's next write started; later
+        ones belong to that next write, so the pair is missing rather than misattributed."""
+        kw = {"backend": "vk"}
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, **kw)    # ends at 1
+        add_op(con, "set", "k", 10, 1, version="0:0:2", process=0, **kw)   # ends at 11
+        add_op(con, "get", "k", 20, 1, process=1, **kw)
+        add_op(con, "get", "k", 20, 1, process=2, **kw)
+        add_invalidation(con, 1, "k", None, 0.5, backend="vk")   # before the reply: -0.5
+        add_invalidation(con, 1, "k", None, 12, backend="vk")
+        add_invalidation(con, 2, "k", None, 15, backend="vk")    # after the next write began
+        add_invalidation(con, 0, "k", None, 16, backend="vk")    # the writer itself: ignored
+        rows = con.execute(
+            "SELECT version, receiver_process, via, server_version, lag_ms "
+            "FROM invalidation_lag ORDER BY version, receiver_process").fetchall()
+        assert rows == [("0:0:1", 1, "invalidation", None, -0.5),
+                        ("0:0:2", 1, "invalidation", None, 1.0),
+                        ("0:0:2", 2, "invalidation", None, 4.0)]
+        summary = con.execute("SELECT backend, writes, expected, count, missing, max_ms "
+                              "FROM invalidation_lag_summary").fetchall()
+        assert summary == [("vk", 2, 4, 3, 1, 4.0)]
 
 
 def brute_force(ops: Sequence[OpRow]) -> list[tuple[int, str, int]]:
