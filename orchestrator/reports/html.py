@@ -457,24 +457,19 @@ class _Report:
     def repetitions(self) -> str:
         head = "<h2 id='repetitions'>Repeated passes</h2>"
         rows = self.q("""
-            WITH per_pass AS (
-                SELECT backend, op, repetition,
-                       count(*) * 1e9 / nullif(max(start_ns + latency_ns) - min(start_ns), 0)
-                           AS ops_per_s,
-                       quantile_cont(latency_ns, 0.5) FILTER (WHERE error IS NULL) / 1e6 AS p50,
-                       quantile_cont(latency_ns, 0.99) FILTER (WHERE error IS NULL) / 1e6 AS p99
-                FROM ops WHERE run_id = ? GROUP BY ALL)
-            SELECT backend, op, count(*) AS passes,
-                   median(ops_per_s), min(ops_per_s), max(ops_per_s),
-                   median(p50), min(p50), max(p50), median(p99), min(p99), max(p99)
-            FROM per_pass GROUP BY backend, op HAVING count(*) > 1 ORDER BY op, backend""")
+            SELECT backend, op, passes, ops_per_s_median, ops_per_s_min, ops_per_s_max,
+                   ops_per_s_cv, p50_ms_median, p50_ms_min, p50_ms_max, p99_ms_median,
+                   p99_ms_min, p99_ms_max, local_rate_median
+            FROM repeat_summary WHERE run_id = ? AND passes > 1 ORDER BY op, backend""")
         if not rows:
             return head + "<p class='muted'>One pass per backend (no <code>repeat</code>).</p>"
-        cols = ["backend", "op", "passes", "ops/s median", "min", "max", "p50 ms median", "min",
-                "max", "p99 ms median", "min", "max"]
+        cols = ["backend", "op", "passes", "ops/s median", "min", "max", "ops/s CV",
+                "p50 ms median", "min", "max", "p99 ms median", "min", "max",
+                "local rate median"]
         return (head + "<p class='muted'>Each backend ran several interleaved passes; a "
-                "difference smaller than the min&ndash;max spread is noise.</p>"
-                + _table(cols, rows, left=2))
+                "difference smaller than the min&ndash;max spread is noise. CV: the "
+                "coefficient of variation of ops/s over the passes (standard deviation / "
+                "mean).</p>" + _table(cols, rows, left=2))
 
     def thresholds(self) -> str:
         head = "<h2 id='thresholds'>Thresholds</h2>"

@@ -163,7 +163,7 @@ class TestSections:
     def test_thresholds_and_repetitions(self, report: str) -> None:
         """Threshold verdicts and the repeated-pass spread are shown."""
         assert "class='pass'" in report and "class='fail'" in report
-        assert "ops/s median" in report
+        assert "ops/s median" in report and "ops/s CV" in report
 
     def test_self_contained(self, report: str) -> None:
         """No script, stylesheet or image is fetched from anywhere."""
