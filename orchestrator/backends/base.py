@@ -9,7 +9,7 @@ is adding one module that implements :class:`Backend` and registering it in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,10 @@ from typing import Any, Protocol
 # (key, server_version or None, monotonic arrival time in ns from time.perf_counter_ns());
 # key None: the instance flushed its whole local cache (e.g. after losing its listener).
 InvalidationHook = Callable[["str | None", "int | None", int], None]
+
+# What get_or_set calls on a miss to compute the value (the workload's loader: it records its
+# own execution).
+Loader = Callable[[], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,13 @@ class Backend(Protocol):
         """Write; return the server-side version written when the backend has one."""
 
     async def delete(self, key: str) -> None: ...
+
+    async def get_or_set(self, key: str, loader: Loader, ttl_seconds: float) -> GetResult:
+        """The value of ``key``; on a miss ``loader()`` computes it and it is stored.
+
+        How many loaders run for one miss across the instances is the backend's recipe (the
+        stampede view measures it).
+        """
 
     def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
         """Register the worker's hook for invalidations arriving from other instances."""

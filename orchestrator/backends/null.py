@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.backends.base import GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook, Loader
+from orchestrator.backends.stampede import naive
 from proxies import Endpoints
 
 _MISS = GetResult(None, False)
@@ -40,6 +41,9 @@ class NullBackend:
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
+
+    async def get_or_set(self, key: str, loader: Loader, ttl_seconds: float) -> GetResult:
+        return await naive(self.get, self.set, key, loader, ttl_seconds)
 
     def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
         return None

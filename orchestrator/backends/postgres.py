@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.backends.base import GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook, Loader
 from orchestrator.errors import BackendError
 from pgcache import CacheSettings, PgCacheError, PostgresCache
 from proxies import Endpoints
@@ -79,17 +79,28 @@ class PgCacheBackend:
         if hook is not None:
             hook(key, version, time.perf_counter_ns())
 
-    async def get(self, key: str) -> GetResult:
+    def _local_hit(self, key: str) -> GetResult | None:
         value = self._get_local(key)
-        if value is not None:
-            hits = self._hits
-            result = hits.get(key)
-            if result is None or result.value is not value:
-                if len(hits) >= self._hits_max:
-                    hits.clear()
-                result = hits[key] = GetResult(value, True)
-            return result
-        return GetResult(await self._cache.get(key), False)
+        if value is None:
+            return None
+        hits = self._hits
+        result = hits.get(key)
+        if result is None or result.value is not value:
+            if len(hits) >= self._hits_max:
+                hits.clear()
+            result = hits[key] = GetResult(value, True)
+        return result
+
+    async def get(self, key: str) -> GetResult:
+        return self._local_hit(key) or GetResult(await self._cache.get(key), False)
+
+    async def get_or_set(self, key: str, loader: Loader, ttl_seconds: float) -> GetResult:
+        """pgcache's own get_or_set: the loader runs once per miss across all instances."""
+        hit = self._local_hit(key)
+        if hit is not None:
+            return hit
+        value = await self._cache.get_or_set(key, loader, ttl_seconds=ttl_seconds)
+        return GetResult(value, False)
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> int | None:
         version: int | None = await self._cache.set(key, value, ttl_seconds=ttl_seconds)

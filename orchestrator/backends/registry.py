@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from orchestrator.backends.base import Backend
 from orchestrator.backends.null import NullBackend
 from orchestrator.backends.postgres import PgCacheBackend
+from orchestrator.backends.stampede import RECIPE_OPTIONS, recipe_option_issues
 from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.backends.valkey_client_cache import ValkeyClientCacheBackend
 from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
@@ -60,6 +61,7 @@ PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {
     "postgres-no-local-cache": ("pgcache", {"local_max_entries": 0}),
     "postgres-no-notify": ("pgcache", {"disable_notify": True}),
     "valkey": ("valkey", {}),
+    "valkey-lock": ("valkey", {"get_or_set": "lock"}),
     "valkey-client-cache": ("valkey-client-cache", {}),
     "valkey-tracking": ("valkey-tracking", {}),
     "null": ("null", {}),
@@ -93,11 +95,13 @@ def option_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[s
     if backend_type == "pgcache":
         allowed = {f.name for f in dataclasses.fields(CacheSettings)}
     elif backend_type == "valkey":
-        allowed = set(inspect.signature(Redis.__init__).parameters) - {"self"}
+        allowed = set(inspect.signature(Redis.__init__).parameters) - {"self"} | RECIPE_OPTIONS
     elif backend_type == "null":
         allowed = set()
     elif backend_type == "valkey-tracking":
         return tracking_option_issues(options)
+    if backend_type in ("valkey", "valkey-client-cache"):
+        issues += recipe_option_issues(options)
     for key in options:
         if key in reserved:
             issues.append((str(key), "an option the orchestrator does not set itself",
@@ -118,7 +122,8 @@ def _value_issues(backend_type: str, options: Mapping[str, Any]) -> list[tuple[s
         try:
             create_backend("(check)", backend_type, remaining, _NOWHERE)
             if backend_type == "valkey":
-                pool: Any = Redis.from_url(_NOWHERE.valkey_url, **remaining).connection_pool
+                client_options = {k: v for k, v in remaining.items() if k not in RECIPE_OPTIONS}
+                pool: Any = Redis.from_url(_NOWHERE.valkey_url, **client_options).connection_pool
                 pool.make_connection()
             return issues
         except Exception as exc:  # whatever the client's checks raise is the answer

@@ -1,7 +1,9 @@
 """The ``valkey`` backend: redis-py's asyncio client (hiredis parser) against Valkey.
 
 One client (one connection pool) per application instance; each concurrent command borrows a
-connection. ``options`` go to ``redis.asyncio.Redis.from_url``.
+connection. ``options`` go to ``redis.asyncio.Redis.from_url``, except the ``get_or_set``
+recipe's (``orchestrator.backends.stampede``: ``get_or_set: naive | lock``, ``lock_ttl_ms``,
+``lock_poll_ms``, ``lock_timeout_seconds``); the ``valkey-lock`` preset uses the lock recipe.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator.backends.base import GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook, Loader
+from orchestrator.backends.stampede import RELEASE_SCRIPT, LockRecipe, naive, recipe_options
 from orchestrator.errors import BackendError
 from proxies import Endpoints
 
@@ -26,8 +29,10 @@ class ValkeyBackend:
     def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
         self.name = name
         self._url = endpoints.valkey_url
-        self._options = dict(options)
+        self._recipe, self._options = recipe_options(options)
         self._client: Any = None
+        self._lock_recipe = LockRecipe(self._recipe, self.get, self.set, self._acquire,
+                                       self._release)
 
     def _new_client(self, *, for_prepare: bool = False) -> Any:
         return Redis.from_url(self._url, **self._options)
@@ -70,6 +75,17 @@ class ValkeyBackend:
 
     async def delete(self, key: str) -> None:
         await self._require().delete(key)
+
+    async def get_or_set(self, key: str, loader: Loader, ttl_seconds: float) -> GetResult:
+        if self._recipe.get_or_set == "lock":
+            return await self._lock_recipe(key, loader, ttl_seconds)
+        return await naive(self.get, self.set, key, loader, ttl_seconds)
+
+    async def _acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._require().set(lock, token, nx=True, px=ttl_ms))
+
+    async def _release(self, lock: str, token: str) -> None:
+        await self._require().eval(RELEASE_SCRIPT, 1, lock, token)
 
     def set_invalidation_hook(self, hook: InvalidationHook | None) -> None:
         return None  # no local copies, nothing to invalidate

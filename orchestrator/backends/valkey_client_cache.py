@@ -43,6 +43,7 @@ from valkey.asyncio.connection import Connection
 from valkey.exceptions import ValkeyError
 
 from orchestrator.backends.base import GetResult, InvalidationHook
+from orchestrator.backends.stampede import RECIPE_OPTIONS
 from orchestrator.backends.valkey import ValkeyBackend
 from orchestrator.errors import BackendError
 from proxies import Endpoints
@@ -73,7 +74,7 @@ class ValkeyClientCacheBackend(ValkeyBackend):
             raise BackendError(
                 f"{name}: option(s) {', '.join(reserved)} are set by the orchestrator; "
                 f"remove them from the workload")
-        unknown = sorted(set(options) - allowed_options())
+        unknown = sorted(set(options) - allowed_options() - RECIPE_OPTIONS)
         if unknown:
             raise BackendError(
                 f"{name}: unknown option(s) {', '.join(unknown)}; expected keyword arguments "

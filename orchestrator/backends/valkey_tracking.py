@@ -57,7 +57,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from orchestrator.backends.base import GetResult, InvalidationHook
+from orchestrator.backends.base import GetResult, InvalidationHook, Loader
 from orchestrator.backends.resp import (
     ConnectionLost,
     Push,
@@ -67,6 +67,14 @@ from orchestrator.backends.resp import (
     encode,
     open_connection,
     parse_url,
+)
+from orchestrator.backends.stampede import (
+    RECIPE_OPTIONS,
+    RELEASE_SCRIPT,
+    LockRecipe,
+    naive,
+    recipe_option_issues,
+    recipe_options,
 )
 from orchestrator.errors import BackendError
 from pgcache import CacheSettings, LocalCache
@@ -110,9 +118,11 @@ _OPTIONAL = {"heartbeat_interval_seconds", "command_timeout"}
 
 def option_issues(options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """Problems with ``options``: (option, expected, found) for each."""
-    issues: list[tuple[str, str, str]] = []
-    known = {f.name for f in fields(TrackingSettings)}
+    issues = recipe_option_issues(options)
+    known = {f.name for f in fields(TrackingSettings)} | RECIPE_OPTIONS
     for key, value in options.items():
+        if key in RECIPE_OPTIONS:
+            continue
         if key not in known:
             issues.append((str(key), f"a valkey-tracking option ({', '.join(sorted(known))})",
                            repr(key)))
@@ -129,12 +139,14 @@ def option_issues(options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def settings_from(name: str, options: Mapping[str, Any]) -> TrackingSettings:
-    """The settings of ``options``; BackendError naming every problem."""
+    """The settings of ``options`` (the get_or_set recipe's aside); BackendError naming every
+    problem."""
     issues = option_issues(options)
     if issues:
         raise BackendError(f"{name}: invalid valkey-tracking options: " + "; ".join(
             f"{key}: expected {expected}, found {found}" for key, expected, found in issues))
-    return replace(TrackingSettings(), **dict(options))
+    return replace(TrackingSettings(), **{k: v for k, v in options.items()
+                                          if k not in RECIPE_OPTIONS})
 
 
 class _Counters:
@@ -167,6 +179,9 @@ class ValkeyTrackingBackend:
     def __init__(self, name: str, options: Mapping[str, Any], endpoints: Endpoints) -> None:
         self.name = name
         self.settings = settings = settings_from(name, options)
+        self._recipe = recipe_options(options)[0]
+        self._lock_recipe = LockRecipe(self._recipe, self.get, self.set, self._acquire,
+                                       self._release)
         try:
             self._address: ServerAddress = parse_url(endpoints.valkey_url)
         except ValueError as exc:
@@ -521,6 +536,21 @@ class ValkeyTrackingBackend:
         finally:
             self._end_write(key, version)
         self._counts.writes += 1
+
+    async def get_or_set(self, key: str, loader: Loader, ttl_seconds: float) -> GetResult:
+        if self._recipe.get_or_set == "lock":
+            return await self._lock_recipe(key, loader, ttl_seconds)
+        return await naive(self.get, self.set, key, loader, ttl_seconds)
+
+    async def _acquire(self, lock: str, token: str, ttl_ms: int) -> bool:
+        conn = self._data or await self._link()
+        reply = await self._reply(conn, conn.send(encode("SET", lock, token, "NX", "PX",
+                                                         ttl_ms)))
+        return reply is not None
+
+    async def _release(self, lock: str, token: str) -> None:
+        conn = self._data or await self._link()
+        await self._reply(conn, conn.send(encode("EVAL", RELEASE_SCRIPT, 1, lock, token)))
 
     def _begin_write(self, key: str) -> int:
         """The version of a write of ``key`` about to be sent: above that of every read sent

@@ -1,8 +1,8 @@
 """Presenting results: the summary table (text, Markdown, JSON) of a run.
 
 The printed table has the seed harness's columns — write mean/p95/ops/s, read mean/p95/ops/s,
-hit rate — plus p99 and errors; "write" is ``set``, "read" is ``get``; deletes, when the
-workload has them, get their own columns.
+hit rate — plus p99 and errors; "write" is ``set``, "read" is ``get`` (or ``get_or_set``);
+deletes and loader executions (``load``), when the workload has them, get their own columns.
 """
 
 from __future__ import annotations
@@ -23,17 +23,21 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:,}"
 
 
+_PREFIXES = {"set": "write", "get": "read", "get_or_set": "read", "delete": "delete",
+             "load": "load"}
+
+
 def per_backend(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One dict per backend, in order, with ``write_*``/``read_*``/``delete_*`` columns."""
     table: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = table.setdefault(row["backend"], {"backend": row["backend"], "errors": 0})
-        prefix = {"set": "write", "get": "read", "delete": "delete"}[row["op"]]
+        prefix = _PREFIXES.get(row["op"], row["op"])
         for column in ("ops", "ops_per_s", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
                        "p999_ms"):
             entry[f"{prefix}_{column}"] = row[column]
         entry["errors"] += row["errors"] or 0
-        if row["op"] == "get":
+        if prefix == "read":
             entry["hit_rate"] = row["hit_rate"]
             entry["local_rate"] = row.get("local_rate")
     return list(table.values())
@@ -49,6 +53,7 @@ _COLUMNS = (
 )
 _DELETE_COLUMNS = (("delete mean ms", "delete_mean_ms", 3), ("delete p99 ms", "delete_p99_ms", 3),
                    ("delete ops/s", "delete_ops_per_s", 0))
+_LOAD_COLUMNS = (("loads", "load_ops", None), ("load mean ms", "load_mean_ms", 3))
 
 
 def format_summary(rows: Sequence[dict[str, Any]], fmt: str = "table", *,
@@ -61,6 +66,8 @@ def format_summary(rows: Sequence[dict[str, Any]], fmt: str = "table", *,
     columns = list(_COLUMNS)
     if any("delete_ops" in b for b in backends):
         columns[-1:-1] = _DELETE_COLUMNS
+    if any("load_ops" in b for b in backends):
+        columns[-1:-1] = _LOAD_COLUMNS
     cells = [[h for h, _, _ in columns]]
     for entry in backends:
         cells.append([str(entry.get(key, "-")) if digits is None else

@@ -11,6 +11,7 @@ counts from its intended start (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.redaction import redact
 from orchestrator.results.logs import CsvRecorder, csv_field, csv_row, needs_quoting
 from orchestrator.run.keys import key_picker, task_rng, value_maker, zipf_cdf
+from orchestrator.run.origin import Origin
 from orchestrator.workload.model import Workload
 
 _ERROR_PAUSE_S = 0.001
@@ -57,8 +59,9 @@ class Load:
     """Runs the tasks of one process against one backend instance."""
 
     def __init__(self, workload: Workload, process: int, processes: int, backend: Backend,
-                 recorder: CsvRecorder) -> None:
+                 recorder: CsvRecorder, origin: Origin | None = None) -> None:
         self.process = process
+        self.origin = origin  # what get_or_set's loader costs (read_op: get_or_set)
         self.processes = processes
         self.workload = workload
         self.backend = backend
@@ -69,6 +72,7 @@ class Load:
         self._cdf = (zipf_cdf(workload.keyspace, workload.key_distribution.theta)
                      if workload.key_distribution.kind == "zipfian" else None)
         self._seq: dict[int, int] = {}
+        self._loads: dict[int, int] = {}
         # Generated keys are prefix + digits: only the prefix can need CSV quoting.
         self._quoted = needs_quoting(workload.key_prefix)
 
@@ -92,7 +96,9 @@ class Load:
         return (think or 0.0) / 1000.0
 
     async def run_task(self, kind: str, task: int, phase: _Phase, count: int | None) -> None:
-        if kind == "read":
+        if kind == "read" and self.workload.read_op == "get_or_set":
+            await self._loading_reader(task, phase, count)
+        elif kind == "read":
             await self._reader(task, phase, count)
         else:
             await self._writer(task, phase, count)
@@ -153,6 +159,83 @@ class Load:
             elif t1 - last_yield > _SLICE_NS:
                 await sleep(0)
                 last_yield = t1
+
+    async def _loading_reader(self, task: int, phase: _Phase, count: int | None) -> None:
+        """A reader whose reads are ``get_or_set``: on a miss the backend calls the loader,
+        which pays the origin's cost and records its own execution (op ``load``; its version
+        ``process:task:L<n>`` is what the value it produced carries)."""
+        w = self.workload
+        get_or_set = self.backend.get_or_set
+        origin = self.origin
+        if origin is None:
+            raise RuntimeError("read_op get_or_set needs an origin")
+        load = origin.load
+        pick = self._picker(task, phase.purpose)
+        quote = csv_field
+        make_value = value_maker(w.value_size_min, w.value_size_max,
+                                 task_rng(w.seed, task, f"loads:{phase.purpose}"))
+        ttl = w.ttl_s
+        prefix = f"{self.process}:{task}:L"
+        clock = time.perf_counter_ns
+        recorder = self.recorder
+        append = recorder.rows.append
+        record = phase.record
+        until = phase.until_ns
+        interval = self._interval_ns("read")
+        think = self._think_s("read")
+        sleep = asyncio.sleep
+        intended = phase.start_ns
+        i = 0
+
+        async def loader(key: str) -> bytes:
+            loads = self._loads[task] = self._loads.get(task, 0) + 1
+            load_id = f"{prefix}{loads}"
+            s0 = clock()
+            try:
+                await load()
+            except Exception as exc:
+                if record:
+                    append(csv_row(task, "load", key, s0, clock() - s0, version=load_id,
+                                   error=error_text(exc)))
+                raise
+            if record:
+                append(f"{task},load,{quote(key)},{s0},{clock() - s0},,,{load_id},,\n")
+            return make_value(load_id)
+
+        while not self.stopping and (count is None or i < count):
+            key = pick()
+            if interval:
+                now = clock()
+                if now < intended:
+                    await sleep((intended - now) / 1e9)
+                t0 = intended
+                intended += interval
+            else:
+                t0 = clock()
+            if until is not None and t0 >= until:
+                break
+            try:
+                result = await get_or_set(key, functools.partial(loader, key), ttl)
+            except Exception as exc:  # recorded, the task goes on
+                t1 = clock()
+                self.errors += 1
+                if record:
+                    append(csv_row(task, "get_or_set", key, t0, t1 - t0, error=error_text(exc)))
+                await sleep(_ERROR_PAUSE_S)
+            else:
+                t1 = clock()
+                if record:
+                    value = result.value
+                    if value is None:
+                        append(csv_row(task, "get_or_set", key, t0, t1 - t0, hit=0, local=0))
+                    else:
+                        append(csv_row(task, "get_or_set", key, t0, t1 - t0, hit=1,
+                                       local=1 if result.local else 0,
+                                       version=value[:value.find(b"|")].decode()))
+            if record and len(recorder.rows) >= recorder.flush_at:
+                recorder.flush()
+            i += 1
+            await sleep(think)
 
     async def _writer(self, task: int, phase: _Phase, count: int | None) -> None:
         w = self.workload

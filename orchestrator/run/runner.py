@@ -63,6 +63,7 @@ from orchestrator.results.store import RunStatus
 from orchestrator.run.executor import STOP_GRACE_S, Executor, LocalProcessExecutor, WorkerHandle
 from orchestrator.run.keys import task_rng, value_maker
 from orchestrator.run.network import ParentRoute, open_route
+from orchestrator.run.origin import prepare_origin
 from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, WorkerSpec
 from orchestrator.run.provenance import git_commit, versions
 from orchestrator.services import services_for_run
@@ -330,7 +331,7 @@ class Runner:
         were judged (None: not yet)."""
         w = self.workload
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
-        need_pg, need_vk = "postgres" in servers, "valkey" in servers
+        need_pg, need_vk = "postgres" in servers or needs_origin(w), "valkey" in servers
         route: ParentRoute | None = None
         try:
             self.say(f"run {self.run_id}: workload {w.name}, backends "
@@ -569,9 +570,17 @@ async def prepare(workload: Workload, spec: BackendSpec, endpoints: Endpoints,
                            f"{type(exc).__name__}: {exc}") from exc
 
 
+def needs_origin(w: Workload) -> bool:
+    """Whether the workload's loader queries the origin table in PostgreSQL."""
+    return w.read_op == "get_or_set" and w.loader.type == "query"
+
+
 async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: Any) -> None:
     backend = create_backend(spec.name, spec.type, spec.options, endpoints)
     await asyncio.wait_for(backend.prepare(), _PREPARE_TIMEOUT_S)
+    if needs_origin(w):
+        await asyncio.wait_for(prepare_origin(endpoints.postgres_dsn, w.loader.rows),
+                               _PREPARE_TIMEOUT_S)
     if not w.prefill:
         return
     started = time.monotonic()

@@ -40,6 +40,7 @@ from orchestrator.results.logs import (
     needs_quoting,
 )
 from orchestrator.run.load import Load, error_text, task_plan
+from orchestrator.run.origin import Origin
 from orchestrator.run.protocol import (
     Done,
     Failed,
@@ -122,6 +123,7 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
     listener = asyncio.create_task(listen())
     network: InProcessNetwork | None = None
     backend: Backend | None = None
+    origin: Origin | None = None
     recorder = CsvRecorder(files.ops, on_error=storage_failed)
     arrivals = CsvRecorder(files.invalidations, on_error=storage_failed)
     last_arrival_ns = 0
@@ -138,7 +140,12 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
             log.info("network", **network.describe())
         backend = create_backend(spec.backend.name, spec.backend.type, spec.backend.options,
                                  endpoints)
-        load = Load(workload, spec.process, spec.processes, backend, recorder)
+        if workload.read_op == "get_or_set":
+            # The origin is reached as the parent gave it, outside the in-process emulation.
+            origin = Origin(workload.loader, spec.endpoints.postgres_dsn,
+                            max_connections=sum(1 for kind, _ in task_plan(
+                                workload, spec.process, spec.processes) if kind == "read"))
+        load = Load(workload, spec.process, spec.processes, backend, recorder, origin)
         if stop_requested:
             load.stop()
 
@@ -190,6 +197,8 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
         errors = load.errors if load is not None else 0
         if backend is not None:
             await _close(backend.close(), _CLOSE_TIMEOUT_S)
+        if origin is not None:
+            await _close(origin.close(), _CLOSE_TIMEOUT_S)
         if network is not None:
             await _close(network.close(), _CLOSE_TIMEOUT_S)
         arrivals.close()

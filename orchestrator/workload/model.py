@@ -19,6 +19,8 @@ from proxies.toxiproxy import DEFAULT_URL
 
 NETWORK_MODES = ("none", "inprocess", "toxiproxy", "auto")
 DISTRIBUTIONS = ("uniform", "zipfian", "hotspot")
+READ_OPS = ("get", "get_or_set")
+LOADER_TYPES = ("sleep", "query")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,20 @@ class KeyDistribution:
     # hotspot: ``hot_ops`` of all operations go to the first ``hot_fraction`` of the keys.
     hot_fraction: float = 0.2
     hot_ops: float = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class LoaderSpec:
+    """What ``get_or_set``'s loader costs on a miss.
+
+    ``sleep``: a fixed delay of ``ms`` in the worker. ``query``: a query against the origin
+    table in PostgreSQL (``orchestrator.run.origin``) that reads ``rows`` of its rows and, with
+    ``ms`` > 0, also sleeps that long on the server (``pg_sleep``).
+    """
+
+    type: str = "sleep"
+    ms: float = 10.0
+    rows: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,8 @@ class Workload:
     target_rate: Rates  # total ops/s over all tasks of a kind; None = closed loop
     delete_ratio: float
     prefill: bool  # write every key once (unmeasured) before each pass
+    read_op: str  # what readers do: get, or get_or_set with ``loader`` on a miss
+    loader: LoaderSpec
     backends: tuple[BackendSpec, ...]
     repeat: int
     network: Network

@@ -8,8 +8,9 @@ A workload names thresholds per backend, ``"*"`` meaning every backend of the ru
 
 An expression is ``METRIC OP NUMBER`` with OP one of ``< <= > >= == !=``. METRIC is one of:
 
-* ``get.X`` / ``set.X`` / ``delete.X`` with X a column of the ``summary`` view (ops, errors,
-  ops_per_s, mean_ms, p50_ms, p95_ms, p99_ms, p999_ms, hit_rate, local_rate);
+* ``get.X`` / ``set.X`` / ``delete.X`` (and ``get_or_set.X`` / ``load.X``) with X a column of
+  the ``summary`` view (ops, errors, ops_per_s, mean_ms, p50_ms, p95_ms, p99_ms, p999_ms,
+  hit_rate, local_rate);
 * a column of the ``consistency`` view, bare or as ``consistency.X`` (stale_rate,
   stale_reads, max_staleness_ms, ...);
 * ``invalidation_lag.X`` with X a column of ``invalidation_lag_summary`` (p50_ms, p99_ms,
@@ -41,7 +42,7 @@ _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
 }
 # The metrics a threshold may name: columns of the views in orchestrator.results.schema
 # (tests check that each one is there).
-SUMMARY_OPS = ("get", "set", "delete")
+SUMMARY_OPS = ("get", "set", "delete", "get_or_set", "load")
 SUMMARY_METRICS = (
     "ops", "errors", "ops_per_s", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms",
     "hit_rate", "local_rate",
@@ -105,5 +106,5 @@ def parse_threshold(expression: object) -> Threshold:
             raise ThresholdError(expression, f"an invalidation_lag metric "
                                  f"({', '.join(LAG_METRICS)})", repr(column))
         return Threshold(expression, "invalidation_lag_summary", None, column, comparison, limit)
-    raise ThresholdError(expression, "a metric scope get, set, delete, consistency or "
-                         "invalidation_lag", repr(scope))
+    raise ThresholdError(expression, "a metric scope get, set, delete, get_or_set, load, "
+                         "consistency or invalidation_lag", repr(scope))

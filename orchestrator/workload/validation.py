@@ -16,9 +16,12 @@ from orchestrator.backends.registry import PRESETS, TYPES, option_issues
 from orchestrator.errors import Issue, ThresholdError, WorkloadError
 from orchestrator.workload.model import (
     DISTRIBUTIONS,
+    LOADER_TYPES,
     NETWORK_MODES,
+    READ_OPS,
     BackendSpec,
     KeyDistribution,
+    LoaderSpec,
     Network,
     Rates,
     Workload,
@@ -136,8 +139,8 @@ def _range_text(kind: str, minimum: int | None, maximum: int | None) -> str:
 _TOP = ("name", "description", "seed", "processes", "writers", "readers", "write_iterations",
         "read_iterations", "duration_s", "warmup_s", "keyspace", "key_prefix",
         "key_distribution", "value_size", "ttl_s", "think_time_ms", "target_rate",
-        "delete_ratio", "prefill", "backends", "repeat", "network", "thresholds",
-        "allowed_error_rate")
+        "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat", "network",
+        "thresholds", "allowed_error_rate")
 # Upper bounds that keep every number usable (a sleep, a nanosecond count, a TTL) downstream.
 _MAX_DURATION_S = 7 * 86400.0
 _MAX_WARMUP_S = 86400.0
@@ -202,6 +205,8 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         target_rate=rate,
         delete_ratio=c.number(top, "delete_ratio", "", 0.0, minimum=0.0, maximum=1.0) or 0.0,
         prefill=_boolean(c, top, "prefill", False),
+        read_op=c.string(top, "read_op", "", "get", choices=READ_OPS),
+        loader=_loader(c, top.get("loader")),
         backends=backends,
         repeat=c.integer(top, "repeat", "", 1, minimum=1, maximum=1000),
         network=network,
@@ -250,6 +255,17 @@ def _contradictions(c: _Checker, top: Mapping[str, Any], duration: float | None,
                   else "think_time_ms",
                   f"no think time for {kind} with a target_rate (an open loop paces itself)",
                   f"think_time_ms {pause:g} and target_rate {target:g} for {kind}", raw=True)
+
+
+def _loader(c: _Checker, value: Any) -> LoaderSpec:
+    path = "loader"
+    data = c.mapping(value, path, ("type", "ms", "rows"))
+    kind = c.string(data, "type", path, "sleep", choices=LOADER_TYPES)
+    return LoaderSpec(
+        type=kind,
+        ms=c.number(data, "ms", path, 10.0, minimum=0.0, maximum=600_000.0) or 0.0,
+        rows=c.integer(data, "rows", path, 1, minimum=1, maximum=10_000_000),
+    )
 
 
 def _boolean(c: _Checker, data: Mapping[str, Any], key: str, default: bool) -> bool:

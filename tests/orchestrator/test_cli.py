@@ -292,13 +292,15 @@ class TestWorkloadsRun:
 
     @pytest.mark.parametrize("path", WORKLOADS, ids=[p.name for p in WORKLOADS])
     def test_runs(self, path: Path, services: Services, tmp_path: Path) -> None:
-        """The workload completes on its own backends and records 10 ops per backend."""
+        """The workload completes on its own backends and records 10 ops per backend (its
+        loader executions, for get_or_set, aside)."""
         db = tmp_path / "r.duckdb"
         result = cli("run", str(path), *TINY, "--results", str(db),
                      env=env_for(services, tmp_path))
         assert result.returncode == 0, result.stderr[-2000:]
         with duckdb.connect(str(db), read_only=True) as con:
-            counts = con.execute("SELECT backend, count(*) FROM ops GROUP BY ALL").fetchall()
+            counts = con.execute("SELECT backend, count(*) FROM ops WHERE op <> 'load' "
+                                 "GROUP BY ALL").fetchall()
         assert counts and all(n == 10 for _, n in counts)
 
 

@@ -90,6 +90,18 @@ class TestValidation:
         assert "backends[0].options.dsn" in issues
         assert "backends[0].options.nope" in issues
 
+    def test_get_or_set_and_loader(self) -> None:
+        """read_op get_or_set takes a loader (sleep or query); bad ones are named by path."""
+        w = parse_workload({"read_op": "get_or_set",
+                            "loader": {"type": "query", "ms": 20, "rows": 100}})
+        assert (w.read_op, w.loader.type, w.loader.ms, w.loader.rows) == (
+            "get_or_set", "query", 20.0, 100)
+        assert parse_workload({}).read_op == "get"
+        issues = _issues({"read_op": "scan", "loader": {"type": "rpc", "ms": -1, "rows": 0,
+                                                        "cost": 1}})
+        assert set(issues) == {"read_op", "loader.type", "loader.ms", "loader.rows",
+                               "loader.cost"}
+
     def test_duplicate_backend(self) -> None:
         """The same backend twice is rejected."""
         assert "backends[1]" in _issues({"backends": ["valkey", "valkey"]})
