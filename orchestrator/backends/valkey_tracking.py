@@ -197,7 +197,6 @@ class ValkeyTrackingBackend:
         self._generation = 0  # bumped whenever trust is withdrawn
         self._data_lock = asyncio.Lock()
         self._data_retry_at = 0.0
-        self._data_backoff = settings.reconnect_backoff_min_seconds
         self._data_error = ""
         self._keeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -396,7 +395,8 @@ class ValkeyTrackingBackend:
         await self._track(conn)
 
     async def _link(self) -> RespConnection:
-        """The data connection, reopened if it was lost (at most once per backoff period)."""
+        """The data connection, reopened if it was lost (at most one attempt per
+        ``reconnect_backoff_min_seconds``)."""
         conn = self._data
         if conn is not None:
             return conn
@@ -412,13 +412,11 @@ class ValkeyTrackingBackend:
             try:
                 await self._open_data()
             except (OSError, TimeoutError, ReplyError) as exc:
-                settings = self.settings
+                # Commands fail fast until the next attempt. No growing backoff here: a
+                # client reconnects for its next command (redis-py does, on every one).
                 self._data_error = f"{type(exc).__name__}: {exc}"
-                self._data_retry_at = now + self._data_backoff
-                self._data_backoff = min(self._data_backoff * 2,
-                                         settings.reconnect_backoff_max_seconds)
+                self._data_retry_at = _monotonic() + self.settings.reconnect_backoff_min_seconds
                 raise
-            self._data_backoff = self.settings.reconnect_backoff_min_seconds
             self._counts.data_reconnects += 1
             assert self._data is not None
             return self._data

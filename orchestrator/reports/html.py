@@ -471,6 +471,70 @@ class _Report:
                 "coefficient of variation of ops/s over the passes (standard deviation / "
                 "mean).</p>" + _table(cols, rows, left=2))
 
+    def fault_impact(self) -> str:
+        head = "<h2 id='faults'>Fault impact</h2>"
+        rows = self.q("""
+            SELECT backend, repetition, label, proxy, toxic, duration_ms, baseline_p99_ms,
+                   errors_during, errors_after, stale_during, stale_after, errors_stop_ms,
+                   recovery_ms
+            FROM fault_impact WHERE run_id = ? ORDER BY start_ns""")
+        if not rows:
+            return head + "<p class='muted'>No fault schedule ran (faults need Toxiproxy).</p>"
+        cols = ["backend", "repetition", "fault", "proxy", "toxic", "duration ms",
+                "baseline p99 ms", "errors during", "errors after", "stale during",
+                "stale after", "errors stop ms", "recovery ms"]
+
+        def cell(i: int, v: Any) -> str:
+            if i == 12 and v is None:
+                return "<span class='fail'>not recovered</span>"
+            return _esc(_fmt(v))
+
+        # p99 per 100 ms of each backend's first faulted pass, against the faults' times.
+        series = self.q("""
+            WITH first AS (
+                SELECT backend, min(repetition) AS repetition, min(start_ns) AS t0
+                FROM fault_impact WHERE run_id = ? GROUP BY backend),
+            pass AS (
+                SELECT o.backend, o.start_ns, o.latency_ns,
+                       min(o.start_ns) OVER (PARTITION BY o.backend) AS p0
+                FROM ops AS o JOIN first USING (backend, repetition)
+                WHERE o.run_id = ? AND o.error IS NULL)
+            SELECT backend, (start_ns - p0) // 100000000 AS bucket,
+                   quantile_cont(latency_ns, 0.99) / 1e6
+            FROM pass GROUP BY ALL ORDER BY backend, bucket""", [self.run_id, self.run_id])
+        chart = line_chart(
+            [Series(b, self.color(b), [(r[1] / 10, r[2]) for r in series if r[0] == b])
+             for b in self.backends if any(r[0] == b for r in series)],
+            title="p99 latency per 100 ms (first faulted pass)",
+            x_label="seconds since the pass's first operation", y_label="p99 (ms, log)",
+            y_log=True, width=960)
+        return (head + "<p class='muted'>For each fault of the schedule and each backend: "
+                "errors and stale reads among the operations started while the fault was on "
+                "and after it (until the next fault or the pass's end); when the errors "
+                "stopped (the last failed operation completed); and the time to recovery, "
+                "from the fault's end until errors stopped and the p99 latency of a sliding "
+                "100 ms window was back within 2x the baseline (the p99 of the second before "
+                "the pass's first fault).</p>" + _table(cols, rows, left=5, cell=cell)
+                + chart)
+
+    def stampede(self) -> str:
+        head = "<h2 id='stampede'>Stampede</h2>"
+        rows = self.q("""
+            SELECT backend, miss_events, loads, loads_per_miss, max_loads_per_miss,
+                   failed_loads, waiting_per_miss, errors, wait_p50_ms, wait_p99_ms,
+                   wait_max_ms, refill_p50_ms
+            FROM stampede WHERE run_id = ? ORDER BY backend""")
+        if not rows:
+            return head + "<p class='muted'>No get_or_set miss events in this run.</p>"
+        cols = ["backend", "miss events", "loads", "loads per miss", "max loads per miss",
+                "failed loads", "waiting readers per miss", "errors", "wait p50 ms",
+                "wait p99 ms", "wait max ms", "refill p50 ms"]
+        return (head + "<p class='muted'>A miss event is a delete of a key readers fetch with "
+                "get_or_set; its loads are the loader executions it caused; its waiting "
+                "readers are the calls that started before the key was refilled and got the "
+                "reloaded value (or failed), each waiting its latency.</p>"
+                + _table(cols, rows))
+
     def thresholds(self) -> str:
         head = "<h2 id='thresholds'>Thresholds</h2>"
         if not self.exists("threshold_results"):
@@ -498,11 +562,13 @@ def render_html(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> st
     if not r.backends:
         raise UsageError(f"run {run_id!r} has no recorded operations")
     sections = [r.header(), r.summary(), r.latency(), r.over_time(), r.consistency(),
-                r.server_cost(), r.repetitions(), r.thresholds()]
+                r.fault_impact(), r.stampede(), r.server_cost(), r.repetitions(),
+                r.thresholds()]
     nav = " · ".join(f"<a href='#{a}'>{t}</a>" for a, t in (
         ("workload", "workload"), ("summary", "summary"), ("latency", "latency"),
-        ("time", "over time"), ("consistency", "consistency"), ("cost", "server cost"),
-        ("repetitions", "repetitions"), ("thresholds", "thresholds")))
+        ("time", "over time"), ("consistency", "consistency"), ("faults", "fault impact"),
+        ("stampede", "stampede"), ("cost", "server cost"), ("repetitions", "repetitions"),
+        ("thresholds", "thresholds")))
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_esc('pgcache benchmark ' + run_id)}</title><style>{_CSS}</style></head>"
             f"<body><nav class='muted'>{nav}</nav>{''.join(sections)}"

@@ -140,7 +140,7 @@ class TestSections:
     @pytest.mark.parametrize("heading", [
         "Workload", "Summary", "Latency percentiles", "Throughput and hit rate over time",
         "Consistency: stale reads and invalidation lag", "Invalidation lag (ms)", "Server cost",
-        "Repeated passes", "Thresholds",
+        "Repeated passes", "Thresholds", "Fault impact", "Stampede",
     ])
     def test_heading(self, report: str, heading: str) -> None:
         """Each section heading is present."""
@@ -169,6 +169,37 @@ class TestSections:
         """No script, stylesheet or image is fetched from anywhere."""
         assert not re.search(r"<script|<link|src=|https?://(?!www\.w3\.org/2000/svg)", report)
         assert report.startswith("<!DOCTYPE html>")
+
+
+class TestFaultsAndStampede:
+    """Runs with a fault schedule or get_or_set miss events get those sections filled."""
+
+    def test_fault_impact_and_stampede_tables(self) -> None:
+        """A fault in one pass and a miss event in another appear as table rows."""
+        con = duckdb.connect()
+        synthetic_run(con, ops_per_pass=400, repetitions=1)
+        (t0, t1), = con.execute("SELECT min(start_ns), max(start_ns) FROM ops "
+                                "WHERE backend = 'postgres-cache'").fetchall()
+        middle = (t0 + t1) // 2
+        for event, at in (("fault_start", middle), ("fault_end", middle + 2 * 10**9)):
+            data = {"fault": 0, "label": "pg blackhole", "proxy": "postgres",
+                    "toxic": "timeout", "t_ns": at}
+            con.execute("INSERT INTO events VALUES ('synthetic-1', 'postgres-cache', 0, -1, "
+                        "now()::TIMESTAMP, ?, 'info', ?, ?)", [at, event, json.dumps(data)])
+        (v0,), = con.execute("SELECT min(start_ns) FROM ops WHERE backend = 'valkey'"
+                             ).fetchall()
+        con.executemany("INSERT INTO ops VALUES ('synthetic-1', 'valkey', 0, 0, ?, ?, 'hot', "
+                        "?, ?, NULL, false, ?, NULL, NULL)", [
+                            (1, "delete", v0 + 1000, 1000, None),
+                            (2, "get_or_set", v0 + 2000, 30 * MS, "0:2:L1"),
+                            (2, "load", v0 + 3000, 20 * MS, "0:2:L1")])
+        html = render_html(con)
+        faults = html[html.index("Fault impact</h2>"):html.index("Stampede</h2>")]
+        assert "pg blackhole" in faults and "timeout" in faults
+        assert "p99 latency per 100 ms" in faults
+        stampede = html[html.index("Stampede</h2>"):html.index("Server cost</h2>")]
+        assert "<td class=\"l\">valkey</td>" in stampede
+        con.close()
 
 
 class TestModelShape:
