@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import pytest
 
 from orchestrator.backends.valkey_client_cache import ValkeyClientCacheBackend
+from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
 from orchestrator.errors import BackendError
 from proxies import Endpoints
 
@@ -123,6 +125,39 @@ class TestConcurrency:
         results = await asyncio.gather(*(b.get(k) for k in keys for _ in range(16)))
         assert [r.value for r in results] == [final[k] for k in keys for _ in range(16)]
         assert b.stats()["connections"] > 1
+
+
+class TestPerConnectionCopies:
+    """Why the stock client's hit ratio is low: its copies belong to pooled connections."""
+
+    async def test_hit_ratio_below_one_shared_cache(
+        self, pair: tuple[ValkeyClientCacheBackend, ValkeyClientCacheBackend], valkey_url: str
+    ) -> None:
+        """Sixteen tasks reading 80 keys three times in their own orders: each pooled
+        connection misses each key once, so far fewer reads are local than with one cache per
+        instance (valkey-tracking), which misses each key once."""
+        a, b = pair
+        keys = [f"pc{i}" for i in range(80)]
+        for key in keys:
+            await a.set(key, b"v", 30)
+        tracking = ValkeyTrackingBackend("valkey-tracking", {}, endpoints(valkey_url))
+        await tracking.connect()
+        try:
+            ratios = []
+            for backend in (b, tracking):
+                async def reader(seed: int, x: ValkeyClientCacheBackend | ValkeyTrackingBackend
+                                 = backend) -> list[bool]:
+                    order = random.Random(seed).sample(keys * 3, len(keys) * 3)
+                    return [(await x.get(k)).local for k in order]
+
+                reads = [r for task in await asyncio.gather(*(reader(i) for i in range(16)))
+                         for r in task]
+                ratios.append(sum(reads) / len(reads))
+        finally:
+            await tracking.close()
+        stock, shared = ratios
+        assert b.stats()["connections"] > 1
+        assert stock < 0.8 and shared > 0.9, ratios
 
 
 class TestMisuse:
