@@ -22,9 +22,12 @@ server-assisted client-side caching (rueidis; Redis's "client-side caching" refe
   flushed meanwhile, and the lease holds. An invalidation that arrives while a GET is in
   flight therefore always stops its install; one that arrives after the reply evicts the
   copy. Concurrent local misses of one key share one fetch, as in pgcache.
-* **Write-through.** A write bumps the counter and invalidates the key locally at once, then
-  sends ``MULTI; SET key value PX ttl; PTTL key; EXEC`` and installs the value it wrote if
-  nothing was announced meanwhile. NOLOOP keeps the server from echoing the instance's own
+* **Write-through.** A write takes the next version (above every read sent before it on the
+  same connection, whose replies come first), sends ``MULTI; SET key value PX ttl; PTTL key;
+  EXEC``, and when it returns drops older copies, stops reads sent before it from installing,
+  and installs the value it wrote if nothing was announced meanwhile (until then the old copy
+  may still be served: the write has not completed, as in pgcache). Deletes drop the copy the
+  same way. NOLOOP keeps the server from echoing the instance's own
   writes back to it (an echo would evict the fresh copy); the PTTL inside the transaction
   makes the data connection track the key again, atomically with the write, so the next
   write by another instance is announced. (A write untracks the key for every client: a plain
@@ -32,8 +35,10 @@ server-assisted client-side caching (rueidis; Redis's "client-side caching" refe
 * **Flush and bypass while the invalidation path is down, then reconnect.** When the
   invalidation connection is lost (or the data connection, whose tracking state dies with
   it; or the server reports ``tracking-redir-broken``), the local cache is flushed, reads go
-  to the server and install nothing, and the connection is reopened with backoff; the data
-  connection is then pointed at the new invalidation connection.
+  to the server and install nothing, and the connection is reopened (the invalidation
+  connection with a growing backoff, as pgcache's listener; the data connection at the next
+  command, at most once per ``reconnect_backoff_min_seconds``); the data connection is then
+  pointed at the new invalidation connection.
 * **A lease, like pgcache's.** A silent invalidation connection (blackholed, not closed)
   looks like a quiet one, so copies are served only within ``local_lease_seconds`` (0.5 s)
   of the send time of the last ``PING`` answered on the invalidation connection. The server
@@ -312,7 +317,9 @@ class ValkeyTrackingBackend:
             if self._inv is None:
                 try:
                     await self._open_invalidations()
-                except (OSError, TimeoutError, ReplyError):
+                except Exception:
+                    # Whatever went wrong, retry: without the keeper the lease would never be
+                    # renewed again.
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, settings.reconnect_backoff_max_seconds)
                     continue
