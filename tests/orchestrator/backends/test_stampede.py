@@ -69,8 +69,8 @@ class TestGetOrSet:
     ], indirect=["instances"])
     async def test_loads_per_concurrent_miss(self, instances: list[Backend],
                                              loads: int) -> None:
-        """Callers in two instances miss one key at once: pgcache and the lock recipe load
-        once; the naive recipe loads once per caller. Every caller gets the value."""
+        """Callers in two instances miss one key at once and all get the value: pgcache and
+        the lock recipe load once, the naive recipe once per caller."""
         calls: list[int] = []
         loader = counting_loader(calls, b"loaded")
         results = await asyncio.gather(*(
