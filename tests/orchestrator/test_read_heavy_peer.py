@@ -14,13 +14,13 @@ from support.repo import ROOT
 
 from orchestrator.services import Services
 
-SHORT = ["--set", "processes=2", "--set", "warmup_s=1", "--set", "duration_s=2",
-         "--set", "repeat=1", "--backends", "postgres-cache", "valkey-tracking"]
+SHORT = ["--set", "processes=2", "--set", "warmup_s=1", "--set", "duration_s=1.5",
+         "--set", "repeat=2", "--backends", "postgres-cache", "valkey-tracking"]
 
 
 @pytest.fixture(scope="module")
 def read_heavy_db(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """read-heavy.yaml as shipped (keys, skew, tasks, prefill), with one 2 s pass each."""
+    """read-heavy.yaml as shipped (keys, skew, tasks, prefill), with two 1.5 s passes each."""
     tmp = tmp_path_factory.mktemp("read-heavy")
     db = tmp / "rh.duckdb"
     env = dict(os.environ, POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
@@ -59,3 +59,14 @@ class TestFairPeer:
         for backend in ("postgres-cache", "valkey-tracking"):
             writes, delivered, p99 = lag[backend]
             assert writes > 0 and delivered > 0 and p99 is not None, lag
+
+    def test_repeat_summary(self, read_heavy_db: Path) -> None:
+        """The interleaved passes are summarised per backend with their spread and CV."""
+        with duckdb.connect(str(read_heavy_db), read_only=True) as con:
+            rows = con.execute(
+                "SELECT backend, passes, ops_per_s_min <= ops_per_s_median "
+                "AND ops_per_s_median <= ops_per_s_max, ops_per_s_cv FROM repeat_summary "
+                "WHERE op = 'get' ORDER BY backend").fetchall()
+        assert [(b, n, ordered) for b, n, ordered, _ in rows] == [
+            ("postgres-cache", 2, True), ("valkey-tracking", 2, True)]
+        assert all(cv is not None and 0 <= cv < 1 for *_, cv in rows), rows
