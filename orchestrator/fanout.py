@@ -1,18 +1,25 @@
 """Invalidation fan-out benchmark: what one writer's invalidations cost as listening instances
-multiply, with a listener per instance and with one shared listener per host.
+multiply, with a listener per instance, with one shared listener per host, and for the Valkey
+client-tracking peer.
 
     python -m orchestrator.fanout [--instances 1 4 16 64 128] [--rates 500 2000]
-                                  [--seconds 5] [--processes 4] [--json]
+                                  [--seconds 5] [--processes 4] [--paths own shared valkey]
+                                  [--json]
 
-For every rate, instance count and path (``own`` listener per instance, ``shared`` listener
-per host), N listening pgcache instances are spread over ``--processes`` worker processes and
-one writer instance (no local cache, so no listener of its own) sets 1 000 keys at a fixed
-rate, open loop. Every instance records when each invalidation arrived (callbacks,
-``perf_counter_ns``, system-wide on Linux); the lag of a write in an instance is from the
-writer's ``set`` returning to its arrival there (0 if it arrived first). Reported per point:
-lag p50/p99/max over every (write, instance) pair, missing deliveries (pairs that never
-arrived), PostgreSQL's CPU per 1 000 sets (the server-cost sampler's ``cpu_seconds``, so
-embedded or same-host servers only), and the writer's set p99.
+For every rate, instance count and path, N listening instances are spread over
+``--processes`` worker processes and one writer sets 1 000 keys at a fixed rate, open loop.
+Paths: ``own`` (pgcache, a listener per instance), ``shared`` (pgcache,
+``shared_listener=True``: one per host) and ``valkey`` (the ``valkey-tracking`` backend: a
+local cache per instance kept coherent by CLIENT TRACKING). Valkey tells a client of a write
+only if the client has read the key since its last invalidation, so every valkey instance
+reads all the keys first and reads each invalidated key again at once (those reads are part
+of what its server pays per write; pgcache's listeners hear of every key without them). Every
+instance records when each invalidation arrived (``perf_counter_ns``, system-wide on Linux);
+the lag of a write in an instance is from the writer's ``set`` returning to its arrival there
+(0 if it arrived first). Reported per point: lag p50/p99/max over every (write, instance)
+pair, missing deliveries (pairs that never arrived), the server's CPU per 1 000 sets
+(PostgreSQL's, or Valkey's; the server-cost sampler's ``cpu_seconds``), and the writer's set
+p99.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
 from orchestrator.results.servercost import ServerCostSampler
 from orchestrator.services import running_services
 from pgcache import CacheSettings, PostgresCache
+from proxies import Endpoints
 
 PREFIX = "fanout_"
 CHANNEL = "fanout_events"
@@ -52,7 +61,7 @@ class Point:
     lag_p99_ms: float
     lag_max_ms: float
     missing: int
-    pg_cpu_s_per_1000_sets: float
+    server_cpu_s_per_1000_sets: float
     set_p99_ms: float
 
 
@@ -60,6 +69,41 @@ def _quantile(ordered: list[int], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))] / 1e6
+
+
+async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[int]]:
+    """``count`` valkey-tracking instances until ``stop``: per instance, (key number, ns)
+    pairs; each re-reads an invalidated key at once, so that it is told of the next write."""
+    arrivals: list[array.array[int]] = []
+    backends = []
+    clock = time.perf_counter_ns
+    loop = asyncio.get_running_loop()
+    endpoints = Endpoints(postgres_dsn="", valkey_url=url, postgres_listener_dsn="")
+    rereads: set[asyncio.Task[Any]] = set()
+    for index in range(count):
+        backend = ValkeyTrackingBackend(f"fanout-{index}", {}, endpoints)
+        seen: array.array[int] = array.array("q")
+
+        def record(key: str | None, version: int | None, at: int,
+                   seen: array.array[int] = seen, backend: ValkeyTrackingBackend = backend
+                   ) -> None:
+            if key is not None and key.startswith("fanout:"):
+                seen.append(int(key[7:]))
+                seen.append(clock())
+                task = loop.create_task(backend.get(key))
+                rereads.add(task)
+                task.add_done_callback(rereads.discard)
+
+        backend.set_invalidation_hook(record)
+        await backend.connect()
+        for i in range(KEYS):
+            await backend.get(f"fanout:{i}")
+        backends.append(backend)
+        arrivals.append(seen)
+    await asyncio.sleep(max(0.0, stop + SETTLE_S - time.monotonic()))
+    for backend in backends:
+        await backend.close()
+    return arrivals
 
 
 async def _listen(fields: dict[str, Any], count: int, stop: float) -> list[array.array[int]]:
@@ -88,13 +132,16 @@ async def _listen(fields: dict[str, Any], count: int, stop: float) -> list[array
 
 
 def _listener_process(fields: dict[str, Any], count: int, stop: float, out: str) -> None:
-    arrivals = asyncio.run(_listen(fields, count, stop))
+    if "valkey_url" in fields:
+        arrivals = asyncio.run(_listen_valkey(fields["valkey_url"], count, stop))
+    else:
+        arrivals = asyncio.run(_listen(fields, count, stop))
     Path(out).write_bytes(b"".join(len(seen).to_bytes(8, "little") + seen.tobytes()
                                    for seen in arrivals))
 
 
-def _read_arrivals(path: str) -> list[dict[int, int]]:
-    """Per instance: version -> arrival ns."""
+def _read_pairs(path: str) -> list[list[tuple[int, int]]]:
+    """Per instance: (version or key number, arrival ns), in arrival order."""
     instances = []
     data = Path(path).read_bytes() if Path(path).exists() else b""  # a crashed child: none
     offset = 0
@@ -104,7 +151,7 @@ def _read_arrivals(path: str) -> list[dict[int, int]]:
         values: array.array[int] = array.array("q")
         values.frombytes(data[offset:offset + 8 * length])
         offset += 8 * length
-        instances.append(dict(zip(values[0::2], values[1::2], strict=True)))
+        instances.append(list(zip(values[0::2], values[1::2], strict=True)))
     return instances
 
 
@@ -133,7 +180,71 @@ async def _write(settings: CacheSettings, rate: int, start: float,
     return returned, latencies
 
 
-async def measure(dsn: str, path: str, instances: int, rate: int, seconds: float,
+async def _write_valkey(url: str, rate: int, start: float,
+                        stop: float) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """As ``_write`` for Valkey: (key number, sent ns, returned ns) per set, latencies."""
+    writes: list[tuple[int, int, int]] = []
+    latencies: list[int] = []
+    writer = ValkeyTrackingBackend("fanout-writer", {"local_max_entries": 1},
+                                   Endpoints(postgres_dsn="", valkey_url=url,
+                                             postgres_listener_dsn=""))
+    await writer.connect()
+    try:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        interval = 1.0 / rate
+        due = time.monotonic()
+        i = 0
+        while due < stop:
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            intended = time.perf_counter_ns() - int(max(0.0, -delay) * 1e9)
+            sent = time.perf_counter_ns()
+            await writer.set(f"fanout:{i % KEYS}", b"x" * 100, ttl_seconds=3600.0)
+            now = time.perf_counter_ns()
+            writes.append((i % KEYS, sent, now))
+            latencies.append(now - intended)
+            i += 1
+            due += interval
+    finally:
+        await writer.close()
+    return writes, latencies
+
+
+def _lags_by_version(returned: dict[int, int],
+                     arrivals: list[list[tuple[int, int]]]) -> tuple[list[int], int]:
+    lags: list[int] = []
+    found = 0
+    for pairs in arrivals:
+        seen = dict(pairs)
+        for version, at in returned.items():
+            arrived = seen.get(version)
+            if arrived is not None:
+                found += 1
+                lags.append(max(0, arrived - at))
+    return lags, len(arrivals) * len(returned) - found
+
+
+def _lags_by_key(writes: list[tuple[int, int, int]],
+                 arrivals: list[list[tuple[int, int]]]) -> tuple[list[int], int]:
+    """Valkey names no versions: a write's arrival is the first invalidation of its key
+    after it was sent (writes of one key are seconds apart here)."""
+    lags: list[int] = []
+    found = 0
+    for pairs in arrivals:
+        by_key: dict[int, list[int]] = {}
+        for key, at in pairs:
+            by_key.setdefault(key, []).append(at)
+        for key, sent, returned in writes:
+            times = by_key.get(key, [])
+            arrived = next((t for t in times if t >= sent), None)
+            if arrived is not None:
+                found += 1
+                lags.append(max(0, arrived - returned))
+    return lags, len(arrivals) * len(writes) - found
+
+
+async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seconds: float,
                   processes: int) -> Point:
     base: dict[str, Any] = dict(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
                                 application_name="fanout", sweep_interval_seconds=0,
@@ -148,16 +259,21 @@ async def measure(dsn: str, path: str, instances: int, rate: int, seconds: float
     stop = start + seconds
     with tempfile.TemporaryDirectory(prefix="pgcache-fanout-") as tmp:
         outs = [os.path.join(tmp, f"{p}.bin") for p in range(len(share))]
+        fields = {"valkey_url": url} if path == "valkey" else base
         children = [context.Process(target=_listener_process,
-                                    args=(base, count, stop, out), daemon=True)
+                                    args=(fields, count, stop, out), daemon=True)
                     for count, out in zip(share, outs, strict=True)]
         for child in children:
             child.start()
+        server = {"valkey_url": url} if path == "valkey" else {"postgres_dsn": dsn}
         try:
-            async with ServerCostSampler(postgres_dsn=dsn, interval_s=3600) as sampler:
+            async with ServerCostSampler(**server, interval_s=3600) as sampler:
                 await asyncio.sleep(max(0.0, start - time.monotonic()))
                 sampler.samples.extend(await sampler.sample())
-                returned, latencies = await _write(writer, rate, start, stop)
+                if path == "valkey":
+                    writes, latencies = await _write_valkey(url, rate, start, stop)
+                else:
+                    returned, latencies = await _write(writer, rate, start, stop)
                 cpu = [s.value for s in await sampler.sample() if s.metric == "cpu_seconds"]
             for child in children:
                 await asyncio.to_thread(child.join, 60 + seconds)
@@ -166,32 +282,30 @@ async def measure(dsn: str, path: str, instances: int, rate: int, seconds: float
                 if child.is_alive():
                     child.kill()
         first = [s.value for s in sampler.samples if s.metric == "cpu_seconds"]
-        arrivals = [seen for out in outs for seen in _read_arrivals(out)]
-    lags: list[int] = []
-    missing = instances * len(returned) - sum(
-        1 for seen in arrivals for version in returned if version in seen)
-    for seen in arrivals:
-        for version, at in returned.items():
-            arrived = seen.get(version)
-            if arrived is not None:
-                lags.append(max(0, arrived - at))
+        arrivals = [pairs for out in outs for pairs in _read_pairs(out)]
+    if path == "valkey":
+        lags, missing = _lags_by_key(writes, arrivals)
+        sets = len(writes)
+    else:
+        lags, missing = _lags_by_version(returned, arrivals)
+        sets = len(returned)
     lags.sort()
     latencies.sort()
     spent = (cpu[-1] - first[0]) if cpu and first else float("nan")
-    return Point(path, instances, rate, len(returned), _quantile(lags, 0.5),
-                 _quantile(lags, 0.99), (lags[-1] / 1e6) if lags else float("nan"), missing,
-                 spent / max(1, len(returned)) * 1000, _quantile(latencies, 0.99))
+    return Point(path, instances, rate, sets, _quantile(lags, 0.5), _quantile(lags, 0.99),
+                 (lags[-1] / 1e6) if lags else float("nan"), missing,
+                 spent / max(1, sets) * 1000, _quantile(latencies, 0.99))
 
 
-async def run(instances: list[int], rates: list[int], seconds: float,
-              processes: int) -> list[Point]:
+async def run(instances: list[int], rates: list[int], seconds: float, processes: int,
+              paths: list[str]) -> list[Point]:
     points: list[Point] = []
-    with running_services(need_valkey=False) as services:
+    with running_services(need_valkey="valkey" in paths) as services:
         for rate in rates:
             for count in instances:
-                for path in ("own", "shared"):
-                    point = await measure(services.postgres_dsn, path, count, rate, seconds,
-                                          processes)
+                for path in paths:
+                    point = await measure(services.postgres_dsn, services.valkey_url, path,
+                                          count, rate, seconds, processes)
                     print(render([point], header=not points), file=sys.stderr)
                     points.append(point)
         await PostgresCache.drop_db(CacheSettings(dsn=services.postgres_dsn,
@@ -203,11 +317,11 @@ def render(points: list[Point], header: bool = True) -> str:
     lines = []
     if header:
         lines.append(f"{'path':<7}{'N':>5}{'sets/s':>8}{'lag p50':>9}{'p99':>8}{'max ms':>8}"
-                     f"{'missing':>9}{'PG CPU s/1000 sets':>20}{'set p99 ms':>12}")
+                     f"{'missing':>9}{'server CPU s/1000 sets':>24}{'set p99 ms':>12}")
     for p in points:
         lines.append(f"{p.path:<7}{p.instances:>5}{p.rate:>8}{p.lag_p50_ms:>9.2f}"
                      f"{p.lag_p99_ms:>8.2f}{p.lag_max_ms:>8.1f}{p.missing:>9}"
-                     f"{p.pg_cpu_s_per_1000_sets:>20.3f}{p.set_p99_ms:>12.2f}")
+                     f"{p.server_cpu_s_per_1000_sets:>24.3f}{p.set_p99_ms:>12.2f}")
     return "\n".join(lines)
 
 
@@ -218,12 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--paths", nargs="+", choices=["own", "shared", "valkey"],
+                        default=["own", "shared", "valkey"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if min(args.instances) < 1 or min(args.rates) < 1 or args.seconds <= 0 \
             or args.processes < 1:
         parser.error("instances, rates, seconds and processes must be positive")
-    points = asyncio.run(run(args.instances, args.rates, args.seconds, args.processes))
+    points = asyncio.run(run(args.instances, args.rates, args.seconds, args.processes,
+                             args.paths))
     if args.json:
         print(json.dumps([asdict(p) for p in points], indent=2))
     else:
