@@ -6,7 +6,7 @@ WORKLOAD ?= workloads/default.yaml
 ARGS ?=
 COMPOSE := docker compose -f compose.yaml
 
-.PHONY: run test test-slow lint bench-pgcache benchmark benchmark-simulated-network \
+.PHONY: run test test-slow lint bench-pgcache bench-fanout benchmark benchmark-simulated-network \
         benchmark-cleanup services-up services-down clean
 
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +40,10 @@ lint: $(VENV)/.installed
 ## pgcache micro-benchmark against raw asyncpg and redis-py, side by side, with its targets.
 bench-pgcache: $(VENV)/.installed
 	$(PY) -m orchestrator.microbench $(ARGS)
+
+## Invalidation fan-out as listening instances multiply (own listeners, shared, Valkey peer).
+bench-fanout: $(VENV)/.installed
+	$(PY) -m orchestrator.fanout $(ARGS)
 
 ## The seed's benchmark targets. With a working Docker engine they run on the compose stack
 ## (started before, stopped after, even on failure); without one, on the embedded PostgreSQL 18
