@@ -34,7 +34,7 @@ from ._migrations import apply_migrations, drop_schema
 from ._notifier import Notifier
 from ._pool import ConnectionPool
 from ._reads import Reader
-from ._relay import RelayClient, RelayServer, relay_address
+from ._relay import RelayLink, RelayServer, relay_address
 from ._schema import SchemaNames, Statements
 from ._serializers import Serializer
 from ._settings import CacheSettings
@@ -96,8 +96,7 @@ class PostgresCache:
         self._loads: Loads | None = None
         self._locks: AdvisoryLocks | None = None
         self._sweeper: Sweeper | None = None
-        self._listener: Listener | RelayClient | None = None
-        self._relay: RelayServer | None = None  # the host's relay, if this instance runs it
+        self._listener: Listener | RelayLink | None = None
         self._notifier: Notifier | None = None
 
     # -- schema -----------------------------------------------------------------------------
@@ -192,34 +191,25 @@ class PostgresCache:
         coherence = self._coherence
         assert self._notifier is not None  # a listener implies notifications
         if settings.shared_listener:
-            self._listener = RelayClient(
-                settings, relay_address(settings), host=self._host_relay,
-                on_payload=coherence.on_payload, on_lost=coherence.on_lost,
-                on_ready=coherence.on_ready, on_proof=lease.proven)
+            self._listener = await RelayLink.join(settings, coherence, host=self._start_relay)
         else:
             lease.kick = self._notifier.kick
             self._listener = Listener(settings, self._open_listener_connection,
                                       on_payload=coherence.on_payload,
                                       on_lost=coherence.on_lost, on_ready=coherence.on_ready)
-        await self._listener.start()
+            await self._listener.start()
         lease.resume()
         if not await lease.wait_proven(settings.connect_timeout):
             log.warning("pgcache: no notification came back within connect_timeout=%s s; "
                         "local copies are bypassed until one does", settings.connect_timeout)
 
-    async def _host_relay(self) -> bool:
-        """Become this host's relay unless another instance is; True if this one is now."""
-        if self._relay is not None:
-            return True
+    async def _start_relay(self) -> RelayServer | None:
+        """Start the host's relay in this process, unless another process runs it."""
         relay = RelayServer(self._settings, relay_address(self._settings),
                             connect_listener=self._open_listener_connection,
                             connect_notifier=self._open_notifier_connection,
                             relay_id=f"relay-{self._instance_id}")
-        if not await relay.start():
-            return False
-        self._relay = relay
-        log.info("pgcache: this instance runs the host's relay")
-        return True
+        return relay if await relay.start() else None
 
     def _next_seq(self) -> int:
         if self._lease is not None:
@@ -241,10 +231,10 @@ class PostgresCache:
             self._local.trusted_until = 0.0
         if self._sweeper is not None:
             await self._sweeper.stop()
-        if self._listener is not None:
+        if isinstance(self._listener, RelayLink):
+            await self._listener.leave(self._coherence)
+        elif self._listener is not None:
             await self._listener.close()
-        if self._relay is not None:
-            await self._relay.close()
         if self._notifier is not None:
             await self._notifier.close(drain_timeout=self._settings.connect_timeout)
         if self._locks is not None:
@@ -254,7 +244,7 @@ class PostgresCache:
         if self._local is not None:
             self._local.flush()
         self._db = self._reader = self._writer = self._loads = self._locks = None
-        self._sweeper = self._listener = self._notifier = self._relay = None
+        self._sweeper = self._listener = self._notifier = None
 
     async def __aenter__(self) -> PostgresCache:
         await self.connect()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from ._lease import Lease
 from ._local import LocalCache
-from ._payload import FLUSH_ALL, decode, own_prefix, own_seq
+from ._payload import FLUSH_ALL, FOREIGN, Notice, decode, own_prefix, own_seq
 from ._stats import Counters
 
 log = logging.getLogger("pgcache")
@@ -33,10 +33,11 @@ class Coherence:
     """Applies invalidations to one instance's local cache and tells the callbacks."""
 
     __slots__ = ("_callbacks", "_counters", "_foreign_logged", "_lease", "_local",
-                 "_own_prefix", "_woken")
+                 "_own_prefix", "_woken", "instance_id")
 
     def __init__(self, instance_id: str, local: LocalCache | None, lease: Lease | None,
                  counters: Counters, woken: dict[str, asyncio.Event]) -> None:
+        self.instance_id = instance_id
         self._local = local
         self._lease = lease
         self._counters = counters
@@ -61,19 +62,40 @@ class Coherence:
                 log.exception("pgcache invalidation callback %r failed", callback)
 
     def on_payload(self, payload: str) -> None:
+        """A payload from this instance's own listener."""
         if payload.startswith(self._own_prefix):
             seq = own_seq(payload, self._own_prefix)
-            if seq is not None and self._lease is not None:
-                self._lease.echoed(seq)
+            if seq is not None:
+                self.on_echo(seq)
             return
         notice = decode(payload)
         if notice is None:
-            self._counters.foreign_notifications += 1
-            if not self._foreign_logged:
-                self._foreign_logged = True
-                log.warning("pgcache ignores notifications on its channel that are not its "
-                            "own (counted in stats.foreign_notifications; logged once): %.200r",
-                            payload)
+            self._foreign(payload)
+            return
+        self.on_notice(notice)
+
+    def on_echo(self, seq: int) -> None:
+        """Our own notification ``seq`` came back."""
+        if self._lease is not None:
+            self._lease.echoed(seq)
+
+    def on_proof(self, at: float) -> None:
+        """The relay forwarded everything committed before ``at``."""
+        if self._lease is not None:
+            self._lease.proven(at)
+
+    def _foreign(self, payload: str) -> None:
+        self._counters.foreign_notifications += 1
+        if not self._foreign_logged:
+            self._foreign_logged = True
+            log.warning("pgcache ignores notifications on its channel that are not its "
+                        "own (counted in stats.foreign_notifications; logged once): %.200r",
+                        payload)
+
+    def on_notice(self, notice: Notice) -> None:
+        """Another instance's decoded payload (``FOREIGN``: not a pgcache payload)."""
+        if notice.seq == FOREIGN.seq:
+            self._foreign(notice.items[0] if notice.items else "")
             return
         local = self._local
         counters = self._counters

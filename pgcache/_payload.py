@@ -27,10 +27,16 @@ FLUSH_ALL = 0
 
 
 class Notice(NamedTuple):
-    """A decoded payload of another instance: its sender and its flat ``[v1, k1, ...]``."""
+    """A decoded payload: its sender, its number and its flat ``[v1, k1, ...]``."""
 
     sender: str
     items: list[Any]
+    seq: int = 0
+
+
+# What a payload that is not pgcache's becomes when it must travel as a Notice: no items to
+# apply; ``items`` carries the raw payload for the log.
+FOREIGN = Notice("", [], -1)
 
 
 def header(sender: str, seq: int) -> str:
@@ -85,4 +91,4 @@ def decode(payload: str) -> Notice | None:
     sender, seq = items[0], items[1]
     if not isinstance(sender, str) or type(seq) is not int:
         return None
-    return Notice(sender, items[2:])
+    return Notice(sender, items[2:], seq)

@@ -5,10 +5,12 @@ NOTIFY per listener (measured), so with one listener per instance the cost of ev
 grows with the number of instances. With ``shared_listener=True`` the instances of a host
 (of one user, on one channel and route) share one listener instead:
 
-- the first instance to start binds a Unix socket in Linux's abstract namespace, named after
-  the listener's address, channel and user, and runs the relay: a ``Listener`` on
-  PostgreSQL, and a heartbeat of its own; every instance (that one too) connects to the
-  socket as a client. Peers must run as the same user (checked with ``SO_PEERCRED``).
+- the first process to need it binds a Unix socket in Linux's abstract namespace, named
+  after the listener's address, channel and user, and runs the relay: a ``Listener`` on
+  PostgreSQL, and a heartbeat of its own; every process (that one too) connects to the
+  socket once, and its instances share that link: each notification crosses the socket and
+  is decoded once per process, then applied by each instance to its own local cache. Peers
+  must run as the same user (checked with ``SO_PEERCRED``).
 - The relay forwards every notification to every client, in order, on one stream each. Its
   own heartbeat coming back proves that everything committed before it was sent has been
   forwarded: the relay sends that proof (the heartbeat's send time; ``CLOCK_MONOTONIC`` is
@@ -19,7 +21,8 @@ grows with the number of instances. With ``shared_listener=True`` the instances 
   its own listener is lost) and, when LISTEN is back, that it is ready again. When a client
   loses the relay (the host instance closed or died, the socket broke) it flushes and
   bypasses, reconnects, and if nobody answers, becomes the relay itself; nothing it installs
-  afterwards predates the new relay's LISTEN.
+  afterwards predates the new relay's LISTEN. The relay lives as long as some instance of
+  its process uses it.
 - A client that falls too far behind (8 MiB unread) is disconnected rather than buffered
   without bound; it flushes and reconnects.
 
@@ -39,12 +42,12 @@ import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 from ._listener import Backoff, Listener
 from ._notifier import Notifier
-from ._payload import own_prefix, own_seq
+from ._payload import FOREIGN, Notice, decode, own_prefix, own_seq
 from ._settings import CacheSettings
 from ._stats import Counters
 
@@ -182,33 +185,106 @@ class RelayServer:
                 await server.wait_closed()
 
 
-class RelayClient:
-    """An instance's link to its host's relay; the same role as a ``Listener``."""
+class Subscriber(Protocol):
+    """What a relay link tells each instance of its process (``Coherence`` and the lease)."""
 
-    def __init__(self, settings: CacheSettings, address: str, *,
-                 host: Callable[[], Awaitable[bool]], on_payload: Callable[[str], None],
-                 on_lost: Callable[[str], None], on_ready: Callable[[], None],
-                 on_proof: Callable[[float], None]) -> None:
+    instance_id: str
+
+    def on_notice(self, notice: Notice) -> None: ...
+
+    def on_echo(self, seq: int) -> None: ...
+
+    def on_lost(self, reason: str) -> None: ...
+
+    def on_ready(self) -> None: ...
+
+    def on_proof(self, at: float) -> None: ...
+
+
+class RelayLink:
+    """This process's link to its host's relay, shared by every instance of the process
+    that uses it: one socket, and each notification read and decoded once, whatever the
+    number of instances; each instance then applies it to its own local cache.
+
+    The link starts the relay in this process when nobody else runs it, and owns it: the
+    relay lives as long as the link, which lives as long as some instance uses it.
+    """
+
+    _links: ClassVar[dict[tuple[int, str], RelayLink]] = {}
+
+    def __init__(self, settings: CacheSettings, address: str,
+                 host: Callable[[], Awaitable[RelayServer | None]]) -> None:
         self._settings = settings
         self._address = address
-        self._host = host  # try to become the relay; True if this process now runs it
-        self._on_payload = on_payload
-        self._on_lost = on_lost
-        self._on_ready = on_ready
-        self._on_proof = on_proof
+        self._key = (id(asyncio.get_running_loop()), address)
+        self._host = host  # try to start the relay here: the server, or None if taken
+        self._relay: RelayServer | None = None
+        self._subscribers: dict[str, Subscriber] = {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ready_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
         self.reconnects = 0
         self.connected = False  # the relay is reached and listening
 
-    async def start(self) -> None:
-        """Reach the relay (becoming it if nobody is) and wait until it listens."""
+    @classmethod
+    async def join(cls, settings: CacheSettings, subscriber: Subscriber,
+                   host: Callable[[], Awaitable[RelayServer | None]]) -> RelayLink:
+        """The process's link to the relay of ``settings`` (started on first use), with
+        ``subscriber`` receiving from it."""
+        address = relay_address(settings)
+        key = (id(asyncio.get_running_loop()), address)
+        link = cls._links.get(key)
+        if link is None:
+            link = cls._links[key] = RelayLink(settings, address, host)
+            link._starting = asyncio.ensure_future(link._start())
+        assert link._starting is not None
+        try:
+            await asyncio.shield(link._starting)
+        except BaseException:
+            if not link._subscribers:
+                await link.leave(subscriber)
+            raise
+        # From here on the subscriber hears every frame; what came before it concerns no
+        # copy of its own, and its lease starts with the next proof.
+        link._subscribers[subscriber.instance_id] = subscriber
+        if link.connected:
+            subscriber.on_ready()
+        return link
+
+    async def _start(self) -> None:
         await self._reach()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pgcache-relay")
         async with asyncio.timeout(self._settings.connect_timeout):
             await self._ready_event.wait()
+
+    async def leave(self, subscriber: Subscriber) -> None:
+        """``subscriber`` no longer listens; the last one out closes the link (and the
+        relay, if it runs here)."""
+        self._subscribers.pop(subscriber.instance_id, None)
+        if self._subscribers:
+            return
+        if self._links.get(self._key) is self:
+            del self._links[self._key]
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        if self._writer is not None:
+            self._writer.transport.abort()
+            self._writer = None
+        self.connected = False
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.close()
+
+    @property
+    def runs_relay(self) -> bool:
+        """Whether the host's relay runs in this process."""
+        return self._relay is not None
 
     async def _reach(self) -> None:
         for _ in range(3):
@@ -216,9 +292,12 @@ class RelayClient:
                 self._reader, self._writer = await asyncio.open_unix_connection(self._address)
                 return
             except OSError:
-                if await self._host():
-                    continue  # this process runs the relay now: connect to it
-                await asyncio.sleep(0.01)  # another instance is starting it
+                if self._relay is None:
+                    self._relay = await self._host()
+                    if self._relay is not None:
+                        log.info("pgcache: this process runs the host's relay")
+                        continue  # this process runs the relay now: connect to it
+                await asyncio.sleep(0.01)  # another process is starting it
         raise OSError(f"could not reach or start the pgcache relay at {self._address!r}")
 
     async def _read_frames(self) -> str:
@@ -232,17 +311,35 @@ class RelayClient:
                 body = await reader.readexactly(length) if length else b""
             except (asyncio.IncompleteReadError, OSError):
                 return "relay connection closed"
+            subscribers = list(self._subscribers.values())
             if kind == b"N":
-                self._on_payload(body.decode())
+                self._dispatch(body.decode(), subscribers)
             elif kind == b"P":
-                self._on_proof(float(body))
+                at = float(body)
+                for subscriber in subscribers:
+                    subscriber.on_proof(at)
             elif kind == b"R":
                 self.connected = True
                 self._ready_event.set()
-                self._on_ready()
+                for subscriber in subscribers:
+                    subscriber.on_ready()
             elif kind == b"L":
                 self.connected = False
-                self._on_lost(f"relay: {body.decode()}")
+                for subscriber in subscribers:
+                    subscriber.on_lost(f"relay: {body.decode()}")
+
+    def _dispatch(self, payload: str, subscribers: list[Subscriber]) -> None:
+        notice = decode(payload)
+        if notice is None:
+            for subscriber in subscribers:
+                subscriber.on_notice(FOREIGN._replace(items=[payload]))
+            return
+        own = self._subscribers.get(notice.sender)
+        for subscriber in subscribers:
+            if subscriber is own:
+                subscriber.on_echo(notice.seq)
+            else:
+                subscriber.on_notice(notice)
 
     async def _run(self) -> None:
         backoff = Backoff(self._settings.reconnect_backoff_min_seconds,
@@ -252,7 +349,8 @@ class RelayClient:
             if self._writer is not None:
                 self._writer.transport.abort()
             self.connected = False
-            self._on_lost(reason)
+            for subscriber in list(self._subscribers.values()):
+                subscriber.on_lost(reason)
             log.warning("pgcache lost its relay (%s): local copies are bypassed until it is "
                         "back", reason)
             while True:
@@ -265,13 +363,3 @@ class RelayClient:
                 break
             backoff.reset()
             self.reconnects += 1
-
-    async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
-        if self._writer is not None:
-            self._writer.transport.abort()
-            self._writer = None
-        self.connected = False

@@ -39,7 +39,7 @@ class TestPayloads:
 
     def test_heartbeat_and_flush_all(self) -> None:
         """A heartbeat carries no items; flush-all is version 0."""
-        assert decode(heartbeat(SENDER, 3)) == (SENDER, [])
+        assert decode(heartbeat(SENDER, 3)) == (SENDER, [], 3)
         notice = decode(flush_all(SENDER, 3))
         assert notice is not None and notice.items == [FLUSH_ALL, ""]
 
@@ -89,7 +89,7 @@ class TestNotifierPayloads:
         for version in (3, 9, 5):
             notifier.enqueue("k", version)
         payload, count = notifier._next_payload()
-        assert decode(payload) == (SENDER, [9, "k"]) and count == 1
+        assert decode(payload) == (SENDER, [9, "k"], 1) and count == 1
 
     def test_long_key_goes_by_digest_with_negative_version(self) -> None:
         """A key too long for a payload is named by its hash."""
@@ -97,7 +97,7 @@ class TestNotifierPayloads:
         key = "é" * 9000
         notifier.enqueue(key, 4)
         payload, _ = notifier._next_payload()
-        assert decode(payload) == (SENDER, [-4, key_digest(key)]) and len(payload) < 100
+        assert decode(payload) == (SENDER, [-4, key_digest(key)], 1) and len(payload) < 100
 
     def test_overflow_turns_into_flush_all(self) -> None:
         """Past notify_max_pending distinct keys the others are told to flush."""
@@ -105,7 +105,7 @@ class TestNotifierPayloads:
         for i in range(5):
             notifier.enqueue(str(i), i + 1)
         payload, _ = notifier._next_payload()
-        assert decode(payload) == (SENDER, [FLUSH_ALL, ""])
+        assert decode(payload) == (SENDER, [FLUSH_ALL, ""], 1)
 
     def test_failed_payload_is_requeued_and_long_keys_become_a_flush(self) -> None:
         """What could not be sent is queued again; a long key's hash cannot be turned back

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from support.caches import Inbox, eventually, listening, row_of, sql
 from support.faultproxy import FaultProxy
-from support.instance_process import InstanceProcess
+from support.instance_process import InstanceProcess, runs_relay
 
 from pgcache import CacheSettings, PostgresCache
 from pgcache._relay import relay_address
@@ -47,11 +47,13 @@ async def trio(shared: CacheSettings) -> AsyncIterator[list[PostgresCache]]:
 class TestOneListenerPerHost:
     async def test_instances_share_one_listener_and_stay_coherent(
             self, shared: CacheSettings, trio: list[PostgresCache]) -> None:
-        """Three instances, one LISTEN session; a write on one evicts the others' copies;
-        leases hold on the relay's proofs, no instance sends heartbeats."""
+        """Three instances, one LISTEN session and one link to the relay (this process
+        runs it); a write on one evicts the others' copies; leases hold on the relay's
+        proofs, no instance sends heartbeats."""
         a, b, c = trio
         assert await listeners(shared) == 1
-        assert sum(cache._relay is not None for cache in trio) == 1
+        assert all(runs_relay(cache) for cache in trio)
+        assert a._listener is b._listener is c._listener
         await a.set("k", b"1")
         assert await b.get("k") == b"1" and await c.get("k") == b"1"
         version = await a.set("k", b"2")
@@ -123,26 +125,41 @@ class TestHopPostgresToRelay:
 
 
 class TestHopRelayToInstance:
-    async def test_relay_host_going_away_loses_no_invalidation(
+    async def test_relay_process_closing_loses_no_invalidation(
             self, shared: CacheSettings) -> None:
-        """The instance running the relay closes while another writes: the rest flush,
-        one of them takes the relay over, and nothing older than the write is served."""
-        host = PostgresCache(shared)
-        await host.connect()
-        assert host._relay is not None
+        """The process running the relay closes its last instance while another writes:
+        the others flush, one of their processes takes the relay over, and nothing older
+        than the write is served."""
+        child = await InstanceProcess(shared).start()
+        assert child.hosts_relay
         b, c = PostgresCache(shared), PostgresCache(shared)
         async with b, c:
+            assert not runs_relay(b)
             await c.set("k", b"old")
             assert await b.get("k") == b"old" and b.get_local("k") == b"old"
-            closing = asyncio.ensure_future(host.close())
+            closing = asyncio.ensure_future(child.stop())
             await c.set("k", b"new")  # perhaps while no relay listens at all
             await closing
-            await eventually(lambda: b.stats.listener_connected and b.stats.lease_valid
-                             and c.stats.listener_connected)
-            assert (b._relay is None) != (c._relay is None)
-            assert b.stats.listener_reconnects >= 1
+            await eventually(lambda: b.stats.listener_connected and b.stats.lease_valid)
+            assert runs_relay(b) and b.stats.listener_reconnects >= 1
             assert await b.get("k") == b"new"
             assert await listeners(shared) == 1
+
+    async def test_last_instance_of_a_process_closes_its_relay(
+            self, shared: CacheSettings) -> None:
+        """The relay lives as long as some instance of its process uses it."""
+        a, b = PostgresCache(shared), PostgresCache(shared)
+        await a.connect()
+        await b.connect()
+        await a.close()
+        assert runs_relay(b) and b.stats.listener_connected
+        await b.set("k", b"v")
+        assert await listeners(shared) == 1
+        await b.close()
+        deadline = time.monotonic() + 10
+        while await listeners(shared):  # the relay's LISTEN session went with it
+            assert time.monotonic() < deadline, "the relay outlived its last instance"
+            await asyncio.sleep(0.05)
 
     async def test_killed_relay_process_is_replaced(self, shared: CacheSettings) -> None:
         """The relay's process is killed (SIGKILL): instances flush, one of them becomes
@@ -159,7 +176,7 @@ class TestHopRelayToInstance:
             await b.set("k", b"new")
             await eventually(lambda: a.stats.listener_connected and a.stats.lease_valid)
             assert await a.get("k") == b"new" and a.get_local("k") == b"new"
-            assert (a._relay is None) != (b._relay is None)
+            assert runs_relay(a) and a._listener is b._listener
         await child.stop()
 
     async def test_stopped_relay_process_bounds_staleness_by_the_lease(

@@ -12,12 +12,19 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pgcache import CacheSettings, PostgresCache
+from pgcache._relay import RelayLink
+
+
+def runs_relay(cache: PostgresCache) -> bool:
+    """Whether the host's relay runs in the process of ``cache``."""
+    link = cache._listener
+    return isinstance(link, RelayLink) and link.runs_relay
 
 
 async def _serve(fields: dict[str, Any], pipe: Connection) -> None:
     cache = PostgresCache(CacheSettings(**fields))
     await cache.connect()
-    pipe.send(("ready", cache.instance_id, cache._relay is not None))
+    pipe.send(("ready", cache.instance_id, runs_relay(cache)))
     while True:
         command, *args = await asyncio.to_thread(pipe.recv)
         if command == "close":
@@ -26,7 +33,7 @@ async def _serve(fields: dict[str, Any], pipe: Connection) -> None:
             return
         try:
             if command == "stats":
-                result: Any = cache.stats.as_dict() | {"hosts_relay": cache._relay is not None}
+                result: Any = cache.stats.as_dict() | {"hosts_relay": runs_relay(cache)}
             elif command == "get_local":
                 result = cache.get_local(*args)
             else:
