@@ -71,6 +71,12 @@ def _quantile(ordered: list[int], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))] / 1e6
 
 
+async def _read_all(backend: ValkeyTrackingBackend) -> None:
+    """Read every key, so that the server tells this instance of the next write of each."""
+    for i in range(KEYS):
+        await backend.get(f"fanout:{i}")
+
+
 async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[int]]:
     """``count`` valkey-tracking instances until ``stop``: per instance, (key number, ns)
     pairs; each re-reads an invalidated key at once, so that it is told of the next write."""
@@ -87,17 +93,20 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
         def record(key: str | None, version: int | None, at: int,
                    seen: array.array[int] = seen, backend: ValkeyTrackingBackend = backend
                    ) -> None:
-            if key is not None and key.startswith("fanout:"):
+            if key is None:  # flushed (its connection was lost): tracking starts over
+                task = loop.create_task(_read_all(backend))
+            elif key.startswith("fanout:"):
                 seen.append(int(key[7:]))
                 seen.append(clock())
                 task = loop.create_task(backend.get(key))
-                rereads.add(task)
-                task.add_done_callback(rereads.discard)
+            else:
+                return
+            rereads.add(task)
+            task.add_done_callback(rereads.discard)
 
         backend.set_invalidation_hook(record)
         await backend.connect()
-        for i in range(KEYS):
-            await backend.get(f"fanout:{i}")
+        await _read_all(backend)
         backends.append(backend)
         arrivals.append(seen)
     await asyncio.sleep(max(0.0, stop + SETTLE_S - time.monotonic()))
@@ -228,16 +237,23 @@ def _lags_by_version(returned: dict[int, int],
 def _lags_by_key(writes: list[tuple[int, int, int]],
                  arrivals: list[list[tuple[int, int]]]) -> tuple[list[int], int]:
     """Valkey names no versions: a write's arrival is the first invalidation of its key
-    after it was sent (writes of one key are seconds apart here)."""
+    after it was sent and before the key's next write was sent (writes of one key are
+    seconds apart here); none in that window is a missing delivery."""
     lags: list[int] = []
     found = 0
+    next_sent: dict[tuple[int, int], int] = {}
+    last: dict[int, tuple[int, int]] = {}
+    for key, sent, _ in writes:
+        if key in last:
+            next_sent[last[key]] = sent
+        last[key] = (key, sent)
     for pairs in arrivals:
         by_key: dict[int, list[int]] = {}
         for key, at in pairs:
             by_key.setdefault(key, []).append(at)
         for key, sent, returned in writes:
-            times = by_key.get(key, [])
-            arrived = next((t for t in times if t >= sent), None)
+            until = next_sent.get((key, sent), 1 << 62)
+            arrived = next((t for t in by_key.get(key, []) if sent <= t < until), None)
             if arrived is not None:
                 found += 1
                 lags.append(max(0, arrived - returned))
