@@ -93,6 +93,7 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
         def record(key: str | None, version: int | None, at: int,
                    seen: array.array[int] = seen, backend: ValkeyTrackingBackend = backend
                    ) -> None:
+            task: asyncio.Task[Any]
             if key is None:  # flushed (its connection was lost): tracking starts over
                 task = loop.create_task(_read_all(backend))
             elif key.startswith("fanout:"):
