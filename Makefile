@@ -12,7 +12,7 @@ COMPOSE := docker compose -f compose.yaml
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[bench,dev]'
+	$(PY) -m pip install --quiet -e '.[bench,distributed,dev]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ from orchestrator.results import store
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.workload.loading import load_workload
-from orchestrator.workload.model import Workload
+from orchestrator.workload.model import EXECUTORS, Workload
 from orchestrator.workload.validation import select_backends
 
 # The seed harness's flags, kept as shortcuts for --set.
@@ -47,6 +48,15 @@ _SEED_FLAGS = (
 )
 
 
+def _add_executor_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=EXECUTORS, metavar="{local,ray}",
+                        help="where the workers run: local processes (default) or Ray actors "
+                             "(= --set executor=...)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="the Ray cluster: auto, ray://HEAD:10001 or HEAD:6379; implies "
+                             "--executor ray (= --set ray_address=...)")
+
+
 def _add_workload_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("workload", help="a workload YAML file, e.g. workloads/default.yaml")
     parser.add_argument("--backends", nargs="+", metavar="NAME",
@@ -58,6 +68,7 @@ def _add_workload_args(parser: argparse.ArgumentParser) -> None:
     for flag, path, kind, text in _SEED_FLAGS:
         parser.add_argument(flag, dest=f"seed_{path}", type=kind, metavar="N",
                             help=f"{text} (= --set {path}=N)")
+    _add_executor_args(parser)
 
 
 def _results_arg(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +140,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         value = getattr(args, f"seed_{path}")
         if value is not None:
             overrides.append(f"{path}={value}")
+    if args.executor or args.ray_address:
+        overrides.append(f"executor={args.executor or 'ray'}")
+    if args.ray_address:
+        overrides.append(f"ray_address={json.dumps(args.ray_address)}")
     return overrides + list(args.overrides)
 
 
@@ -153,7 +168,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"{w.write_iterations} writes/writer, {w.read_iterations} reads/reader")
     print(f"{args.workload}: OK — workload {w.name!r}: {w.writers} writers, {w.readers} "
           f"readers, {mode}, keyspace {w.keyspace} ({w.key_distribution.kind}), "
-          f"{w.process_count} processes, network {w.network.mode}, backends "
+          f"{w.process_count} processes"
+          + (f" on Ray at {w.ray_address} ({w.placement.strategy})" if w.executor == "ray"
+             else "")
+          + f", network {w.network.mode}, backends "
           f"{', '.join(b.name for b in backends)}, repeat {w.repeat}")
     return 0
 

@@ -88,6 +88,18 @@ INVALIDATION_COLUMNS: dict[str, str] = {
 }
 
 
+# A worker's clock offsets (``<stem>.clock.csv``), written by the parent when the worker runs on
+# a clock of its own (another host): one line per measurement, at the start and at the end of
+# the pass. ``offset_ns`` maps the worker's clock onto the parent's (parent = worker + offset),
+# measured at ``worker_ns`` on the worker's clock, within +/- ``uncertainty_ns`` (half the best
+# round trip of ``round_trips`` exchanges). The ingest maps every timestamp of the worker with
+# it; a worker without this file shares the parent's clock.
+CLOCK_COLUMNS: dict[str, str] = {
+    "stage": "VARCHAR", "worker_ns": "BIGINT", "offset_ns": "BIGINT", "uncertainty_ns": "BIGINT",
+    "round_trip_ns": "BIGINT", "round_trips": "INTEGER", "node": "VARCHAR", "host": "VARCHAR",
+}
+
+
 # A pass's server-cost samples (``<backend>.r<rep>.server_cost.csv``), kept beside the
 # workers' files so that ``ingest`` finds them when the database could not take them.
 SERVER_COST_COLUMNS: dict[str, str] = {
@@ -113,11 +125,17 @@ class WorkerFiles:
     ops: Path  # <stem>.ops.csv, OPS_COLUMNS
     events: Path  # <stem>.events.jsonl, structlog events
     invalidations: Path  # <stem>.invalidations.csv, INVALIDATION_COLUMNS
+    clock: Path  # <stem>.clock.csv, CLOCK_COLUMNS (written by the parent, when measured)
 
     @classmethod
     def of(cls, log_dir: Path, stem: str, process: int) -> WorkerFiles:
         return cls(process, log_dir / f"{stem}.ops.csv", log_dir / f"{stem}.events.jsonl",
-                   log_dir / f"{stem}.invalidations.csv")
+                   log_dir / f"{stem}.invalidations.csv", log_dir / f"{stem}.clock.csv")
+
+    @property
+    def streams(self) -> tuple[Path, ...]:
+        """The files the worker itself writes (the clock file is the parent's)."""
+        return (self.ops, self.events, self.invalidations)
 
 
 # An event line's fields: these at the top, everything else under "data".
@@ -219,9 +237,12 @@ def _now_wall() -> str:
 class _Stamp:
     """Adds the wall-clock ``ts`` and the monotonic ``ts_ns`` (kept if the caller set one)."""
 
+    def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
+        self.clock = clock
+
     def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
         event["ts"] = _now_wall()
-        event.setdefault("ts_ns", time.perf_counter_ns())
+        event.setdefault("ts_ns", self.clock())
         return event
 
 
@@ -306,9 +327,10 @@ class LibraryRecords(logging.Handler):
 _LIBRARY_HANDLER = LibraryRecords(logging.INFO)
 
 
-def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any]) -> None:
+def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any],
+                     clock: Callable[[], int] = time.perf_counter_ns) -> None:
     """Route this process's structlog events, as JSON lines, to ``stream``, and pgcache's
-    log records (INFO and up) into them."""
+    log records (INFO and up) into them; ``clock`` stamps their ``ts_ns``."""
     library = logging.getLogger("pgcache")
     if _LIBRARY_HANDLER not in library.handlers:
         library.addHandler(_LIBRARY_HANDLER)
@@ -320,7 +342,7 @@ def configure_events(stream: TextIO | BufferedStream, context: Mapping[str, Any]
             _Context(context),
             structlog.processors.add_log_level,
             structlog.processors.format_exc_info,
-            _Stamp(),
+            _Stamp(clock),
             _nest,
             _redact,
             structlog.processors.JSONRenderer(serializer=_dumps),

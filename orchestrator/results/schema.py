@@ -10,13 +10,32 @@ Schema history (``schema_info.version``):
        views; server_cost table; threshold_results table (created when thresholds are
        evaluated). Views added since (created by install() and ensure_views() alike):
        repeat_summary, fault_impact, stampede_events, stampede.
+  2 -- clock_offsets table (workers on clocks of their own: timestamps mapped onto the
+       parent's at ingest); clock_summary and clock_unjudged_reads views; judgements within
+       the clocks' uncertainty are unjudged (consistency.clock_unjudged_reads, counted in
+       unjudged_reads too; invalidation_lag[_summary].clock_uncertainty_ms).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_CLOCK_OFFSETS_COLUMNS = """(
+    run_id VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    repetition INTEGER NOT NULL,
+    process INTEGER NOT NULL,
+    stage VARCHAR NOT NULL,
+    worker_ns BIGINT,
+    offset_ns BIGINT NOT NULL,
+    uncertainty_ns BIGINT NOT NULL,
+    round_trip_ns BIGINT,
+    round_trips INTEGER,
+    node VARCHAR,
+    host VARCHAR
+)"""
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
@@ -50,6 +69,7 @@ CREATE TABLE IF NOT EXISTS ops (
     server_version BIGINT,
     error VARCHAR
 );
+CREATE TABLE IF NOT EXISTS clock_offsets {_CLOCK_OFFSETS_COLUMNS};
 CREATE TABLE IF NOT EXISTS events (
     run_id VARCHAR NOT NULL,
     backend VARCHAR,
@@ -61,7 +81,7 @@ CREATE TABLE IF NOT EXISTS events (
     event VARCHAR,
     data JSON
 );
-"""
+""".replace("{_CLOCK_OFFSETS_COLUMNS}", _CLOCK_OFFSETS_COLUMNS)
 
 # Latency statistics cover successful operations; ``ops`` and ``errors`` count all of them.
 # ops_per_s divides by the summed measured span of each repetition (first start to last end
@@ -296,44 +316,67 @@ unversioned_passes AS (
     SELECT DISTINCT run_id, backend, repetition FROM unversioned
 )"""
 
-_STALE_READS = """
-CREATE OR REPLACE VIEW stale_reads AS
-WITH writes AS (
-    SELECT run_id, backend, repetition, key, op, version, process, server_version, start_ns,
-           start_ns + latency_ns AS finish_ns
-    FROM ops
-    WHERE op IN ('set', 'delete') AND error IS NULL
+# Clocks (schema version 2). A worker on a clock of its own (another host) has its timestamps
+# mapped onto the parent's at ingest, each within +/- its ``uncertainty_ns`` (table
+# ``clock_offsets``; a worker without rows shares the parent's clock: 0). A comparison of two
+# timestamps is *certain* when it holds however far each is off within its uncertainty
+# (``a < b`` certain iff ``a + u_a < b - u_b``), *possible* when it holds for some such error.
+# A read is stale when a superseding W2 certainly exists; fresh when none possibly does;
+# otherwise it is unjudged (``clock_unjudged_reads``), never guessed. Two timestamps of one
+# worker get the margin too (conservative: they share a clock). With every uncertainty 0 both
+# coincide, and the views are those of version 1.
+_UNCERTAINTY = """uncertainty AS (
+    SELECT run_id, backend, repetition, process, max(uncertainty_ns) AS u
+    FROM clock_offsets GROUP BY ALL
+)"""
+
+# The stale judgement, one template for both sides: ``{lo}`` is -1 for *certain* (W2's start
+# taken as early as it may be, every finish as late, the read's start as early) and +1 for
+# *possible* (the other way round). ``{scope}`` limits the passes judged.
+_JUDGED = """writes AS (
+    SELECT o.run_id, o.backend, o.repetition, o.key, o.op, o.version, o.process,
+           o.server_version, o.start_ns, o.start_ns + o.latency_ns AS finish_ns,
+           coalesce(c.u, 0) AS u,
+           o.start_ns + {lo} * coalesce(c.u, 0) AS start_edge,
+           o.start_ns + o.latency_ns - {lo} * coalesce(c.u, 0) AS finish_edge
+    FROM ops AS o LEFT JOIN uncertainty AS c USING (run_id, backend, repetition, process)
+    WHERE o.op IN ('set', 'delete') AND o.error IS NULL AND {scope}
 ),
--- For writes ordered by start (descending), the earliest finish among this write and every
--- write starting later (peers with an equal start share one value: RANGE frame).
+-- For writes ordered by (edge) start, descending, the earliest (edge) finish among this write
+-- and every write starting later (peers with an equal start share one value: RANGE frame).
 suffix AS (
-    SELECT run_id, backend, repetition, key, start_ns,
-           min(finish_ns) OVER w AS next_finish_ns,
-           arg_min(version, finish_ns) OVER w AS next_version,
-           arg_min(op, finish_ns) OVER w AS next_op,
-           arg_min(process, finish_ns) OVER w AS next_process,
-           arg_min(server_version, finish_ns) OVER w AS next_server_version
+    SELECT run_id, backend, repetition, key, start_edge,
+           min(finish_edge) OVER w AS next_finish_edge,
+           arg_min(finish_ns, finish_edge) OVER w AS next_finish_ns,
+           arg_min(version, finish_edge) OVER w AS next_version,
+           arg_min(op, finish_edge) OVER w AS next_op,
+           arg_min(process, finish_edge) OVER w AS next_process,
+           arg_min(server_version, finish_edge) OVER w AS next_server_version,
+           arg_min(u, finish_edge) OVER w AS next_u
     FROM writes
-    WINDOW w AS (PARTITION BY run_id, backend, repetition, key ORDER BY start_ns DESC)
+    WINDOW w AS (PARTITION BY run_id, backend, repetition, key ORDER BY start_edge DESC)
 ),
 -- Each set W1 with the earliest-finishing write that started after W1 finished.
 superseded AS (
     SELECT w.run_id, w.backend, w.repetition, w.key, w.version, w.finish_ns,
-           s.next_finish_ns, s.next_version, s.next_op, s.next_process, s.next_server_version
+           s.next_finish_edge, s.next_finish_ns, s.next_version, s.next_op, s.next_process,
+           s.next_server_version, s.next_u
     FROM writes AS w
     ASOF JOIN suffix AS s
       ON s.run_id = w.run_id AND s.backend = w.backend AND s.repetition = w.repetition
-     AND s.key = w.key AND s.start_ns > w.finish_ns
+     AND s.key = w.key AND s.start_edge > w.finish_edge
     WHERE w.op = 'set'
 ),
 -- Per key, the earliest-finishing write of the pass: supersedes any unrecorded W1.
 first_write AS (
     SELECT run_id, backend, repetition, key,
-           min(finish_ns) AS next_finish_ns,
-           arg_min(version, finish_ns) AS next_version,
-           arg_min(op, finish_ns) AS next_op,
-           arg_min(process, finish_ns) AS next_process,
-           arg_min(server_version, finish_ns) AS next_server_version
+           min(finish_edge) AS next_finish_edge,
+           arg_min(finish_ns, finish_edge) AS next_finish_ns,
+           arg_min(version, finish_edge) AS next_version,
+           arg_min(op, finish_edge) AS next_op,
+           arg_min(process, finish_edge) AS next_process,
+           arg_min(server_version, finish_edge) AS next_server_version,
+           arg_min(u, finish_edge) AS next_u
     FROM writes
     GROUP BY ALL
 ),
@@ -342,22 +385,25 @@ recorded_sets AS (
     FROM ops WHERE op = 'set' AND version IS NOT NULL
 ),
 reads AS (
-    SELECT run_id, backend, repetition, process, task, key, start_ns, latency_ns,
-           local, version
-    FROM ops
-    WHERE op = 'get' AND error IS NULL AND version IS NOT NULL
+    SELECT o.run_id, o.backend, o.repetition, o.process, o.task, o.key, o.start_ns,
+           o.latency_ns, o.local, o.version, coalesce(c.u, 0) AS u,
+           o.start_ns + {lo} * coalesce(c.u, 0) AS start_edge
+    FROM ops AS o LEFT JOIN uncertainty AS c USING (run_id, backend, repetition, process)
+    WHERE o.op = 'get' AND o.error IS NULL AND o.version IS NOT NULL AND {scope}
 ),
 judged AS (
     SELECT r.*, true AS w1_recorded, s.finish_ns AS w1_finish_ns,
-           s.next_finish_ns, s.next_version, s.next_op, s.next_process, s.next_server_version
+           s.next_finish_ns, s.next_version, s.next_op, s.next_process, s.next_server_version,
+           s.next_u
     FROM reads AS r
     JOIN superseded AS s
       ON s.run_id = r.run_id AND s.backend = r.backend AND s.repetition = r.repetition
      AND s.key = r.key AND s.version = r.version
-    WHERE s.next_finish_ns < r.start_ns
+    WHERE s.next_finish_edge < r.start_edge
     UNION ALL
     SELECT r.*, false AS w1_recorded, NULL::BIGINT AS w1_finish_ns,
-           f.next_finish_ns, f.next_version, f.next_op, f.next_process, f.next_server_version
+           f.next_finish_ns, f.next_version, f.next_op, f.next_process, f.next_server_version,
+           f.next_u
     FROM reads AS r
     ANTI JOIN recorded_sets AS k
       ON k.run_id = r.run_id AND k.backend = r.backend AND k.repetition = r.repetition
@@ -365,9 +411,14 @@ judged AS (
     JOIN first_write AS f
       ON f.run_id = r.run_id AND f.backend = r.backend AND f.repetition = r.repetition
      AND f.key = r.key
-    WHERE f.next_finish_ns < r.start_ns
-),
-{_ARRIVALS},
+    WHERE f.next_finish_edge < r.start_edge
+)"""
+
+_STALE_READS = f"""
+CREATE OR REPLACE VIEW stale_reads AS
+WITH {_UNCERTAINTY},
+{_JUDGED.replace("{lo}", "-1").replace("{scope}", "true")},
+{{_ARRIVALS}},
 -- When the reader's instance learnt of the superseding write: its invalidation (for that
 -- server version or a newer one) arriving in the reader's process.
 matched AS (
@@ -378,29 +429,54 @@ matched AS (
      AND a.process = j.process AND a.key = j.key
      AND a.server_version >= j.next_server_version
 ),
--- Without versions: the first invalidation of the key reaching the reader's process once
--- the superseding write had finished (whichever write it announced, see above).
-matched_unversioned AS (
-    SELECT m.*, u.arrival_ns AS unversioned_arrival_ns,
-           p.run_id IS NOT NULL AS unversioned_pass
+-- When the reader was certainly (or possibly, within the clocks' uncertainty) told of the
+-- superseding write by what came after it: a local flush, or without versions the first
+-- invalidation of the key (whichever write it announced, see above).
+edges AS (
+    SELECT m.*, m.next_finish_ns + m.next_u + m.u AS certain_after_ns,
+           m.next_finish_ns - m.next_u - m.u AS possible_after_ns
     FROM matched AS m
-    ASOF LEFT JOIN unversioned AS u
-      ON u.run_id = m.run_id AND u.backend = m.backend AND u.repetition = m.repetition
-     AND u.process = m.process AND u.key = m.key AND u.arrival_ns >= m.next_finish_ns
-    LEFT JOIN unversioned_passes AS p
-      ON p.run_id = m.run_id AND p.backend = m.backend AND p.repetition = m.repetition
 ),
--- A flush of the reader's local cache after the superseding write finished tells it too.
-told AS (
-    SELECT m.* EXCLUDE (arrival_ns, unversioned_arrival_ns),
-           CASE WHEN m.next_server_version IS NOT NULL
-                THEN least(m.arrival_ns, f.flush_ns)
-                WHEN m.unversioned_pass
-                THEN least(m.unversioned_arrival_ns, f.flush_ns) END AS invalidation_arrival_ns
-    FROM matched_unversioned AS m
+unversioned_certain AS (
+    SELECT e.*, u.arrival_ns AS unversioned_certain_ns,
+           p.run_id IS NOT NULL AS unversioned_pass
+    FROM edges AS e
+    ASOF LEFT JOIN unversioned AS u
+      ON u.run_id = e.run_id AND u.backend = e.backend AND u.repetition = e.repetition
+     AND u.process = e.process AND u.key = e.key AND u.arrival_ns >= e.certain_after_ns
+    LEFT JOIN unversioned_passes AS p
+      ON p.run_id = e.run_id AND p.backend = e.backend AND p.repetition = e.repetition
+),
+unversioned_possible AS (
+    SELECT x.*, u.arrival_ns AS unversioned_possible_ns
+    FROM unversioned_certain AS x
+    ASOF LEFT JOIN unversioned AS u
+      ON u.run_id = x.run_id AND u.backend = x.backend AND u.repetition = x.repetition
+     AND u.process = x.process AND u.key = x.key AND u.arrival_ns >= x.possible_after_ns
+),
+flushed AS (
+    SELECT e.*, f.flush_ns AS certain_flush_ns
+    FROM unversioned_possible AS e
     ASOF LEFT JOIN flushes AS f
-      ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
-     AND f.process = m.process AND f.flush_ns > m.next_finish_ns
+      ON f.run_id = e.run_id AND f.backend = e.backend AND f.repetition = e.repetition
+     AND f.process = e.process AND f.flush_ns > e.certain_after_ns
+),
+told AS (
+    SELECT x.* EXCLUDE (arrival_ns, certain_flush_ns, certain_after_ns, possible_after_ns,
+                        unversioned_certain_ns, unversioned_possible_ns),
+           CASE WHEN x.next_server_version IS NOT NULL
+                THEN least(x.arrival_ns, x.certain_flush_ns)
+                WHEN x.unversioned_pass
+                THEN least(x.unversioned_certain_ns, x.certain_flush_ns)
+           END AS invalidation_arrival_ns,
+           CASE WHEN x.next_server_version IS NOT NULL
+                THEN least(x.arrival_ns, f.flush_ns)
+                WHEN x.unversioned_pass
+                THEN least(x.unversioned_possible_ns, f.flush_ns) END AS maybe_told_ns
+    FROM flushed AS x
+    ASOF LEFT JOIN flushes AS f
+      ON f.run_id = x.run_id AND f.backend = x.backend AND f.repetition = x.repetition
+     AND f.process = x.process AND f.flush_ns > x.possible_after_ns
 )
 SELECT run_id, backend, repetition, process, task, key,
        start_ns AS read_start_ns, latency_ns AS read_latency_ns, local,
@@ -412,11 +488,52 @@ SELECT run_id, backend, repetition, process, task, key,
        start_ns - next_finish_ns AS staleness_age_ns,
        (start_ns - next_finish_ns) / 1e6 AS staleness_age_ms,
        invalidation_arrival_ns,
+       -- Arrival and read are both the reader's own timestamps: compared exactly.
        CASE WHEN next_server_version IS NULL AND NOT unversioned_pass THEN NULL
             WHEN next_server_version IS NOT NULL AND next_process = process THEN true
-            WHEN invalidation_arrival_ns IS NULL THEN NULL
-            ELSE invalidation_arrival_ns < start_ns END AS beyond_invalidation
+            WHEN invalidation_arrival_ns < start_ns THEN true
+            WHEN maybe_told_ns IS NULL OR maybe_told_ns < start_ns THEN NULL
+            ELSE false END AS beyond_invalidation
 FROM told
+"""
+
+# Reads a superseding write possibly but not certainly made stale: unjudged, because the
+# clocks' uncertainty covers the difference. Only passes with a clock uncertainty are looked at.
+_UNCERTAIN_PASS = """EXISTS (SELECT 1 FROM uncertain_passes AS p WHERE p.run_id = o.run_id
+              AND p.backend = o.backend AND p.repetition = o.repetition)"""
+_CLOCK_UNJUDGED_READS = f"""
+CREATE OR REPLACE VIEW clock_unjudged_reads AS
+WITH {_UNCERTAINTY},
+uncertain_passes AS (
+    SELECT DISTINCT run_id, backend, repetition FROM uncertainty WHERE u > 0
+),
+{_JUDGED.replace("{lo}", "1").replace("{scope}", _UNCERTAIN_PASS)}
+SELECT j.run_id, j.backend, j.repetition, j.process, j.task, j.key,
+       j.start_ns AS read_start_ns, j.version AS version_read,
+       j.next_version AS superseding_version, j.next_process AS superseding_process,
+       j.next_finish_ns AS superseding_finish_ns,
+       (j.start_ns - j.next_finish_ns) / 1e6 AS staleness_age_ms,
+       (j.u + j.next_u) / 1e6 AS clock_uncertainty_ms
+FROM judged AS j
+ANTI JOIN stale_reads AS s
+  ON s.run_id = j.run_id AND s.backend = j.backend AND s.repetition = j.repetition
+ AND s.process = j.process AND s.task = j.task AND s.read_start_ns = j.start_ns
+"""
+
+# Per worker of a pass: its clock's offset at the start and at the end of the pass (drift =
+# the difference), and the uncertainty of its mapped timestamps.
+_CLOCK_SUMMARY = """
+CREATE OR REPLACE VIEW clock_summary AS
+SELECT run_id, backend, repetition, process,
+       any_value(node) AS node, any_value(host) AS host,
+       arg_min(offset_ns, worker_ns) FILTER (WHERE stage = 'start') AS start_offset_ns,
+       arg_max(offset_ns, worker_ns) FILTER (WHERE stage = 'end') AS end_offset_ns,
+       arg_max(offset_ns, worker_ns) FILTER (WHERE stage = 'end')
+         - arg_min(offset_ns, worker_ns) FILTER (WHERE stage = 'start') AS drift_ns,
+       max(uncertainty_ns) AS uncertainty_ns,
+       min(round_trip_ns) AS best_round_trip_ns
+FROM clock_offsets
+GROUP BY ALL
 """
 
 def _consistency_sql(view: str, keys: str) -> str:
@@ -448,6 +565,11 @@ unjudged AS (
     WHERE r.op = 'get' AND r.error IS NULL
     GROUP BY ALL
 ),
+clock_unjudged AS (
+    SELECT {keys}, count(*) AS clock_unjudged_reads
+    FROM clock_unjudged_reads
+    GROUP BY {keys}
+),
 stale AS (
     SELECT {keys},
            count(*) AS stale_reads,
@@ -465,13 +587,15 @@ SELECT {", ".join(f"g.{k.strip()}" for k in keys.split(","))},
        coalesce(s.stale_local_reads, 0) AS stale_local_reads,
        coalesce(s.stale_reads, 0) / g.reads AS stale_rate,
        coalesce(s.stale_beyond_invalidation, 0) AS stale_beyond_invalidation,
-       coalesce(u.unjudged_reads, 0) AS unjudged_reads,
+       coalesce(u.unjudged_reads, 0) + coalesce(c.clock_unjudged_reads, 0) AS unjudged_reads,
        coalesce(s.p50_staleness_ms, 0) AS p50_staleness_ms,
        coalesce(s.p99_staleness_ms, 0) AS p99_staleness_ms,
-       coalesce(s.max_staleness_ms, 0) AS max_staleness_ms
+       coalesce(s.max_staleness_ms, 0) AS max_staleness_ms,
+       coalesce(c.clock_unjudged_reads, 0) AS clock_unjudged_reads
 FROM gets AS g
 LEFT JOIN stale AS s USING ({keys})
 LEFT JOIN unjudged AS u USING ({keys})
+LEFT JOIN clock_unjudged AS c USING ({keys})
 """
 
 
@@ -480,21 +604,29 @@ _CONSISTENCY = _consistency_sql("consistency", "run_id, backend")
 
 _INVALIDATION_LAG = """
 CREATE OR REPLACE VIEW invalidation_lag AS
-WITH sets AS (
-    SELECT run_id, backend, repetition, key, process AS writer_process, version,
-           server_version, start_ns + latency_ns AS finish_ns
-    FROM ops
-    WHERE op = 'set' AND error IS NULL AND server_version IS NOT NULL
+WITH {_UNCERTAINTY},
+sets AS (
+    SELECT o.run_id, o.backend, o.repetition, o.key, o.process AS writer_process, o.version,
+           o.server_version, o.start_ns + o.latency_ns AS finish_ns,
+           coalesce(c.u, 0) AS writer_u
+    FROM ops AS o LEFT JOIN uncertainty AS c USING (run_id, backend, repetition, process)
+    WHERE o.op = 'set' AND o.error IS NULL AND o.server_version IS NOT NULL
 ),
 processes AS (
     SELECT DISTINCT run_id, backend, repetition, process FROM ops
 ),
 expected AS (
-    SELECT s.*, p.process AS receiver_process
+    SELECT s.*, p.process AS receiver_process, coalesce(c.u, 0) AS receiver_u,
+           -- a flush in the receiver certainly after the write finished, clocks' errors
+           -- included, delivers it
+           s.finish_ns + s.writer_u + coalesce(c.u, 0) AS certain_after_ns
     FROM sets AS s
     JOIN processes AS p
       ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
      AND p.process <> s.writer_process
+    LEFT JOIN uncertainty AS c
+      ON c.run_id = s.run_id AND c.backend = s.backend AND c.repetition = s.repetition
+     AND c.process = p.process
 ),
 {_ARRIVALS},
 matched AS (
@@ -510,53 +642,64 @@ delivered AS (
     FROM matched AS m
     ASOF LEFT JOIN flushes AS f
       ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
-     AND f.process = m.receiver_process AND f.flush_ns > m.finish_ns
+     AND f.process = m.receiver_process AND f.flush_ns > m.certain_after_ns
 ),
 -- Without versions: a set of a pass whose workers record unversioned invalidations, paired
 -- with each other process of the pass and the first invalidation of the key (or flush) there
--- after the set started and before the key's next write started.
+-- certainly after the set started and certainly before the key's next write started (the
+-- clocks' uncertainty taken against the pair).
 unversioned_sets AS (
     SELECT w.* FROM (
-        SELECT run_id, backend, repetition, key, op, process AS writer_process, version,
-               start_ns, start_ns + latency_ns AS finish_ns,
-               lead(start_ns) OVER (PARTITION BY run_id, backend, repetition, key
-                                    ORDER BY start_ns) AS next_start_ns
-        FROM ops
-        WHERE op IN ('set', 'delete') AND error IS NULL) AS w
+        SELECT o.run_id, o.backend, o.repetition, o.key, o.op, o.process AS writer_process,
+               o.version, o.start_ns, o.start_ns + o.latency_ns AS finish_ns,
+               coalesce(c.u, 0) AS writer_u,
+               lead(o.start_ns - coalesce(c.u, 0)) OVER (
+                   PARTITION BY o.run_id, o.backend, o.repetition, o.key
+                   ORDER BY o.start_ns) AS next_start_ns
+        FROM ops AS o LEFT JOIN uncertainty AS c USING (run_id, backend, repetition, process)
+        WHERE o.op IN ('set', 'delete') AND o.error IS NULL) AS w
     SEMI JOIN unversioned_passes AS p
       ON p.run_id = w.run_id AND p.backend = w.backend AND p.repetition = w.repetition
     WHERE w.op = 'set'
 ),
 unversioned_expected AS (
-    SELECT s.*, p.process AS receiver_process
+    SELECT s.*, p.process AS receiver_process, coalesce(c.u, 0) AS receiver_u,
+           s.start_ns + s.writer_u + coalesce(c.u, 0) AS certain_started_ns,
+           s.finish_ns + s.writer_u + coalesce(c.u, 0) AS certain_after_ns,
+           s.next_start_ns - coalesce(c.u, 0) AS certain_before_ns
     FROM unversioned_sets AS s
     JOIN processes AS p
       ON p.run_id = s.run_id AND p.backend = s.backend AND p.repetition = s.repetition
      AND p.process <> s.writer_process
+    LEFT JOIN uncertainty AS c
+      ON c.run_id = s.run_id AND c.backend = s.backend AND c.repetition = s.repetition
+     AND c.process = p.process
 ),
 unversioned_matched AS (
     SELECT e.*, a.arrival_ns
     FROM unversioned_expected AS e
     ASOF LEFT JOIN unversioned AS a
       ON a.run_id = e.run_id AND a.backend = e.backend AND a.repetition = e.repetition
-     AND a.process = e.receiver_process AND a.key = e.key AND a.arrival_ns >= e.start_ns
+     AND a.process = e.receiver_process AND a.key = e.key
+     AND a.arrival_ns >= e.certain_started_ns
 ),
 unversioned_delivered AS (
     SELECT m.* EXCLUDE (arrival_ns),
            -- whatever arrives once the key's next write started may belong to that one
-           CASE WHEN next_start_ns IS NULL OR m.arrival_ns < next_start_ns
+           CASE WHEN certain_before_ns IS NULL OR m.arrival_ns < certain_before_ns
                 THEN m.arrival_ns END AS arrival_ns,
-           CASE WHEN next_start_ns IS NULL OR f.flush_ns < next_start_ns
+           CASE WHEN certain_before_ns IS NULL OR f.flush_ns < certain_before_ns
                 THEN f.flush_ns END AS flush_ns
     FROM unversioned_matched AS m
     ASOF LEFT JOIN flushes AS f
       ON f.run_id = m.run_id AND f.backend = m.backend AND f.repetition = m.repetition
-     AND f.process = m.receiver_process AND f.flush_ns > m.finish_ns
+     AND f.process = m.receiver_process AND f.flush_ns > m.certain_after_ns
 ),
 unversioned_lag AS (
     SELECT run_id, backend, repetition, key, version, NULL::BIGINT AS server_version,
            writer_process, receiver_process, NULL::BIGINT AS received_server_version,
-           finish_ns, arrival_ns, flush_ns, least(arrival_ns, flush_ns) AS delivered_ns
+           finish_ns, arrival_ns, flush_ns, least(arrival_ns, flush_ns) AS delivered_ns,
+           writer_u, receiver_u
     FROM unversioned_delivered
 )
 SELECT run_id, backend, repetition, key, version, server_version, writer_process,
@@ -567,7 +710,8 @@ SELECT run_id, backend, repetition, key, version, server_version, writer_process
             THEN received_server_version END AS received_server_version,
        finish_ns AS write_finish_ns, delivered_ns AS arrival_ns,
        delivered_ns - finish_ns AS lag_ns,
-       (delivered_ns - finish_ns) / 1e6 AS lag_ms
+       (delivered_ns - finish_ns) / 1e6 AS lag_ms,
+       (writer_u + receiver_u) / 1e6 AS clock_uncertainty_ms
 FROM delivered
 WHERE delivered_ns IS NOT NULL
 UNION ALL
@@ -578,7 +722,8 @@ SELECT run_id, backend, repetition, key, version, server_version, writer_process
        received_server_version,
        finish_ns AS write_finish_ns, delivered_ns AS arrival_ns,
        delivered_ns - finish_ns AS lag_ns,
-       (delivered_ns - finish_ns) / 1e6 AS lag_ms
+       (delivered_ns - finish_ns) / 1e6 AS lag_ms,
+       (writer_u + receiver_u) / 1e6 AS clock_uncertainty_ms
 FROM unversioned_lag
 WHERE delivered_ns IS NOT NULL
 """
@@ -608,22 +753,22 @@ lag AS (
            quantile_disc(lag_ms, 0.5) AS p50_ms,
            quantile_disc(lag_ms, 0.99) AS p99_ms,
            max(lag_ms) AS max_ms,
-           avg(lag_ms) AS mean_ms
+           avg(lag_ms) AS mean_ms,
+           max(clock_uncertainty_ms) AS clock_uncertainty_ms
     FROM invalidation_lag GROUP BY ALL
 )
 SELECT e.run_id, e.backend, e.writes, e.expected,
        coalesce(l.delivered, 0) AS count,
        e.expected - coalesce(l.delivered, 0) AS missing,
-       l.p50_ms, l.p99_ms, l.max_ms, l.mean_ms
+       l.p50_ms, l.p99_ms, l.max_ms, l.mean_ms,
+       coalesce(l.clock_uncertainty_ms, 0) AS clock_uncertainty_ms
 FROM expected AS e
 LEFT JOIN lag AS l USING (run_id, backend)
 """
 
 _STALE_READS = _STALE_READS.replace("{_ARRIVALS}", _ARRIVALS)
-_INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS)
-
-_STALE_READS = _STALE_READS.replace("{_ARRIVALS}", _ARRIVALS)
-_INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS)
+_INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS).replace(
+    "{_UNCERTAINTY}", _UNCERTAINTY)
 
 # -- stampede: get_or_set around a miss ------------------------------------------------------
 # A *miss event* is a successful delete of a key that readers fetch with get_or_set (op
@@ -891,11 +1036,15 @@ LEFT JOIN recovery AS r USING (run_id, backend, repetition, fault)
 _VIEWS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("summary", SUMMARY_VIEW, frozenset({"ops"})),
     ("repeat_summary", REPEAT_SUMMARY_VIEW, frozenset({"ops"})),
-    ("stale_reads", _STALE_READS, frozenset({"ops", "events"})),
-    ("consistency_by_pass", _CONSISTENCY_BY_PASS, frozenset({"ops", "events"})),
-    ("consistency", _CONSISTENCY, frozenset({"ops", "events"})),
-    ("invalidation_lag", _INVALIDATION_LAG, frozenset({"ops", "events"})),
-    ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY, frozenset({"ops", "events"})),
+    ("stale_reads", _STALE_READS, frozenset({"ops", "events", "clock_offsets"})),
+    ("clock_unjudged_reads", _CLOCK_UNJUDGED_READS,
+     frozenset({"ops", "events", "clock_offsets"})),
+    ("consistency_by_pass", _CONSISTENCY_BY_PASS, frozenset({"ops", "events", "clock_offsets"})),
+    ("consistency", _CONSISTENCY, frozenset({"ops", "events", "clock_offsets"})),
+    ("invalidation_lag", _INVALIDATION_LAG, frozenset({"ops", "events", "clock_offsets"})),
+    ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY,
+     frozenset({"ops", "events", "clock_offsets"})),
+    ("clock_summary", _CLOCK_SUMMARY, frozenset({"clock_offsets"})),
     ("fault_impact", _FAULT_IMPACT, frozenset({"ops", "events"})),
     ("stampede_events", _STAMPEDE_EVENTS, frozenset({"ops"})),
     ("stampede", _STAMPEDE, frozenset({"ops"})),
@@ -911,6 +1060,9 @@ def install(conn: Any) -> None:
     install_views(conn)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+    else:  # an older database, now with this version's tables and views
+        conn.execute("UPDATE schema_info SET version = ? WHERE version < ?",
+                     [SCHEMA_VERSION, SCHEMA_VERSION])
 
 
 def install_views(conn: Any, names: tuple[str, ...] = VIEW_NAMES, *,
@@ -929,6 +1081,10 @@ def ensure_views(conn: Any) -> None:
     views = {row[0] for row in conn.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "ops" in tables and "clock_offsets" not in tables and read_only(conn):
+        # A database from before clock offsets: its workers all shared the parent's clock.
+        conn.execute(f"CREATE TEMP TABLE clock_offsets {_CLOCK_OFFSETS_COLUMNS}")
+        tables.add("clock_offsets")
     missing = tuple(name for name, _, needs in _VIEWS if name not in views and needs <= tables)
     if missing:
         install_views(conn, missing, temporary=read_only(conn))

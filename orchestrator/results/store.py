@@ -28,6 +28,7 @@ from orchestrator.results.logs import (
     SERVER_COST_COLUMNS,
     WorkerFiles,
 )
+from orchestrator.results.timeline import ClockMap, clock_map, read_clock
 
 DEFAULT_RESULTS = Path("results/benchmarks.duckdb")
 
@@ -182,27 +183,28 @@ def _ingest_pass(conn: Any, run_id: str, backend: str, repetition: int,
                  files: Sequence[WorkerFiles]) -> int:
     conn.execute("BEGIN")
     try:
-        conn.execute("DELETE FROM ops WHERE run_id = ? AND backend = ? AND repetition = ?",
+        where = "WHERE run_id = ? AND backend = ? AND repetition = ?"
+        conn.execute(f"DELETE FROM ops {where}", [run_id, backend, repetition])
+        conn.execute(f"DELETE FROM events {where} AND process >= 0",
                      [run_id, backend, repetition])
-        conn.execute("DELETE FROM events WHERE run_id = ? AND backend = ? AND repetition = ? "
-                     "AND process >= 0", [run_id, backend, repetition])
+        conn.execute(f"DELETE FROM clock_offsets {where}", [run_id, backend, repetition])
         rows = 0
-        for process, ops in [(f.process, f.ops) for f in files if _has_data(f.ops)]:
-            inserted = conn.execute(
-                f"""INSERT INTO ops SELECT ?, ?, ?, ?, task, op, key, start_ns, latency_ns,
-                           hit::BOOLEAN, local::BOOLEAN, version, server_version, error
-                    FROM read_csv({_sql_list([ops])}, header = false, auto_detect = false,
-                                  columns = {_struct(OPS_COLUMNS)}, quote = '"',
-                                  escape = '"', delim = ',', strict_mode = false)""",
-                [run_id, backend, repetition, process]).fetchone()
-            rows += int(inserted[0]) if inserted else 0
-        events = [f.events for f in files if _has_data(f.events)]
-        if events:
-            _insert_events(conn, run_id, events)
         for f in files:
+            measured = read_clock(f.clock)
+            mapped = clock_map(measured)
+            for m in measured:
+                conn.execute("INSERT INTO clock_offsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                             "?, ?)", [run_id, backend, repetition, f.process, m.stage,
+                                       m.worker_ns, m.offset_ns, m.uncertainty_ns,
+                                       m.round_trip_ns, m.round_trips, m.node, m.host])
+            if _has_data(f.ops):
+                rows += _insert_ops(conn, run_id, backend, repetition, f.process, f.ops,
+                                    mapped)
+            if _has_data(f.events):
+                _insert_events(conn, run_id, [f.events], mapped)
             if _has_data(f.invalidations):
                 _insert_invalidations(conn, run_id, backend, repetition, f.process,
-                                      f.invalidations)
+                                      f.invalidations, mapped)
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
@@ -218,22 +220,57 @@ def checkpoint(conn: Any) -> None:
         conn.execute("CHECKPOINT")
 
 
-def _insert_events(conn: Any, run_id: str, paths: Sequence[Path]) -> None:
+def _insert_ops(conn: Any, run_id: str, backend: str, repetition: int, process: int,
+                path: Path, mapped: ClockMap) -> int:
+    """A worker's operations, their starts on the parent's clock."""
+    inserted = conn.execute(
+        f"""INSERT INTO ops SELECT ?, ?, ?, ?, task, op, key, {mapped.sql("start_ns")},
+                   latency_ns, hit::BOOLEAN, local::BOOLEAN, version, server_version, error
+            FROM read_csv({_sql_list([path])}, header = false, auto_detect = false,
+                          columns = {_struct(OPS_COLUMNS)}, quote = '"',
+                          escape = '"', delim = ',', strict_mode = false)""",
+        [run_id, backend, repetition, process]).fetchone()
+    return int(inserted[0]) if inserted else 0
+
+
+# The fields of a worker's event data that hold a time on its clock (``local_flush``'s ts_ns,
+# ``phase``'s start_ns and until_ns): mapped with the event's ts_ns.
+_EVENT_TIME_FIELDS = ("ts_ns", "start_ns", "until_ns")
+
+
+def _mapped_data(mapped: ClockMap) -> str:
+    """The SQL of an event's ``data`` with each time field mapped onto the parent's clock."""
+    data = "data"
+    if mapped.identity:
+        return data
+    for name in _EVENT_TIME_FIELDS:
+        value = f"TRY_CAST(data->>'{name}' AS BIGINT)"
+        data = (f"CASE WHEN {value} IS NULL THEN {data} ELSE json_merge_patch({data}, "
+                f"json_object('{name}', {mapped.sql(value)})) END")
+    return data
+
+
+_SHARED_CLOCK = ClockMap()  # the parent's own, and its local workers'
+
+
+def _insert_events(conn: Any, run_id: str, paths: Sequence[Path],
+                   mapped: ClockMap = _SHARED_CLOCK) -> None:
     conn.execute(
-        f"""INSERT INTO events SELECT ?, backend, repetition, process, ts, ts_ns, level, event,
-                   data
+        f"""INSERT INTO events SELECT ?, backend, repetition, process, ts,
+                   {mapped.sql("ts_ns")}, level, event, {_mapped_data(mapped)}
             FROM read_json({_sql_list(paths)}, format = 'newline_delimited',
                            columns = {_struct(EVENT_COLUMNS)}, ignore_errors = true)""",
         [run_id])
 
 
 def _insert_invalidations(conn: Any, run_id: str, backend: str, repetition: int,
-                          process: int, path: Path) -> None:
+                          process: int, path: Path, mapped: ClockMap) -> None:
     """A worker's invalidation arrivals as ``invalidation`` events (see logs)."""
+    ts = mapped.sql("ts_ns")
     conn.execute(
         f"""INSERT INTO events
-            SELECT ?, ?, ?, ?, make_timestamp(wall_ns // 1000), ts_ns, 'info', 'invalidation',
-                   json_object('key', key, 'server_version', server_version, 'ts_ns', ts_ns)
+            SELECT ?, ?, ?, ?, make_timestamp(wall_ns // 1000), {ts}, 'info', 'invalidation',
+                   json_object('key', key, 'server_version', server_version, 'ts_ns', {ts})
             FROM read_csv({_sql_list([path])}, header = false, auto_detect = false,
                           columns = {_struct(INVALIDATION_COLUMNS)}, quote = '"',
                           escape = '"', delim = ',', strict_mode = false)""",

@@ -1,23 +1,32 @@
 """How workers are started: the :class:`Executor` seam, and local processes behind it.
 
-The parent runs a pass through an executor: ``async with executor.workers(specs) as workers``
+A run first reserves room for its workers: ``async with executor.reserve(processes) as
+placement`` says where each worker slot goes (:class:`Placement`: which node, which host),
+for every pass of the run; :func:`loopback_problem` uses it to refuse server addresses that
+workers on other hosts could not reach. Then the parent runs each pass through the executor:
+``async with executor.workers(specs) as workers``
 starts one worker per :class:`~orchestrator.run.protocol.WorkerSpec`, and leaving the block
 stops whatever still runs (:class:`~orchestrator.run.protocol.Stop`, then a kill after the
 grace period) and reaps every worker, also when the block raises, so that no worker outlives
 its pass. Each :class:`WorkerHandle` gives the parent the worker's typed messages, its exit
 code, and a way to send it messages or kill it. Nothing here is specific to processes except
 :class:`LocalProcessExecutor`, which runs each worker as ``python -m orchestrator.run.worker
-SPEC.json`` on this host and speaks the protocol over its stdin/stdout.
+SPEC.json`` on this host and speaks the protocol over its stdin/stdout; the Ray executor
+(:mod:`orchestrator.run.cluster`) runs them as Ray actors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,8 +40,83 @@ from orchestrator.run.protocol import (
     decode,
     encode,
 )
+from proxies import Endpoints
 
 STOP_GRACE_S = 4.0  # how long a stopped worker may take to write its data and exit
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one worker slot runs."""
+
+    node: str  # the executor's name for the node ("local": this host)
+    host: str  # the host's name
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the run's worker slots go, slot ``i`` for the worker of process ``i``."""
+
+    slots: tuple[Slot, ...]
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(sorted({slot.host for slot in self.slots}))
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(sorted({slot.node for slot in self.slots}))
+
+    def describe(self) -> dict[str, Any]:
+        return {"nodes": len(self.nodes), "hosts": list(self.hosts),
+                "slots": [[slot.node, slot.host] for slot in self.slots]}
+
+
+def local_only(url: str) -> bool:
+    """Whether ``url`` (a postgresql:// DSN, a redis:// URL) names a server only this host can
+    reach: a loopback address, ``localhost``, or a Unix socket."""
+    if url.startswith("unix:"):
+        return True
+    if "://" in url:
+        parts = urllib.parse.urlsplit(url)
+        query = urllib.parse.parse_qs(parts.query)
+        host = (query.get("host") or [parts.hostname or ""])[0]
+    else:  # a key=value DSN
+        fields = dict(word.partition("=")[::2] for word in url.split())
+        host = fields.get("host", "")
+    host = host.strip("[]").lower()
+    if not host or host.startswith("/") or host == "localhost" or host.endswith(".localhost"):
+        return True  # no host: a Unix socket, as libpq defaults
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_problem(endpoints: Endpoints, placement: Placement,
+                     parent_host: str | None = None) -> str | None:
+    """Why the workers cannot reach these servers, or None: a server named by a loopback
+    address is reachable from its own host only, so it is refused as soon as a worker runs on
+    another host than the parent's (or the workers are on more than one host)."""
+    here = parent_host or socket.gethostname()
+    elsewhere = [host for host in placement.hosts if host != here]
+    if not elsewhere:
+        return None
+    local = [(name, url) for name, url in (("POSTGRES_DSN", endpoints.postgres_dsn),
+                                            ("VALKEY_URL", endpoints.valkey_url),
+                                            ("the listener DSN",
+                                             endpoints.postgres_listener_dsn))
+             if url and local_only(url)]
+    if not local:
+        return None
+    names = ", ".join(dict.fromkeys(name for name, _ in local))
+    return (f"the workers are placed on {len(placement.nodes)} node(s) of "
+            f"{len(placement.hosts)} host(s) ({', '.join(placement.hosts)}; this is {here}), "
+            f"but {names} names a server by a loopback address ({local[0][1]}), which only "
+            "its own host can reach: a worker elsewhere would connect to its own machine. "
+            "Set POSTGRES_DSN and VALKEY_URL to servers every node can reach (e.g. managed "
+            "PostgreSQL and Valkey), and with Toxiproxy, network.proxies to addresses every "
+            "node can reach")
 
 
 class WorkerHandle(Protocol):
@@ -63,7 +147,11 @@ class WorkerHandle(Protocol):
 
 
 class Executor(Protocol):
-    """Starts the workers of one pass, and stops and reaps them when the pass ends."""
+    """Reserves room for a run's workers; starts the workers of one pass, and stops and reaps
+    them when the pass ends."""
+
+    def reserve(self, processes: int) -> contextlib.AbstractAsyncContextManager[Placement]:
+        """Room for ``processes`` workers in every pass of the run, released on exit."""
 
     def workers(self, specs: Sequence[WorkerSpec]) -> contextlib.AbstractAsyncContextManager[
             Sequence[WorkerHandle]]:
@@ -139,6 +227,11 @@ class LocalProcessExecutor:
     def __init__(self, *, python: str = sys.executable, grace_s: float = STOP_GRACE_S) -> None:
         self.python = python
         self.grace_s = grace_s
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, processes: int) -> AsyncIterator[Placement]:
+        """Every worker on this host: nothing to reserve."""
+        yield Placement(tuple(Slot("local", socket.gethostname()) for _ in range(processes)))
 
     @contextlib.asynccontextmanager
     async def workers(self, specs: Sequence[WorkerSpec]) -> AsyncIterator[

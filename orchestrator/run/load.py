@@ -31,6 +31,23 @@ _ERROR_PAUSE_S = 0.001
 _SLICE_NS = 50_000
 
 
+Clock = Callable[[], int]
+
+
+def worker_clock(skew_ns: int = 0) -> Clock:
+    """The clock a worker records with: ``time.perf_counter_ns``, ahead by ``skew_ns`` (an
+    artificial skew for tests; the function itself when there is none, so the hot path pays
+    nothing for it)."""
+    if not skew_ns:
+        return time.perf_counter_ns
+    now = time.perf_counter_ns
+
+    def skewed() -> int:
+        return now() + skew_ns
+
+    return skewed
+
+
 def task_plan(workload: Workload, process: int, processes: int) -> list[tuple[str, int]]:
     """This process's tasks: ("write"|"read", global task id). Writers first, then readers."""
     plan = [("write", t) for t in range(workload.writers) if t % processes == process]
@@ -59,7 +76,9 @@ class Load:
     """Runs the tasks of one process against one backend instance."""
 
     def __init__(self, workload: Workload, process: int, processes: int, backend: Backend,
-                 recorder: CsvRecorder, origin: Origin | None = None) -> None:
+                 recorder: CsvRecorder, origin: Origin | None = None,
+                 clock: Clock = time.perf_counter_ns) -> None:
+        self.clock = clock
         self.process = process
         self.origin = origin  # what get_or_set's loader costs (read_op: get_or_set)
         self.processes = processes
@@ -107,7 +126,7 @@ class Load:
         get = self.backend.get
         pick = self._picker(task, phase.purpose)
         quoted, quote = self._quoted, csv_field
-        clock = time.perf_counter_ns
+        clock = self.clock
         recorder = self.recorder
         rows = recorder.rows
         append = rows.append
@@ -176,7 +195,7 @@ class Load:
                                  task_rng(w.seed, task, f"loads:{phase.purpose}"))
         ttl = w.ttl_s
         prefix = f"{self.process}:{task}:L"
-        clock = time.perf_counter_ns
+        clock = self.clock
         recorder = self.recorder
         append = recorder.rows.append
         record = phase.record
@@ -250,7 +269,7 @@ class Load:
         ttl = w.ttl_s
         prefix = f"{self.process}:{task}:"
         seq = self._seq.get(task, 0)
-        clock = time.perf_counter_ns
+        clock = self.clock
         recorder = self.recorder
         rows = recorder.rows
         append = rows.append
@@ -316,12 +335,12 @@ class Load:
         w = self.workload
         plan = task_plan(w, self.process, self.processes)
         measure_start = start_ns + int(w.warmup_s * 1e9)
-        await _sleep_until(start_ns)
+        await _sleep_until(start_ns, self.clock)
         if w.warmup_s > 0 and not self.stopping:
             self.log.info("phase", phase="warmup", start_ns=start_ns, until_ns=measure_start)
             warm = _Phase(start_ns, measure_start, False, "warmup")
             await asyncio.gather(*(self.run_task(k, t, warm, None) for k, t in plan))
-            await _sleep_until(measure_start)
+            await _sleep_until(measure_start, self.clock)
         if self.stopping:
             return
         until = measure_start + int(w.duration_s * 1e9) if w.duration_s else None
@@ -335,7 +354,7 @@ class Load:
         self.log.info("phase", phase="drain", ops=self.recorder.count, errors=self.errors)
 
 
-async def _sleep_until(when_ns: int) -> None:
-    delay = (when_ns - time.perf_counter_ns()) / 1e9
+async def _sleep_until(when_ns: int, clock: Clock) -> None:
+    delay = (when_ns - clock()) / 1e9
     if delay > 0:
         await asyncio.sleep(delay)

@@ -7,11 +7,12 @@ gives it a :class:`WorkerSpec`; then they exchange messages, one JSON object per
                     :class:`Failed` (why it stops: said over the channel, which needs no
                     disk, before the exit code says that it failed),
                     :class:`Done` (buffers written, backend closed)
-  parent -> worker: :class:`Go` (the start barrier: a common ``perf_counter_ns`` start),
+  parent -> worker: :class:`Go` (the start barrier: a common start, on the worker's clock),
                     :class:`Stop` (finish the operations in flight, write, exit)
 
 :func:`encode` and :func:`decode` are the only translation to and from the wire; both sides
-use them. The executor decides how the lines travel (today: a local process's stdin/stdout).
+use them. The executor decides how the lines travel: a local process's stdin/stdout
+(:mod:`orchestrator.run.executor`), or Ray actor calls (:mod:`orchestrator.run.cluster`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class WorkerSpec:
     endpoints: Endpoints  # through the network emulation the parent set up, if any
     network_mode: str  # what the worker itself does: "none" or "inprocess"
     log_dir: str
+    # Added to every timestamp the worker records (its clock runs this far ahead): an
+    # artificial skew, for tests of the clock mapping; 0 in every real run.
+    clock_skew_ns: int = 0
 
     @property
     def stem(self) -> str:
@@ -85,7 +89,9 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class Go:
-    """Start the tasks at ``start_ns`` (``time.perf_counter_ns()``, system-wide on Linux)."""
+    """Start the tasks at ``start_ns`` on the worker's clock (``time.perf_counter_ns()``,
+    system-wide on Linux). The parent decides it on its own clock; an executor whose workers
+    run on other hosts maps it onto each worker's clock with the offset it measured."""
 
     start_ns: int
 

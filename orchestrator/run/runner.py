@@ -60,7 +60,15 @@ from orchestrator.results.logs import (
     configure_events,
 )
 from orchestrator.results.store import RunStatus
-from orchestrator.run.executor import STOP_GRACE_S, Executor, LocalProcessExecutor, WorkerHandle
+from orchestrator.run.cluster import RayExecutor
+from orchestrator.run.executor import (
+    STOP_GRACE_S,
+    Executor,
+    LocalProcessExecutor,
+    Placement,
+    WorkerHandle,
+    loopback_problem,
+)
 from orchestrator.run.keys import task_rng, value_maker
 from orchestrator.run.network import ParentRoute, open_route
 from orchestrator.run.origin import prepare_origin
@@ -85,7 +93,22 @@ class RunOptions:
     backends: list[str] | None = None
     console: IO[str] = field(default_factory=lambda: sys.stderr)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
-    executor: Executor = field(default_factory=LocalProcessExecutor)
+    executor: Executor | None = None  # None: as the workload says (executor_for)
+
+
+@dataclass
+class PlacementRefused(OrchestratorError):
+    """The servers' addresses cannot be reached from where the workers are placed."""
+
+
+def executor_for(workload: Workload) -> Executor:
+    """The executor the workload asks for: local processes, or Ray actors."""
+    if workload.executor == "ray":
+        p = workload.placement
+        return RayExecutor(workload.ray_address, strategy=p.strategy,
+                           workers_per_node=p.workers_per_node,
+                           cpus_per_worker=p.cpus_per_worker)
+    return LocalProcessExecutor()
 
 
 @dataclass
@@ -183,6 +206,7 @@ class Runner:
         self.options = options
         self.backends = (select_backends(workload, options.backends) if options.backends
                          else workload.backends)
+        self.executor = options.executor or executor_for(workload)
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
@@ -194,6 +218,7 @@ class Runner:
         self._interrupt_said = False
         self.unrecorded = False  # something measured is not (or may not be) in the database
         self._crew = _Crew([], {})  # the workers of the current pass
+        self._route: ParentRoute | None = None  # the run's network route, once open
         self._tty = options.console.isatty()
         self.log: Any = None
 
@@ -332,33 +357,19 @@ class Runner:
         w = self.workload
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
         need_pg, need_vk = "postgres" in servers or needs_origin(w), "valkey" in servers
-        route: ParentRoute | None = None
         try:
             self.say(f"run {self.run_id}: workload {w.name}, backends "
                      f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
                      f"processes, results in {self.options.results_path}")
-            with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
-                                  say=self.say) as svc:
-                upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
-                record = store.RunRecord(
-                    run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
-                    started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                    host=socket.gethostname(),
-                    versions=await versions(svc.postgres_dsn if need_pg else "",
-                                             svc.valkey_url if need_vk else ""),
-                    git_commit=git_commit(), network=w.network.to_dict())
-                self._keep_record(record)
-                store.record_run_start(conn, record)
-                self.log.info("run_started", workload=w.name, seed=w.seed,
-                              backends=[b.name for b in self.backends],
-                              processes=w.process_count, services=svc.description)
-                route = open_route(w.network, upstream, self.say, self.log)
-                store.update_run(conn, self.run_id, network=route.config)
-                for repetition in range(1, w.repeat + 1):
-                    for spec in self.backends:
-                        if self.interrupted or self.failed:
-                            break
-                        await self._pass(conn, spec, repetition, route, upstream)
+            async with self.executor.reserve(w.process_count) as placement:
+                if w.executor != "local" or len(placement.nodes) > 1:
+                    self.say(f"executor {w.executor}: {w.process_count} workers on "
+                             f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
+                             f"host(s) ({', '.join(placement.hosts)})")
+                self.log.info("placement", executor=w.executor, **placement.describe())
+                if self.interrupted:
+                    raise InterruptedRun("interrupted while the workers' room was reserved")
+                await self._passes(conn, placement, need_pg, need_vk)
             return (RunStatus.INTERRUPTED if self.interrupted else
                     RunStatus.FAILED if self.failed else RunStatus.COMPLETED), None
         except OrchestratorError as exc:
@@ -371,8 +382,39 @@ class Runner:
             return (RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED), None
         finally:
             self._crew.kill()
-            if route is not None:
-                route.close()
+            if self._route is not None:
+                self._route.close()
+                self._route = None
+
+    async def _passes(self, conn: Any, placement: Placement, need_pg: bool,
+                      need_vk: bool) -> None:
+        """The servers, the run's row, the network route, then every pass."""
+        w = self.workload
+        with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
+                              say=self.say) as svc:
+            upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
+            record = store.RunRecord(
+                run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
+                started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                host=socket.gethostname(),
+                versions=await versions(svc.postgres_dsn if need_pg else "",
+                                         svc.valkey_url if need_vk else ""),
+                git_commit=git_commit(), network=w.network.to_dict())
+            self._keep_record(record)
+            store.record_run_start(conn, record)
+            self.log.info("run_started", workload=w.name, seed=w.seed,
+                          backends=[b.name for b in self.backends],
+                          processes=w.process_count, services=svc.description)
+            self._route = route = open_route(w.network, upstream, self.say, self.log)
+            store.update_run(conn, self.run_id, network=route.config)
+            problem = loopback_problem(route.endpoints, placement)
+            if problem:
+                raise PlacementRefused(f"refusing loopback server addresses: {problem}")
+            for repetition in range(1, w.repeat + 1):
+                for spec in self.backends:
+                    if self.interrupted or self.failed:
+                        break
+                    await self._pass(conn, spec, repetition, route, upstream)
 
     def _keep_record(self, record: store.RunRecord) -> None:
         """The run's row, also as a file of its log directory: ``ingest`` rebuilds the row from
@@ -474,7 +516,7 @@ class Runner:
         spec = specs[0]
         stems = {s.process: s.stem for s in specs}
         try:
-            async with self.options.executor.workers(specs) as handles:
+            async with self.executor.workers(specs) as handles:
                 self._crew = crew = _Crew(handles, stems)
                 for worker in crew.workers:
                     self.log.info("worker_started", process=worker.handle.process,

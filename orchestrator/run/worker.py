@@ -39,7 +39,7 @@ from orchestrator.results.logs import (
     csv_field,
     needs_quoting,
 )
-from orchestrator.run.load import Load, error_text, task_plan
+from orchestrator.run.load import Load, error_text, task_plan, worker_clock
 from orchestrator.run.origin import Origin
 from orchestrator.run.protocol import (
     Done,
@@ -77,12 +77,19 @@ async def _close(what: Awaitable[Any], seconds: float) -> None:
 
 
 async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
-                     send: Send) -> int:
-    """Run one worker to completion; returns its exit code (0, or 1 when it failed)."""
+                     send: Send, *, signals: bool = True) -> int:
+    """Run one worker to completion; returns its exit code (0, or 1 when it failed).
+
+    With ``signals``, SIGINT and SIGTERM stop it (the event loop must run in the main
+    thread); an executor that runs it in another thread stops it with :class:`Stop`.
+    """
     files = WorkerFiles.of(Path(spec.log_dir), spec.stem, spec.process)
     events = BufferedStream(files.events)
+    clock = worker_clock(spec.clock_skew_ns)
+    skew = spec.clock_skew_ns
     configure_events(events, {"run_id": spec.run_id, "backend": spec.backend.name,
-                              "repetition": spec.repetition, "process": spec.process})
+                              "repetition": spec.repetition, "process": spec.process},
+                     clock)
     log = structlog.get_logger()
     workload = parse_workload(spec.workload, source="(worker)")
     endpoints = spec.endpoints
@@ -118,7 +125,7 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
         request_stop("eof")
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM) if signals else ():
         loop.add_signal_handler(sig, request_stop, signal.Signals(sig).name)
     listener = asyncio.create_task(listen())
     network: InProcessNetwork | None = None
@@ -145,7 +152,7 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
             origin = Origin(workload.loader, spec.endpoints.postgres_dsn,
                             max_connections=sum(1 for kind, _ in task_plan(
                                 workload, spec.process, spec.processes) if kind == "read"))
-        load = Load(workload, spec.process, spec.processes, backend, recorder, origin)
+        load = Load(workload, spec.process, spec.processes, backend, recorder, origin, clock)
         if stop_requested:
             load.stop()
 
@@ -155,6 +162,7 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
 
         def on_invalidation(key: str | None, version: int | None, ts_ns: int) -> None:
             nonlocal last_arrival_ns
+            ts_ns += skew  # the backend stamps with perf_counter_ns: onto this worker's clock
             last_arrival_ns = ts_ns
             if key is None:
                 log.info("local_flush", ts_ns=ts_ns)
@@ -170,15 +178,15 @@ async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
         if start_ns >= 0 and not load.stopping:
             progress = asyncio.create_task(_report_progress(load, events, arrivals, send))
             await load.run(start_ns)
-            drain_start = time.perf_counter_ns()
+            drain_start = clock()
             while not load.stopping:
-                now = time.perf_counter_ns()
+                now = clock()
                 if (now - max(last_arrival_ns, drain_start) >= _QUIET_S * 1e9
                         or now - drain_start >= _DRAIN_MAX_S * 1e9):
                     break
                 await asyncio.sleep(0.05)
             log.info("drained", arrivals=arrivals.count,
-                     seconds=round((time.perf_counter_ns() - drain_start) / 1e9, 3))
+                     seconds=round((clock() - drain_start) / 1e9, 3))
         log.info("stats", backend_stats=dict(backend.stats()))
         events.sync()
         storage_error = storage_error or events.error

@@ -18,6 +18,8 @@ from proxies import Fault
 from proxies.toxiproxy import DEFAULT_URL
 
 NETWORK_MODES = ("none", "inprocess", "toxiproxy", "auto")
+EXECUTORS = ("local", "ray")
+PLACEMENT_STRATEGIES = ("SPREAD", "STRICT_SPREAD")
 DISTRIBUTIONS = ("uniform", "zipfian", "hotspot")
 READ_OPS = ("get", "get_or_set")
 LOADER_TYPES = ("sleep", "query")
@@ -81,6 +83,20 @@ class Network:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerPlacement:
+    """Where ``executor: ray`` puts the workers: a placement group of one bundle per
+    ``workers_per_node`` workers, spread over the nodes by ``strategy``."""
+
+    strategy: str = "SPREAD"  # SPREAD (as far as the cluster allows) or STRICT_SPREAD
+    workers_per_node: int = 1
+    cpus_per_worker: float = 1.0  # CPUs each worker's actor reserves (0: none)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "workers_per_node": self.workers_per_node,
+                "cpus_per_worker": self.cpus_per_worker}
+
+
+@dataclass(frozen=True, slots=True)
 class Rates:
     """Per-kind numbers for writers and readers (think time in ms, or target ops/s)."""
 
@@ -120,6 +136,9 @@ class Workload:
     thresholds: Mapping[str, tuple[Threshold, ...]]  # backend name or "*" -> conditions
     # The share of a backend's operations that may fail without failing the run.
     allowed_error_rate: float
+    executor: str  # "local": worker processes on this host; "ray": Ray actors on a cluster
+    ray_address: str  # executor ray: the cluster to connect to ("auto", "ray://head:10001")
+    placement: WorkerPlacement  # executor ray: where the actors go
     raw: Mapping[str, Any]
     source: str = "<workload>"
     text: str = ""

@@ -16,14 +16,17 @@ from orchestrator.backends.registry import PRESETS, TYPES, option_issues
 from orchestrator.errors import Issue, ThresholdError, WorkloadError
 from orchestrator.workload.model import (
     DISTRIBUTIONS,
+    EXECUTORS,
     LOADER_TYPES,
     NETWORK_MODES,
+    PLACEMENT_STRATEGIES,
     READ_OPS,
     BackendSpec,
     KeyDistribution,
     LoaderSpec,
     Network,
     Rates,
+    WorkerPlacement,
     Workload,
 )
 from orchestrator.workload.thresholds import ALL_BACKENDS, Threshold, parse_threshold
@@ -140,7 +143,7 @@ _TOP = ("name", "description", "seed", "processes", "writers", "readers", "write
         "read_iterations", "duration_s", "warmup_s", "keyspace", "key_prefix",
         "key_distribution", "value_size", "ttl_s", "think_time_ms", "target_rate",
         "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat", "network",
-        "thresholds", "allowed_error_rate")
+        "thresholds", "allowed_error_rate", "executor", "ray_address", "placement")
 # Upper bounds that keep every number usable (a sleep, a nanosecond count, a TTL) downstream.
 _MAX_DURATION_S = 7 * 86400.0
 _MAX_WARMUP_S = 86400.0
@@ -181,6 +184,9 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     backends = _backends(c, top.get("backends", list(DEFAULT_BACKENDS)))
     network = _network(c, top.get("network"))
     thresholds = _thresholds(c, top.get("thresholds"), {b.name for b in backends})
+    executor = c.string(top, "executor", "", "local", choices=EXECUTORS)
+    ray_address = _ray_address(c, top, executor)
+    placement = _placement(c, top, executor)
     workload = Workload(
         name=name,
         description=c.string(top, "description", "", ""),
@@ -213,6 +219,9 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         thresholds=thresholds,
         allowed_error_rate=c.number(top, "allowed_error_rate", "", 0.0, minimum=0.0,
                                     maximum=1.0) or 0.0,
+        executor=executor,
+        ray_address=ray_address,
+        placement=placement,
         raw=top,
         source=source,
         text=text,
@@ -265,6 +274,39 @@ def _loader(c: _Checker, value: Any) -> LoaderSpec:
         type=kind,
         ms=c.number(data, "ms", path, 10.0, minimum=0.0, maximum=600_000.0) or 0.0,
         rows=c.integer(data, "rows", path, 1, minimum=1, maximum=10_000_000),
+    )
+
+
+# ``auto``, ``local``, ``ray://host:port`` (the Ray client) or ``host:port`` (a cluster's GCS).
+_RAY_ADDRESS = re.compile(
+    r"^(auto|local|(ray://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5})$")
+
+
+def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str) -> str:
+    address = c.string(top, "ray_address", "", "auto")
+    if "ray_address" in top and isinstance(top["ray_address"], str):
+        if not _RAY_ADDRESS.match(address):
+            c.add("ray_address", "auto, local, ray://HOST:PORT (the Ray client) or HOST:PORT "
+                  "(a cluster's head)", address)
+        elif executor != "ray":
+            c.add("ray_address", "ray_address only with executor: ray (the local executor "
+                  "runs no Ray)", address)
+    return address
+
+
+def _placement(c: _Checker, top: Mapping[str, Any], executor: str) -> WorkerPlacement:
+    path = "placement"
+    value = top.get(path)
+    data = c.mapping(value, path, ("strategy", "workers_per_node", "cpus_per_worker"))
+    if value is not None and executor != "ray":
+        c.add(path, "placement only with executor: ray (the local executor places nothing)",
+              value)
+    return WorkerPlacement(
+        strategy=c.string(data, "strategy", path, "SPREAD", choices=PLACEMENT_STRATEGIES),
+        workers_per_node=c.integer(data, "workers_per_node", path, 1, minimum=1,
+                                   maximum=1024),
+        cpus_per_worker=c.number(data, "cpus_per_worker", path, 1.0, minimum=0.0,
+                                 maximum=1024.0) or 0.0,
     )
 
 
