@@ -5,7 +5,8 @@ With ``POSTGRES_DSN`` / ``VALKEY_URL`` set, those servers are used; otherwise em
 free 127.0.0.1 ports and stopped at the end of the session.
 
 The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support module
-``support.toxiproxy_fixtures``, registered here as a plugin; support modules live in
+``support.toxiproxy_fixtures``, the two-node Ray cluster (``ray_cluster``) from
+``support.ray_fixtures``, both registered here as plugins; support modules live in
 ``tests/support/`` (``tests/`` is on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 """
 
@@ -17,7 +18,7 @@ import pytest
 
 from orchestrator.services import Services, running_services
 
-pytest_plugins = ("support.toxiproxy_fixtures",)
+pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures")
 
 
 @pytest.fixture(scope="session")

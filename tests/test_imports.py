@@ -18,8 +18,9 @@ import pytest
 from support.repo import ROOT
 
 PACKAGES = ("orchestrator", "proxies", "pgcache")
-# Imports that may stay inside a function: optional dependencies only.
-OPTIONAL = {"uvloop"}
+# Imports that may stay inside a function: optional dependencies only (Ray: the `distributed`
+# extra).
+OPTIONAL = {"uvloop", "ray"}
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ STRATEGIES = ("SPREAD", "STRICT_SPREAD")
 POLL_S = 0.25  # how long a poll waits for the worker's next message
 DIED = 1  # the exit code of a worker whose actor died without exiting (or whose node was lost)
 KILLED = -9  # the exit code of a worker whose actor the parent killed
-_PLACEMENT_TIMEOUT_S = 60.0
+PLACEMENT_TIMEOUT_S = 60.0  # how long a placement group may take to be placed
 _REAP_TIMEOUT_S = 10.0
 # Each kind of call has a thread of its own in the actor, so that a poll waiting for
 # messages never delays a clock reading or a delivery.
@@ -375,6 +375,7 @@ class RayExecutor:
     def __init__(self, address: str = "auto", *, strategy: str = "SPREAD",
                  workers_per_node: int = 1, cpus_per_worker: float = 1.0,
                  grace_s: float = STOP_GRACE_S,
+                 placement_timeout_s: float = PLACEMENT_TIMEOUT_S,
                  clock_skew_ns: Mapping[int, int] | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
@@ -383,6 +384,7 @@ class RayExecutor:
         self.workers_per_node = workers_per_node
         self.cpus_per_worker = cpus_per_worker
         self.grace_s = grace_s
+        self.placement_timeout_s = placement_timeout_s
         self.clock_skew_ns = dict(clock_skew_ns or {})
         self._group: Any = None
         self._actor_class: Any = None
@@ -421,7 +423,7 @@ class RayExecutor:
             group = placement_group(self.bundles(processes),
                                                     strategy=self.strategy)
             try:
-                await asyncio.wait_for(group.ready(), _PLACEMENT_TIMEOUT_S)
+                await asyncio.wait_for(group.ready(), self.placement_timeout_s)
             except TimeoutError:
                 raise ClusterError(self._unplaceable(ray, processes)) from None
             table = placement_group_table(group)
@@ -446,7 +448,7 @@ class RayExecutor:
         free = ray.available_resources().get("CPU", 0.0)
         bundles = self.bundles(processes)
         return (f"the Ray cluster cannot place {processes} workers within "
-                f"{_PLACEMENT_TIMEOUT_S:.0f} s: {len(bundles)} bundle(s) of "
+                f"{self.placement_timeout_s:g} s: {len(bundles)} bundle(s) of "
                 f"{bundles[0]['CPU']:g} CPU with {self.strategy} (STRICT_SPREAD needs a node "
                 f"per bundle), and it has {len(nodes)} live node(s) with {free:g} CPU free. "
                 "Add nodes, or lower placement.cpus_per_worker, raise "

@@ -1,0 +1,47 @@
+"""A real Ray cluster of two nodes on this machine, started once per test session.
+
+Two raylets (``ray.cluster_utils.Cluster``: a head node and one more) stand in for two hosts:
+actors land on both, and their placement, messages, file chunks and clocks take the paths they
+take across hosts (one clock here, so a test injects a skew to see the mapping work). Every
+Ray process listens on 127.0.0.1 only: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray
+take the loopback address as the node's, which must be set before Ray is imported, so it is
+set when this plugin loads. The cluster starts only when a test asks for it (~5 s).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+NODE_CPUS = 2  # logical CPUs each node declares (the workers reserve cpus_per_worker each)
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """The session's cluster: its address (for RAY_ADDRESS / ray_address) and node count."""
+
+    address: str
+    nodes: int
+
+    def env(self) -> dict[str, str]:
+        """What a command needs to find this cluster with ``ray_address: auto``."""
+        return {"RAY_ADDRESS": self.address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Two Ray nodes on 127.0.0.1, shut down at the end of the session."""
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": NODE_CPUS, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=NODE_CPUS)
+        cluster.wait_for_nodes()
+        yield RayCluster(cluster.address, 2)
+    finally:
+        cluster.shutdown()
