@@ -71,6 +71,7 @@ DIED = 1  # the exit code of a worker whose actor died without exiting (or whose
 KILLED = -9  # the exit code of a worker whose actor the parent killed
 PLACEMENT_TIMEOUT_S = 60.0  # how long a placement group may take to be placed
 _REAP_TIMEOUT_S = 10.0
+_CONNECT_TIMEOUT_S = 5.0
 # Each kind of call has a thread of its own in the actor, so that a poll waiting for
 # messages never delays a clock reading or a delivery.
 _GROUPS = {"control": 1, "poll": 1, "clock": 1}
@@ -410,6 +411,7 @@ class RayExecutor:
 
         connected_here = not ray.is_initialized()
         if connected_here:
+            self._check_reachable()
             try:
                 ray.init(address=self.address, logging_level="warning", log_to_driver=False,
                          configure_logging=False)
@@ -442,6 +444,22 @@ class RayExecutor:
                     remove_placement_group(group)
             if connected_here:
                 ray.shutdown()
+
+    def _check_reachable(self) -> None:
+        """A cluster address (``HOST:PORT``, ``ray://HOST:PORT``, or ``auto`` through
+        ``RAY_ADDRESS``) that accepts no connection is said at once: Ray itself retries for
+        minutes."""
+        address = os.environ.get("RAY_ADDRESS", "") if self.address == "auto" else self.address
+        host, sep, port = address.removeprefix("ray://").rpartition(":")
+        if not sep or not port.isdigit():
+            return  # "local", or "auto" without RAY_ADDRESS: Ray finds (or starts) the cluster
+        try:
+            socket.create_connection((host.strip("[]"), int(port)),
+                                     timeout=_CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise ClusterError(f"cannot connect to a Ray cluster at {address}: "
+                               f"{exc.strerror or exc}; start one (`ray start --head`, or "
+                               "`ray up CLUSTER.yaml`) or set ray_address") from exc
 
     def _unplaceable(self, ray: Any, processes: int) -> str:
         nodes = [n for n in ray.nodes() if n.get("Alive")]

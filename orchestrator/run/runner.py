@@ -96,7 +96,6 @@ class RunOptions:
     executor: Executor | None = None  # None: as the workload says (executor_for)
 
 
-@dataclass
 class PlacementRefused(OrchestratorError):
     """The servers' addresses cannot be reached from where the workers are placed."""
 

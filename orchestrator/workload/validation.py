@@ -185,8 +185,10 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     network = _network(c, top.get("network"))
     thresholds = _thresholds(c, top.get("thresholds"), {b.name for b in backends})
     executor = c.string(top, "executor", "", "local", choices=EXECUTORS)
-    ray_address = _ray_address(c, top, executor)
-    placement = _placement(c, top, executor)
+    # With an executor that is not one, whether the Ray keys fit it cannot be said.
+    said = executor if top.get("executor", "local") in EXECUTORS else None
+    ray_address = _ray_address(c, top, said)
+    placement = _placement(c, top, said)
     workload = Workload(
         name=name,
         description=c.string(top, "description", "", ""),
@@ -282,23 +284,23 @@ _RAY_ADDRESS = re.compile(
     r"^(auto|local|(ray://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5})$")
 
 
-def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str) -> str:
+def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str | None) -> str:
     address = c.string(top, "ray_address", "", "auto")
     if "ray_address" in top and isinstance(top["ray_address"], str):
         if not _RAY_ADDRESS.match(address):
             c.add("ray_address", "auto, local, ray://HOST:PORT (the Ray client) or HOST:PORT "
                   "(a cluster's head)", address)
-        elif executor != "ray":
+        elif executor == "local":
             c.add("ray_address", "ray_address only with executor: ray (the local executor "
                   "runs no Ray)", address)
     return address
 
 
-def _placement(c: _Checker, top: Mapping[str, Any], executor: str) -> WorkerPlacement:
+def _placement(c: _Checker, top: Mapping[str, Any], executor: str | None) -> WorkerPlacement:
     path = "placement"
     value = top.get(path)
     data = c.mapping(value, path, ("strategy", "workers_per_node", "cpus_per_worker"))
-    if value is not None and executor != "ray":
+    if value is not None and executor == "local":
         c.add(path, "placement only with executor: ray (the local executor places nothing)",
               value)
     return WorkerPlacement(

@@ -47,7 +47,8 @@ class TestHelp:
         text = cli("run", "--help").stdout
         for flag in ("--backends", "--writers", "--readers", "--ttl", "--write-iterations",
                      "--read-iterations", "--keyspace", "--network-latency-ms",
-                     "--network-jitter-ms", "--results", "--set"):
+                     "--network-jitter-ms", "--results", "--set", "--executor",
+                     "--ray-address"):
             assert flag in text
 
 
@@ -71,6 +72,18 @@ class TestValidate:
         run = cli("run", str(path), "--results", str(tmp_path / "r.duckdb"))
         assert run.returncode == 2
         assert not (tmp_path / "r.duckdb").exists()
+
+    def test_executor_flags(self) -> None:
+        """--ray-address implies executor ray; --executor ray alone connects to auto; an
+        unknown executor is exit 2."""
+        result = cli("validate", "workloads/default.yaml", "--ray-address", "ray://head:10001")
+        assert result.returncode == 0, result.stderr
+        assert "on Ray at ray://head:10001 (SPREAD)" in result.stdout
+        result = cli("validate", "workloads/default.yaml", "--executor", "ray",
+                     "--set", "placement.strategy=STRICT_SPREAD")
+        assert "on Ray at auto (STRICT_SPREAD)" in result.stdout
+        assert "on Ray" not in cli("validate", "workloads/default.yaml").stdout
+        assert cli("validate", "workloads/default.yaml", "--executor", "k8s").returncode == 2
 
     def test_bad_set_and_backend(self) -> None:
         """A malformed --set or an unknown --backends name is exit 2."""

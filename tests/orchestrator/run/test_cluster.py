@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from support.commands import cli, env_for, start, wait_for_ops, write_workload
 from support.ray_fixtures import RayCluster
 from support.repo import ROOT
 
+from orchestrator.errors import UsageError
 from orchestrator.results import store
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.cluster import ClusterError, RayExecutor
@@ -382,3 +384,44 @@ class TestClockSkew:
         assert all(before[k] == "stale" for k, v in after.items() if v == "stale")
         assert _query(w, "SELECT clock_uncertainty_ms FROM invalidation_lag_summary") == [
             (40.0,)]
+
+
+class TestWithoutCluster:
+    """What the Ray executor decides before it talks to a cluster."""
+
+    def test_bundles(self) -> None:
+        """One bundle per workers_per_node workers, the last one smaller; a token CPU when
+        workers reserve none (a bundle cannot be empty)."""
+        assert RayExecutor(workers_per_node=2).bundles(5) == [
+            {"CPU": 2.0}, {"CPU": 2.0}, {"CPU": 1.0}]
+        assert RayExecutor(cpus_per_worker=0).bundles(2) == [{"CPU": 0.01}, {"CPU": 0.01}]
+
+    def test_bad_strategy(self) -> None:
+        """Only Ray's spreading strategies are accepted."""
+        with pytest.raises(ValueError, match="SPREAD"):
+            RayExecutor(strategy="PACK")
+
+    def test_without_ray(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without Ray installed, executor ray is a usage error that says what to install."""
+        monkeypatch.setitem(sys.modules, "ray", None)
+
+        async def reserve() -> None:
+            async with RayExecutor().reserve(1):
+                pass
+
+        with pytest.raises(UsageError, match=r"pgcache\[distributed\]"):
+            asyncio.run(reserve())
+
+    def test_unreachable_cluster(self) -> None:
+        """No cluster at the address: a ClusterError at once, that says how to start one."""
+        executor = RayExecutor("127.0.0.1:1")
+
+        async def reserve() -> None:
+            async with executor.reserve(1):
+                pass
+
+        started = time.monotonic()
+        with pytest.raises(ClusterError, match=r"cannot connect to a Ray cluster at "
+                                               r"127.0.0.1:1.*ray start --head"):
+            asyncio.run(reserve())
+        assert time.monotonic() - started < 10

@@ -6,14 +6,23 @@ The null backend needs no server, so these tests run real workers without any.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import structlog
 
 from orchestrator.results.logs import WorkerFiles
-from orchestrator.run.executor import LocalProcessExecutor, WorkerHandle
+from orchestrator.run.executor import (
+    LocalProcessExecutor,
+    Placement,
+    Slot,
+    WorkerHandle,
+    local_only,
+    loopback_problem,
+)
 from orchestrator.run.protocol import (
     Done,
     Go,
@@ -111,3 +120,64 @@ class TestRunWorker:
             structlog.reset_defaults()  # run_worker configured this process's logging
         assert code == 0
         assert isinstance(sent[0], Ready) and sent[-1] == Done(200, 0)
+
+
+class TestPlacement:
+    """Where workers run, and which server addresses they can reach from there."""
+
+    def test_local_reserve(self) -> None:
+        """The local executor places every slot on this host."""
+        async def reserve() -> Placement:
+            async with LocalProcessExecutor().reserve(3) as placement:
+                return placement
+
+        placement = asyncio.run(reserve())
+        assert placement.hosts == (socket.gethostname(),) and placement.nodes == ("local",)
+        assert len(placement.slots) == 3
+
+    @pytest.mark.parametrize(("url", "local"), [
+        ("postgresql://u:p@127.0.0.1:5432/db", True),
+        ("postgresql://u@127.0.0.2/db", True),
+        ("redis://localhost:6379/0", True),
+        ("redis://[::1]:6379/0", True),
+        ("postgresql:///db?host=/var/run/postgresql", True),
+        ("dbname=cache", True),
+        ("unix:///tmp/valkey.sock", True),
+        ("postgresql://u:p@db.example.internal:5432/db", False),
+        ("rediss://cache.example.com:6379/0", False),
+        ("host=10.1.2.3 dbname=cache", False),
+    ])
+    def test_local_only(self, url: str, local: bool) -> None:
+        """Loopback addresses, localhost and Unix sockets are reachable from their host only."""
+        assert local_only(url) is local
+
+    def test_loopback_refused_across_hosts(self) -> None:
+        """Workers on two hosts and a loopback DSN: refused, the variable named and why."""
+        placement = Placement((Slot("n1", "here"), Slot("n2", "there")))
+        endpoints = Endpoints("postgresql://u:secret@127.0.0.1:5432/db",
+                              "redis://cache.example.com:6379/0",
+                              "postgresql://u:secret@127.0.0.1:5432/db")
+        problem = loopback_problem(endpoints, placement, parent_host="here")
+        assert problem is not None
+        assert "2 node(s) of 2 host(s) (here, there; this is here)" in problem
+        assert "POSTGRES_DSN" in problem and "VALKEY_URL" not in problem.split("names")[0]
+
+    def test_loopback_accepted_on_one_host(self) -> None:
+        """Two nodes on the parent's own host (a local cluster) reach its loopback."""
+        placement = Placement((Slot("n1", "here"), Slot("n2", "here")))
+        endpoints = Endpoints("postgresql://u@127.0.0.1/db", "redis://127.0.0.1:1/0", "")
+        assert loopback_problem(endpoints, placement, parent_host="here") is None
+
+    def test_one_other_host_is_refused(self) -> None:
+        """A single node on another host (a remote cluster) cannot reach this loopback."""
+        placement = Placement((Slot("n1", "there"),))
+        endpoints = Endpoints("", "redis://localhost:6379/0", "")
+        problem = loopback_problem(endpoints, placement, parent_host="here")
+        assert problem is not None and "VALKEY_URL" in problem
+
+    def test_reachable_servers_accepted(self) -> None:
+        """Servers every node can reach are fine anywhere."""
+        placement = Placement((Slot("n1", "a"), Slot("n2", "b")))
+        endpoints = Endpoints("postgresql://u@db.internal/db", "redis://vk.internal:6379/0",
+                              "postgresql://u@db.internal/db")
+        assert loopback_problem(endpoints, placement, parent_host="here") is None

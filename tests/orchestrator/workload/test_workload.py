@@ -368,3 +368,45 @@ class TestFiles:
             apply_overrides({}, ["backends=[&a x, *a]"])
         with pytest.raises(UsageError):
             apply_overrides({"backends": ["a"]}, ["backends.\u00b2=x"])
+
+
+class TestExecutor:
+    """executor, ray_address and placement: checked, and only with executor ray."""
+
+    def test_defaults(self) -> None:
+        """Without the keys: the local executor; Ray's defaults are auto and SPREAD."""
+        w = parse_workload({})
+        assert (w.executor, w.ray_address) == ("local", "auto")
+        assert w.placement.to_dict() == {"strategy": "SPREAD", "workers_per_node": 1,
+                                         "cpus_per_worker": 1.0}
+
+    def test_ray(self) -> None:
+        """Every key with executor ray."""
+        w = parse_workload({"executor": "ray", "ray_address": "ray://head:10001",
+                            "placement": {"strategy": "STRICT_SPREAD", "workers_per_node": 4,
+                                          "cpus_per_worker": 0}})
+        assert (w.executor, w.ray_address) == ("ray", "ray://head:10001")
+        assert (w.placement.strategy, w.placement.workers_per_node,
+                w.placement.cpus_per_worker) == ("STRICT_SPREAD", 4, 0.0)
+
+    @pytest.mark.parametrize("address", ["auto", "local", "10.0.0.5:6379", "head:6379",
+                                         "ray://head.internal:10001", "ray://[fd00::1]:10001"])
+    def test_addresses(self, address: str) -> None:
+        """The address forms Ray takes."""
+        assert parse_workload({"executor": "ray", "ray_address": address}).ray_address == address
+
+    def test_every_problem(self) -> None:
+        """Bad values, each at its path."""
+        issues = _issues({"executor": "kubernetes", "ray_address": "http://head",
+                          "placement": {"strategy": "PACK", "workers_per_node": 0,
+                                        "cpus_per_worker": -1, "gpus": 1}})
+        assert set(issues) == {"executor", "ray_address", "placement.strategy",
+                               "placement.workers_per_node", "placement.cpus_per_worker",
+                               "placement.gpus"}
+        assert "one of local, ray" in issues["executor"]
+
+    def test_ray_keys_need_executor_ray(self) -> None:
+        """ray_address or placement with the local executor contradict it."""
+        issues = _issues({"ray_address": "auto", "placement": {"strategy": "SPREAD"}})
+        assert "only with executor: ray" in issues["ray_address"]
+        assert "only with executor: ray" in issues["placement"]
