@@ -213,6 +213,18 @@ class WorkerActor:
         return data
 
 
+# Which of the actor's threads each call runs on (declared on the methods: the Ray client
+# takes no per-call concurrency group).
+_METHOD_GROUPS = {"deliver": "control", "poll": "poll", "clock": "clock"}
+
+
+def _actor_class(ray: Any) -> Any:
+    """:class:`WorkerActor` as a Ray actor class, each call kind on a thread of its own."""
+    for name, group in _METHOD_GROUPS.items():
+        ray.method(concurrency_group=group)(getattr(WorkerActor, name))
+    return ray.remote(concurrency_groups=_GROUPS)(WorkerActor)
+
+
 class _RayWorker:
     """The parent's handle on one worker actor (a :class:`~orchestrator.run.executor.
     WorkerHandle`)."""
@@ -252,8 +264,7 @@ class _RayWorker:
     async def _poll(self) -> None:
         try:
             while True:
-                messages, chunks, code, detail = await self.actor.poll.options(
-                    concurrency_group="poll").remote(POLL_S)
+                messages, chunks, code, detail = await self.actor.poll.remote(POLL_S)
                 for name, data in chunks.items():
                     if not self._outputs[name].append(data):
                         error = self._outputs[name].error
@@ -307,7 +318,7 @@ class _RayWorker:
         except OSError:
             via = "ray"
             offset = await measure(
-                lambda: self.actor.clock.options(concurrency_group="clock").remote(), stage)
+                lambda: self.actor.clock.remote(), stage)
         node, host = str(self._where.get("node", "")), str(self._where.get("host", ""))
         line = (f"{offset.stage},{offset.worker_ns},{offset.offset_ns},{offset.uncertainty_ns},"
                 f"{offset.round_trip_ns},{offset.round_trips},{csv_field(node)},"
@@ -338,7 +349,7 @@ class _RayWorker:
         if self._exit is not None:
             return  # a message it can no longer read is moot
         self._seq += 1
-        ref = self.actor.deliver.options(concurrency_group="control").remote(self._seq, line)
+        ref = self.actor.deliver.remote(self._seq, line)
         task = asyncio.ensure_future(self._settle(ref))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
@@ -435,7 +446,7 @@ class RayExecutor:
                      for node in ray.nodes()}
             node_of = [str(bundle_nodes[i // self.workers_per_node]) for i in range(processes)]
             self._group = group
-            self._actor_class = ray.remote(concurrency_groups=_GROUPS)(WorkerActor)
+            self._actor_class = _actor_class(ray)
             yield Placement(tuple(Slot(node, hosts.get(node, "?")) for node in node_of))
         finally:
             self._group = None

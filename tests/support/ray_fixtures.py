@@ -11,6 +11,7 @@ set when this plugin loads. The cluster starts only when a test asks for it (~5 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,9 +24,11 @@ NODE_CPUS = 2  # logical CPUs each node declares (the workers reserve cpus_per_w
 
 @dataclass(frozen=True)
 class RayCluster:
-    """The session's cluster: its address (for RAY_ADDRESS / ray_address) and node count."""
+    """The session's cluster: its address (for RAY_ADDRESS / ray_address), its Ray client
+    address (``ray://``) and node count."""
 
     address: str
+    client_address: str
     nodes: int
 
     def env(self) -> dict[str, str]:
@@ -37,11 +40,15 @@ class RayCluster:
 def ray_cluster() -> Iterator[RayCluster]:
     """Two Ray nodes on 127.0.0.1, shut down at the end of the session."""
     cluster_utils = pytest.importorskip("ray.cluster_utils")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        client_port = probe.getsockname()[1]
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": NODE_CPUS, "include_dashboard": False})
+        "num_cpus": NODE_CPUS, "include_dashboard": False,
+        "ray_client_server_port": client_port})
     try:
         cluster.add_node(num_cpus=NODE_CPUS)
         cluster.wait_for_nodes()
-        yield RayCluster(cluster.address, 2)
+        yield RayCluster(cluster.address, f"ray://127.0.0.1:{client_port}", 2)
     finally:
         cluster.shutdown()
