@@ -11,6 +11,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+from support.ray_fixtures import RayCluster
 from support.repo import ROOT
 
 from orchestrator.services import Services
@@ -57,10 +60,13 @@ class TestReadmeCommands:
         shown = {shlex.split(line)[3] for _, line in ORCHESTRATOR}
         assert {"run", "validate", "report", "query", "ingest", "services"} <= shown
 
-    def test_every_orchestrator_command(self, services: Services, tmp_path: Path) -> None:
-        """Each `python -m orchestrator ...` line exits 0 (runs first, so reports have data)."""
+    def test_every_orchestrator_command(self, services: Services, ray_cluster: RayCluster,
+                                        tmp_path: Path) -> None:
+        """Each `python -m orchestrator ...` line exits 0 (runs first, so reports have data);
+        `--executor ray` runs on the session's Ray cluster."""
         env = dict(os.environ, POSTGRES_DSN=services.postgres_dsn,
-                   VALKEY_URL=services.valkey_url, PGCACHE_SERVICES_DIR=str(tmp_path / "svc"))
+                   VALKEY_URL=services.valkey_url, PGCACHE_SERVICES_DIR=str(tmp_path / "svc"),
+                   **ray_cluster.env())
         db = tmp_path / "r.duckdb"
         ordered = sorted(ORCHESTRATOR, key=lambda item: shlex.split(item[1])[3] != "run")
         try:
@@ -83,3 +89,35 @@ class TestReadmeCommands:
         """Each `make TARGET` shown is a target of the Makefile."""
         target = shlex.split(line)[1]
         assert re.search(rf"^{re.escape(target)}:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def _cloud_run_command() -> list[str]:
+    """The orchestrator command that README's `ray exec` line runs on the head node."""
+    line = next(line for _, line in commands("ray exec "))
+    inner = shlex.split(line)[-1]
+    words = shlex.split(inner.split("&&", 1)[1])
+    return words[words.index("python") + 3:]
+
+
+class TestManyHosts:
+    """The README's cloud example: a cluster Ray accepts, a command the orchestrator accepts."""
+
+    def test_cluster_yaml_is_valid(self) -> None:
+        """deploy/ray-cluster.yaml passes Ray's own cluster-config validation."""
+        config = yaml.safe_load((ROOT / "deploy" / "ray-cluster.yaml").read_text())
+        validate_config(prepare_config(config))
+        assert config["file_mounts"] == {"~/pgcache": "."}
+        assert any("[bench,distributed]" in c for c in config["setup_commands"])
+
+    def test_cloud_command_validates(self) -> None:
+        """The command run on the head node (README and the cluster YAML's header) names a
+        workload and flags the orchestrator accepts, with managed (not loopback) servers."""
+        words = _cloud_run_command()
+        assert words[0] == "run" and "--executor" in words
+        result = subprocess.run([sys.executable, "-m", "orchestrator", "validate",
+                                 *words[1:]], cwd=ROOT, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "8 processes on Ray at auto" in result.stdout
+        header = (ROOT / "deploy" / "ray-cluster.yaml").read_text()
+        assert " ".join(words) in header

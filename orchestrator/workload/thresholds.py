@@ -50,10 +50,10 @@ SUMMARY_METRICS = (
 CONSISTENCY_METRICS = (
     "passes", "reads", "hits", "local_reads", "stale_reads", "stale_local_reads", "stale_rate",
     "stale_beyond_invalidation", "unjudged_reads", "p50_staleness_ms", "p99_staleness_ms",
-    "max_staleness_ms",
+    "max_staleness_ms", "clock_unjudged_reads",
 )
 LAG_METRICS = ("writes", "expected", "count", "missing", "p50_ms", "p99_ms", "max_ms",
-               "mean_ms")
+               "mean_ms", "clock_uncertainty_ms")
 
 _EXPRESSION = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*"

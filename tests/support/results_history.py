@@ -75,3 +75,13 @@ def add_flush(
         "INSERT INTO events VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, 'info', 'local_flush', '{}')",
         [run_id, backend, repetition, process, int(at_ms * MS)],
     )
+
+
+def add_clock(
+    con: duckdb.DuckDBPyConnection, process: int, uncertainty_ms: float, *,
+    run_id: str = "r1", backend: str = "pg", repetition: int = 0,
+) -> None:
+    """Insert a worker's clock offsets (0, at the start and end) with this uncertainty."""
+    for stage in ("start", "end"):
+        con.execute("INSERT INTO clock_offsets VALUES (?, ?, ?, ?, ?, 0, 0, ?, 0, 16, 'n', 'h')",
+                    [run_id, backend, repetition, process, stage, int(uncertainty_ms * MS)])

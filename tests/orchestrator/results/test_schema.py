@@ -12,7 +12,15 @@ import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.results_history import MS, OpRow, add_flush, add_invalidation, add_op, create_schema
+from support.results_history import (
+    MS,
+    OpRow,
+    add_clock,
+    add_flush,
+    add_invalidation,
+    add_op,
+    create_schema,
+)
 
 from orchestrator.results import schema
 from orchestrator.workload import thresholds
@@ -230,6 +238,91 @@ class TestBeyondInvalidation:
             "beyond_invalidation FROM stale_reads ORDER BY backend, read_start_ns").fetchall()
         assert rows == [("valkey", "k", 5, None, None), ("vk", "j", 4, 3.5, True),
                         ("vk", "k", 5, 6, False), ("vk", "k", 8, 6, True)]
+
+
+class TestClockUncertainty:
+    """Workers on clocks of their own: judgements the uncertainty could turn are unjudged."""
+
+    def _history(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Key k: W1 [0, 1] by process 2, W2 [2.5, 3.5] by process 0; reads of W1 by
+        process 1 at 3, 4, 5 and 8 ms. Key j: W1 [0, 1] by process 2, W2 [1.5, 2] by process
+        0 (0.5 ms after W1 finished); a read of W1 at 6 ms."""
+        kw = {"backend": "pg"}
+        add_op(con, "set", "k", 0, 1, version="2:0:1", process=2, server_version=1, **kw)
+        add_op(con, "set", "k", 2.5, 1, version="0:0:2", process=0, server_version=2, **kw)
+        for start in (3, 4, 5, 8):
+            add_op(con, "get", "k", start, 0.1, version="2:0:1", process=1, task=1,
+                   local=True, **kw)
+        add_op(con, "set", "j", 0, 1, version="2:0:3", process=2, server_version=3, **kw)
+        add_op(con, "set", "j", 1.5, 0.5, version="0:0:4", process=0, server_version=4, **kw)
+        add_op(con, "get", "j", 6, 0.1, version="2:0:3", process=1, task=1, local=True, **kw)
+
+    def _verdicts(self, con: duckdb.DuckDBPyConnection) -> tuple[list[float], list[float]]:
+        stale = [r[0] for r in con.execute("SELECT read_start_ns / 1e6 FROM stale_reads "
+                                           "ORDER BY 1").fetchall()]
+        unjudged = [r[0] for r in con.execute("SELECT read_start_ns / 1e6 FROM "
+                                              "clock_unjudged_reads ORDER BY 1").fetchall()]
+        return stale, unjudged
+
+    def _uncertain(self, con: duckdb.DuckDBPyConnection, ms: float = 0.5) -> None:
+        for process in (0, 1, 2):
+            add_clock(con, process, ms)
+
+    def test_no_uncertainty_judges_all(self, con: duckdb.DuckDBPyConnection) -> None:
+        """One clock: the reads after W2 finished are stale, the one before fresh."""
+        self._history(con)
+        assert self._verdicts(con) == ([4.0, 5.0, 6.0, 8.0], [])
+
+    def test_within_the_margin_is_unjudged(self, con: duckdb.DuckDBPyConnection) -> None:
+        """0.5 ms per worker (1 ms for a pair): reads within 1 ms of W2's finish, either
+        side, are unjudged; so is the read of j, whose W2 started only 0.5 ms after W1
+        finished; reads further away are judged; the counts say so."""
+        self._history(con)
+        self._uncertain(con)
+        assert self._verdicts(con) == ([5.0, 8.0], [3.0, 4.0, 6.0])
+        row = con.execute("SELECT stale_reads, unjudged_reads, clock_unjudged_reads "
+                          "FROM consistency").fetchall()
+        assert row == [(2, 3, 3)]
+        margin = con.execute("SELECT DISTINCT clock_uncertainty_ms FROM clock_unjudged_reads"
+                             ).fetchall()
+        assert margin == [(1.0,)]
+
+    def test_flush_within_the_margin_leaves_beyond_unjudged(
+            self, con: duckdb.DuckDBPyConnection) -> None:
+        """A flush 0.2 ms after W2 finished, clocks within 0.5 ms: it may have come before
+        W2, so whether the read at 8 ms was told is unjudged (NULL); with one clock, TRUE."""
+        self._history(con)
+        add_flush(con, 1, 3.7)
+        told = "SELECT beyond_invalidation FROM stale_reads WHERE read_start_ns = 8 * 1e6"
+        assert con.execute(told).fetchall() == [(True,)]
+        self._uncertain(con)
+        assert con.execute(told).fetchall() == [(None,)]
+
+    def test_lag_counts_a_flush_only_when_certainly_after(
+            self, con: duckdb.DuckDBPyConnection) -> None:
+        """A flush 0.2 ms after the write (clocks within 0.5 ms each) delivers nothing; one
+        2 ms after does; the lag rows carry the pair's uncertainty."""
+        kw = {"backend": "pg"}
+        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
+        add_op(con, "get", "k", 5, 1, process=1, **kw)
+        add_flush(con, 1, 1.2)
+        add_flush(con, 1, 3)
+        add_clock(con, 0, 0.5)
+        add_clock(con, 1, 0.5)
+        rows = con.execute("SELECT via, lag_ms, clock_uncertainty_ms FROM invalidation_lag"
+                           ).fetchall()
+        assert rows == [("flush", 2.0, 1.0)]
+        assert con.execute("SELECT clock_uncertainty_ms FROM invalidation_lag_summary"
+                           ).fetchall() == [(1.0,)]
+
+    def test_clock_summary(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Offsets at start and end, their drift and the larger uncertainty, per worker."""
+        con.execute("INSERT INTO clock_offsets VALUES ('r1', 'pg', 1, 0, 'start', 100, -500, "
+                    "20, 40, 16, 'n0', 'h0'), ('r1', 'pg', 1, 0, 'end', 900, -350, 30, 60, "
+                    "16, 'n0', 'h0')")
+        assert con.execute("SELECT process, node, host, start_offset_ns, end_offset_ns, "
+                           "drift_ns, uncertainty_ns, best_round_trip_ns FROM clock_summary"
+                           ).fetchall() == [(0, "n0", "h0", -500, -350, 150, 30, 40)]
 
 
 class TestConsistency:

@@ -449,3 +449,31 @@ class TestWithoutCluster:
                                                r"127.0.0.1:1.*ray start --head"):
             asyncio.run(reserve())
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.slow
+class TestRecordingRate:
+    """The harness's own ceiling with Ray actors against local processes, on one machine."""
+
+    def test_at_least_80_percent_of_local(self, ray_cluster: RayCluster, services: Services,
+                                          tmp_path: Path) -> None:
+        """workloads/harness-ceiling.yaml, local and ray interleaved three times: the median
+        recorded operations/s per worker with ray is at least 80% of local's (printed)."""
+        env = env_for(services, tmp_path, **ray_cluster.env())
+        rates: dict[str, list[float]] = {"local": [], "ray": []}
+        for _ in range(3):
+            for executor in rates:
+                db = tmp_path / f"{executor}.duckdb"
+                result = cli("run", str(ROOT / "workloads" / "harness-ceiling.yaml"),
+                             "--executor", executor, "--results", str(db), env=env,
+                             timeout=300)
+                assert result.returncode == 0, result.stderr[-2000:]
+                rates[executor] += [r[0] for r in _query(db, """
+                    SELECT count(*) / ((max(start_ns + latency_ns) - min(start_ns)) / 1e9)
+                    FROM ops WHERE run_id = (SELECT max(run_id) FROM runs)
+                    GROUP BY process""")]
+        median = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+        print(f"\nrecorded ops/s per worker (median of {len(rates['ray'])}): local "
+              f"{median['local']:,.0f}, ray {median['ray']:,.0f} "
+              f"({median['ray'] / median['local']:.0%})")
+        assert median["ray"] >= 0.8 * median["local"]
