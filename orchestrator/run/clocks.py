@@ -123,5 +123,9 @@ class ClockServer:
                     conn.sendall(_ANSWER.pack(self.clock()))
 
     def close(self) -> None:
+        """Stop listening (the shutdown wakes the thread blocked in accept)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._sock.close()
+        self._thread.join(timeout=1.0)
