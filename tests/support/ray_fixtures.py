@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -30,6 +31,7 @@ class RayCluster:
     address: str
     client_address: str
     nodes: int
+    cluster: Any  # ray.cluster_utils.Cluster: a test may add (and lose) a node of its own
 
     def env(self) -> dict[str, str]:
         """What a command needs to find this cluster with ``ray_address: auto``."""
@@ -45,10 +47,13 @@ def ray_cluster() -> Iterator[RayCluster]:
         client_port = probe.getsockname()[1]
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": NODE_CPUS, "include_dashboard": False,
-        "ray_client_server_port": client_port})
+        "ray_client_server_port": client_port,
+        # A lost node is declared dead after ~2 s instead of ~20 s (a test loses one).
+        "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
+                           "health_check_failure_threshold": 3}})
     try:
         cluster.add_node(num_cpus=NODE_CPUS)
         cluster.wait_for_nodes()
-        yield RayCluster(cluster.address, f"ray://127.0.0.1:{client_port}", 2)
+        yield RayCluster(cluster.address, f"ray://127.0.0.1:{client_port}", 2, cluster)
     finally:
         cluster.shutdown()

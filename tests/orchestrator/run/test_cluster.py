@@ -23,7 +23,7 @@ import duckdb
 import pytest
 import structlog
 from support.commands import cli, env_for, start, wait_for_ops, write_workload
-from support.ray_fixtures import RayCluster
+from support.ray_fixtures import NODE_CPUS, RayCluster
 from support.repo import ROOT
 
 from orchestrator.errors import UsageError
@@ -210,6 +210,45 @@ class TestPlacement:
         with pytest.raises(ClusterError, match=r"cannot place 3 workers.*STRICT_SPREAD.*"
                                                r"2 live node\(s\)"):
             asyncio.run(reserve())
+
+
+class TestLostNode:
+    """A node lost mid-run is a worker that died. (Last of the live-cluster tests: its node
+    is gone afterwards.)"""
+
+    def test_lost_node_fails_the_run(self, ray_cluster: RayCluster, services: Services,
+                                     tmp_path: Path) -> None:
+        """Three workers, STRICT_SPREAD over three nodes; the third node is lost (its raylet
+        killed): the run is failed (exit 1) naming that worker; the others stop; what every
+        worker shipped before is ingested."""
+        node = ray_cluster.cluster.add_node(num_cpus=NODE_CPUS)
+        ray_cluster.cluster.wait_for_nodes()
+        path = write_workload(tmp_path, {
+            "processes": 3, "writers": 3, "readers": 3, "duration_s": 60,
+            "think_time_ms": 0.5, "backends": ["null"], "executor": "ray",
+            "placement": {"strategy": "STRICT_SPREAD", "cpus_per_worker": 0.5}})
+        proc = start(["run", str(path), "--results", str(tmp_path / "r.duckdb")],
+                     env_for(services, tmp_path, **ray_cluster.env()))
+        try:
+            wait_for_ops(tmp_path / "logs", timeout=60)
+            time.sleep(0.5)
+            events = next((tmp_path / "logs").glob("*/parent.events.jsonl"))
+            lost = next(json.loads(line)["process"] for line in events.read_text()
+                        .splitlines() if json.loads(line)["event"] == "worker_started"
+                        and json.loads(line)["data"].get("node") == node.node_id)
+            started = time.monotonic()
+            ray_cluster.cluster.remove_node(node, allow_graceful=False)
+            _, err = proc.communicate(timeout=120)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, err[-2000:]
+        assert f"worker {lost} (" in err and "its Ray actor ended" in err, err[-2000:]
+        db = tmp_path / "r.duckdb"
+        assert _query(db, "SELECT status FROM runs") == [("failed",)]
+        assert _query(db, "SELECT count(DISTINCT process) FROM ops") == [(3,)]
+        print(f"\nlost node noticed and the run ended in {took:.1f} s")
 
 
 # -- clocks: a skew injected into worker 1, mapped away at ingest ---------------------------
