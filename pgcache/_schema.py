@@ -113,6 +113,7 @@ class Statements:
     set: str
     set_notify: str
     set_batch: str
+    set_batch_uniform: str
     delete: str
     delete_notify: str
     truncate: str
@@ -150,6 +151,12 @@ class Statements:
                  "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int2[], "
                  f"$5::float8[]) AS u(h, k, v, kd, ttl) {upsert} "
                  "RETURNING e.key_hash, e.version, (e.xmax = 0)")
+        # The usual batch: one kind and one TTL for all its rows, passed once (every array
+        # element costs the client encoding work: ~0.5 us per write for two arrays).
+        batch_uniform = (f"{insert}SELECT u.h, u.k, u.v, $4::int2, {xid}, "
+                         "now() + make_interval(secs => $5::float8) "
+                         "FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS u(h, k, v) "
+                         f"{upsert} RETURNING e.key_hash, e.version, (e.xmax = 0)")
         # A delete leaves a tombstone (expired at once, swept later) carrying the next
         # version, so a key's versions keep increasing through delete and re-insert: a
         # writer that raced the delete still conflicts with the row and gets a higher one.
@@ -172,6 +179,7 @@ class Statements:
             # pg_notify(channel, head || version || tail), delivered if and only if it commits.
             set_notify=f"{set_one}, pg_notify($6, $7 || version::text || $8)",
             set_batch=batch,
+            set_batch_uniform=batch_uniform,
             delete=delete,
             delete_notify=f"{delete}, pg_notify($3, $4 || e.version::text || $5)",
             truncate=f"TRUNCATE {t}",

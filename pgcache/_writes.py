@@ -202,12 +202,19 @@ class Writer:
         pack, small = self._pack, self._compress_min
         stored = [(w.data, w.kind) if len(w.data) < small else pack(w.data, w.kind)
                   for w in ordered]
+        kind, ttl = stored[0][1], ordered[0].ttl
+        uniform = all(k == kind for _, k in stored) and all(w.ttl == ttl for w in ordered)
         self._writing += 1
         try:
-            rows = await self._db.run(
-                "set", "fetch", self._sql.set_batch, [w.key_hash for w in ordered],
-                [w.key_bytes for w in ordered], [data for data, _ in stored],
-                [kind for _, kind in stored], [w.ttl for w in ordered])
+            if uniform:
+                rows = await self._db.run(
+                    "set", "fetch", self._sql.set_batch_uniform, [w.key_hash for w in ordered],
+                    [w.key_bytes for w in ordered], [data for data, _ in stored], kind, ttl)
+            else:
+                rows = await self._db.run(
+                    "set", "fetch", self._sql.set_batch, [w.key_hash for w in ordered],
+                    [w.key_bytes for w in ordered], [data for data, _ in stored],
+                    [k for _, k in stored], [w.ttl for w in ordered])
         finally:
             self._writing -= 1
         self._counters.write_statements += 1

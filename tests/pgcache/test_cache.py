@@ -336,6 +336,32 @@ class TestWriteBatching:
             assert stored == {f"k{i}": (f"v{i}".encode(), versions[i]) for i in range(32)}
             assert await cache.get("k7") == b"v7" and cache.stats.local_hits == 1
 
+    @pytest.mark.parametrize("mixed", ["kinds", "ttls", "neither"])
+    async def test_a_shared_statement_keeps_each_writes_kind_and_ttl(
+            self, settings: CacheSettings, mixed: str) -> None:
+        """Writes sharing a statement keep their own kind and TTL, whether the batch mixes
+        them (one per row) or not (passed once)."""
+        async with PostgresCache(replace(settings, write_batch_concurrency=1,
+                                         max_pool_size=4, local_max_entries=0)) as cache:
+            def value(i: int) -> object:
+                if mixed != "kinds":
+                    return f"v{i}".encode()
+                return [f"v{i}".encode(), f"v{i}", {"v": i}][i % 3]
+
+            def ttl(i: int) -> float:
+                return [30.0, 60.0, 3600.0][i % 3] if mixed == "ttls" else 600.0
+
+            await asyncio.gather(*(cache.set(f"k{i}", value(i), ttl_seconds=ttl(i))
+                                   for i in range(30)))
+            assert cache.stats.write_statements < 30
+            assert await cache.get_many([f"k{i}" for i in range(30)]) == {
+                f"k{i}": value(i) for i in range(30)}
+            rows = await sql(settings.dsn, "SELECT key, extract(epoch FROM expires_at - now()) "
+                             f'FROM "{cache.table_name}"')
+            left = {bytes(r[0]).decode(): r[1] for r in rows}
+            for i in range(30):
+                assert ttl(i) - 10 < float(left[f"k{i}"]) <= ttl(i)
+
     async def test_same_key_twice_goes_in_separate_statements(
             self, settings: CacheSettings) -> None:
         """Two concurrent sets of one key both succeed; the higher version is what stays."""
