@@ -306,11 +306,12 @@ async def bench_lease(dsn: str, base: CacheSettings, duration: float) -> list[Ch
 
 
 async def _write_distinct(dsn: str, settings: CacheSettings, keys: int,
-                          value: bytes) -> tuple[float, int]:
+                          value: bytes, *, watch: bool = False) -> tuple[float, int]:
     """WRITERS tasks on one instance write ``keys`` distinct keys once each; returns
-    (writes/s, the most rows a count every 100 ms saw). Only a bounded table is counted while
-    it is written: counting a table growing to ``keys`` rows would slow the unbounded side
-    and flatter the bounded one."""
+    (writes/s, the most rows a count every 100 ms saw if ``watch``, else the rows at the
+    end). Counting is a scan of the table, dead rows included (a run is too short for
+    autovacuum), so it costs the server much of a core: runs that measure throughput do not
+    watch."""
     await PostgresCache.init_db(settings)
     watcher = await asyncpg.connect(dsn)
     table = f"{settings.schema_prefix}pgcache_entries"
@@ -324,13 +325,13 @@ async def _write_distinct(dsn: str, settings: CacheSettings, keys: int,
             for i in next_key:
                 await cache.set(f"bounded:{i}", value)
 
-        async def watch() -> None:
+        async def count_often() -> None:
             nonlocal peak
             while not done.is_set():
                 peak = max(peak, await watcher.fetchval(f'SELECT count(*) FROM "{table}"'))
                 await asyncio.sleep(0.1)
 
-        watching = asyncio.ensure_future(watch() if settings.max_entries else done.wait())
+        watching = asyncio.ensure_future(count_often() if watch else done.wait())
         start = time.perf_counter()
         await asyncio.gather(*(writer() for _ in range(WRITERS)))
         elapsed = time.perf_counter() - start
@@ -344,25 +345,26 @@ async def _write_distinct(dsn: str, settings: CacheSettings, keys: int,
 
 async def bench_bounded(dsn: str, keys: int, cap: int) -> list[Check]:
     """Distinct keys into a table bounded at ``cap`` rows, against the same unbounded,
-    alternating twice."""
+    alternating twice; then once more, bounded, counting the rows every 100 ms."""
     base = CacheSettings(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
                          max_pool_size=WRITERS, application_name="microbench",
                          sweep_interval_seconds=0)
     bounded = CacheSettings(**{**_fields(base), "max_entries": cap})
-    free_rates, bounded_rates, peaks = [], [], []
+    free_rates, bounded_rates = [], []
     for _ in range(2):
         rate, _ = await _write_distinct(dsn, base, keys, VALUE)
         free_rates.append(rate)
-        rate, peak = await _write_distinct(dsn, bounded, keys, VALUE)
+        rate, _ = await _write_distinct(dsn, bounded, keys, VALUE)
         bounded_rates.append(rate)
-        peaks.append(peak)
+    # The bound, watched in a run of its own (the counting would slow the rates above).
+    _, peak = await _write_distinct(dsn, bounded, keys, VALUE, watch=True)
     await PostgresCache.drop_db(base)
     free, limited = sum(free_rates) / 2, sum(bounded_rates) / 2
     return [
         Check(f"{keys:,} distinct keys, max_entries={cap:,}: writes/s", limited, "ops/s",
               free, "the same, unbounded", ">= 0.9x", limited >= 0.9 * free),
-        Check("  the most rows seen (counted every 100 ms)", max(peaks), "rows", float(cap),
-              "max_entries", "<= 1.1x", max(peaks) <= 1.1 * cap),
+        Check("  the most rows seen (counted every 100 ms, a run of its own)", peak, "rows",
+              float(cap), "max_entries", "<= 1.1x", peak <= 1.1 * cap),
     ]
 
 
