@@ -7,9 +7,10 @@ import asyncio
 import time
 from dataclasses import replace
 
+import pytest
 from support.caches import eventually, sql
 
-from pgcache import CacheSettings, PostgresCache
+from pgcache import CacheSettings, PostgresCache, _sweeper
 
 
 async def rows(settings: CacheSettings) -> int:
@@ -41,6 +42,19 @@ class TestMaxEntries:
             await cache.trim()
             assert await cache.get("k2100") == b"fresh"
             assert cache.stats.trimmed >= 2000
+
+    async def test_a_round_larger_than_a_statement_deletes_all_of_its_excess(
+            self, settings: CacheSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With 150 rows per statement, each round takes several statements, and the rounds
+        still leave the newest rows."""
+        monkeypatch.setattr(_sweeper, "TRIM_BATCH", 150)
+        async with PostgresCache(replace(settings, max_entries=1000)) as cache:
+            await fill(cache, 0, 3000)
+            await cache.trim()
+            assert cache.stats.trimmed >= 2000 and 850 <= await rows(settings) <= 1000
+            survivors = await cache.get_many([f"k{i}" for i in range(3000)])
+            assert all(f"k{i}" in survivors for i in range(2200, 3000))
+            assert not any(f"k{i}" in survivors for i in range(0, 1800))
 
     async def test_the_sweeper_keeps_the_table_bounded_while_writing(
             self, settings: CacheSettings) -> None:
