@@ -86,6 +86,16 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
     loop = asyncio.get_running_loop()
     endpoints = Endpoints(postgres_dsn="", valkey_url=url, postgres_listener_dsn="")
     rereads: set[asyncio.Task[Any]] = set()
+    failed = 0
+
+    def settled(task: asyncio.Task[Any]) -> None:
+        """A re-read is done; one that failed (its instance lost a connection and starts
+        over) is counted, and its key's next deliveries are missing until read again."""
+        nonlocal failed
+        rereads.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failed += 1
+
     for index in range(count):
         backend = ValkeyTrackingBackend(f"fanout-{index}", {}, endpoints)
         seen: array.array[int] = array.array("q")
@@ -103,7 +113,7 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
             else:
                 return
             rereads.add(task)
-            task.add_done_callback(rereads.discard)
+            task.add_done_callback(settled)
 
         backend.set_invalidation_hook(record)
         await backend.connect()
@@ -113,6 +123,9 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
     await asyncio.sleep(max(0.0, stop + SETTLE_S - time.monotonic()))
     for backend in backends:
         await backend.close()
+    if failed:
+        print(f"fanout: valkey, {count} instances in this process: {failed} re-reads failed "
+              "on a lost connection", file=sys.stderr)
     return arrivals
 
 
