@@ -18,7 +18,7 @@ from proxies.errors import (
     UpstreamUnreachableError,
 )
 from proxies.faults import FAULT_ATTRIBUTES, FAULT_STREAMS, Fault, parse_faults
-from proxies.inprocess import InProcessNetwork
+from proxies.inprocess import DelayClock, InProcessNetwork
 from proxies.routes import PROXY_NAMES, ROUTE_NAMES, ROUTES, Address, Endpoints, Route
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ROUTE_NAMES",
     "Address",
     "ConfigProblem",
+    "DelayClock",
     "Endpoints",
     "Fault",
     "InProcessNetwork",

@@ -5,7 +5,9 @@ one backend instance, all concurrently on one event loop, and records every meas
 operation as one CSV line (:mod:`orchestrator.results.logs`). The task loops are the hot path
 of the harness: they bind what they use to locals and format each line with one f-string.
 Closed loop by default; with a target rate each task runs open loop and an operation's latency
-counts from its intended start (no coordinated omission).
+counts from its intended start (no coordinated omission). Open-loop tasks are woken at their
+intended starts by a :class:`_Pacer`: the event loop's own timers round a wait up to a whole
+millisecond, which an open loop would count as latency.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from orchestrator.results.logs import CsvRecorder, csv_field, csv_row, needs_quo
 from orchestrator.run.keys import key_picker, task_rng, value_maker, zipf_cdf
 from orchestrator.run.origin import Origin
 from orchestrator.workload.model import Workload
+from proxies import DelayClock
 
 _ERROR_PAUSE_S = 0.001
 # A task that has not suspended for this long yields to the others (operations that complete
@@ -49,7 +52,8 @@ def worker_clock(skew_ns: int = 0) -> Clock:
 
 
 def task_plan(workload: Workload, process: int, processes: int) -> list[tuple[str, int]]:
-    """This process's tasks: ("write"|"read", global task id). Writers first, then readers."""
+    """The tasks of application instance ``process`` of ``processes``: ("write"|"read",
+    global task id). Writers first, then readers."""
     plan = [("write", t) for t in range(workload.writers) if t % processes == process]
     plan += [("read", workload.writers + r) for r in range(workload.readers)
              if r % processes == process]
@@ -60,6 +64,28 @@ def error_text(exc: BaseException) -> str:
     """An exception as recorded: ``Type: message``, passwords redacted, at most 300
     characters."""
     return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Pacer:
+    """Wakes open-loop tasks at their intended start times, within tens of microseconds (a
+    timerfd: proxies' :class:`~proxies.DelayClock`) rather than the loop's whole milliseconds."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._clock = DelayClock(self._loop)
+
+    async def until(self, when_ns: int) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._clock.call_at(when_ns, functools.partial(_release, waiter))
+        await waiter
+
+    def close(self) -> None:
+        self._clock.close()
 
 
 class _Phase:
@@ -73,7 +99,12 @@ class _Phase:
 
 
 class Load:
-    """Runs the tasks of one process against one backend instance."""
+    """Runs the tasks of one application instance against its backend client.
+
+    ``process`` is the instance's number and ``processes`` how many instances the pass has
+    (with one instance per worker process, the default, they are the worker processes): the
+    tasks are split over the instances, and the instance's number starts its write ids.
+    """
 
     def __init__(self, workload: Workload, process: int, processes: int, backend: Backend,
                  recorder: CsvRecorder, origin: Origin | None = None,
@@ -94,6 +125,13 @@ class Load:
         self._loads: dict[int, int] = {}
         # Generated keys are prefix + digits: only the prefix can need CSV quoting.
         self._quoted = needs_quoting(workload.key_prefix)
+        self._pacer: _Pacer | None = None
+
+    async def _pace(self, when_ns: int) -> None:
+        """Wait until ``when_ns`` (an open-loop task's next intended start)."""
+        if self._pacer is None:
+            self._pacer = _Pacer()
+        await self._pacer.until(when_ns)
 
     def stop(self) -> None:
         self.stopping = True
@@ -136,21 +174,23 @@ class Load:
         interval = self._interval_ns("read")
         think = self._think_s("read")
         sleep = asyncio.sleep
+        pace = self._pace
         intended = phase.start_ns
         last_yield = clock()
         i = 0
         while not self.stopping and (count is None or i < count):
             key = pick()
             if interval:
-                now = clock()
-                if now < intended:
-                    await sleep((intended - now) / 1e9)
+                if until is not None and intended >= until:
+                    break
+                if clock() < intended:
+                    await pace(intended)
                 t0 = intended
                 intended += interval
             else:
                 t0 = clock()
-            if until is not None and t0 >= until:
-                break
+                if until is not None and t0 >= until:
+                    break
             try:
                 result = await get(key)
             except Exception as exc:  # recorded, the task goes on
@@ -203,6 +243,7 @@ class Load:
         interval = self._interval_ns("read")
         think = self._think_s("read")
         sleep = asyncio.sleep
+        pace = self._pace
         intended = phase.start_ns
         i = 0
 
@@ -224,15 +265,16 @@ class Load:
         while not self.stopping and (count is None or i < count):
             key = pick()
             if interval:
-                now = clock()
-                if now < intended:
-                    await sleep((intended - now) / 1e9)
+                if until is not None and intended >= until:
+                    break
+                if clock() < intended:
+                    await pace(intended)
                 t0 = intended
                 intended += interval
             else:
                 t0 = clock()
-            if until is not None and t0 >= until:
-                break
+                if until is not None and t0 >= until:
+                    break
             try:
                 result = await get_or_set(key, functools.partial(loader, key), ttl)
             except Exception as exc:  # recorded, the task goes on
@@ -279,6 +321,7 @@ class Load:
         interval = self._interval_ns("write")
         think = self._think_s("write")
         sleep = asyncio.sleep
+        pace = self._pace
         intended = phase.start_ns
         last_yield = clock()
         i = 0
@@ -290,15 +333,16 @@ class Load:
                 is_delete = delete_ratio and rand() < delete_ratio
                 value = b"" if is_delete else make_value(write_id)
                 if interval:
-                    now = clock()
-                    if now < intended:
-                        await sleep((intended - now) / 1e9)
+                    if until is not None and intended >= until:
+                        break
+                    if clock() < intended:
+                        await pace(intended)
                     t0 = intended
                     intended += interval
                 else:
                     t0 = clock()
-                if until is not None and t0 >= until:
-                    break
+                    if until is not None and t0 >= until:
+                        break
                 op = "delete" if is_delete else "set"
                 try:
                     if is_delete:
@@ -347,10 +391,15 @@ class Load:
         self.log.info("phase", phase="measure", start_ns=measure_start, until_ns=until,
                       tasks=len(plan))
         phase = _Phase(measure_start, until, True, "measure")
-        await asyncio.gather(*(
-            self.run_task(kind, task, phase, None if w.duration_s else
-                          (w.write_iterations if kind == "write" else w.read_iterations))
-            for kind, task in plan))
+        try:
+            await asyncio.gather(*(
+                self.run_task(kind, task, phase, None if w.duration_s else
+                              (w.write_iterations if kind == "write" else w.read_iterations))
+                for kind, task in plan))
+        finally:
+            if self._pacer is not None:
+                self._pacer.close()
+                self._pacer = None
         self.log.info("phase", phase="drain", ops=self.recorder.count, errors=self.errors)
 
 
