@@ -58,6 +58,8 @@ TYPES: dict[str, BackendType] = {t.name: t for t in (
 
 PRESETS: dict[str, tuple[str, Mapping[str, Any]]] = {
     "postgres-cache": ("pgcache", {}),
+    # One LISTEN per host (per network route), relayed to its instances over a Unix socket.
+    "postgres-cache-shared": ("pgcache", {"shared_listener": True}),
     "postgres-no-local-cache": ("pgcache", {"local_max_entries": 0}),
     "postgres-no-notify": ("pgcache", {"disable_notify": True}),
     "valkey": ("valkey", {}),

@@ -7,8 +7,9 @@ last):
 
 * ``run.json``: the run's ``runs`` row as the run started (passwords redacted); used when the
   database has no row for the run;
-* per worker, ``<stem>.spec.json`` (its backend, repetition and process) with its
-  ``.ops.csv``, ``.events.jsonl`` and ``.invalidations.csv``; per pass,
+* per worker, ``<stem>.spec.json`` (its backend, repetition, process and instances per
+  process) with, per application instance, its ``.ops.csv`` and ``.invalidations.csv``, and
+  the worker's ``.events.jsonl`` (under its first instance's stem); per pass,
   ``<backend>.r<rep>.server_cost.csv``, the servers' cost samples;
 * ``parent.events.jsonl``, the parent's timeline. Its ``run_finished`` event gives the run's
   status; a run that recorded no end (its parent died, or could not write) is ``failed``.
@@ -24,7 +25,13 @@ from typing import Any
 
 from orchestrator.errors import UsageError
 from orchestrator.results import store
-from orchestrator.results.logs import PARENT_EVENTS, RUN_RECORD, WorkerFiles, server_cost_path
+from orchestrator.results.logs import (
+    PARENT_EVENTS,
+    RUN_RECORD,
+    WorkerFiles,
+    instance_files,
+    server_cost_path,
+)
 from orchestrator.results.store import RunRecord, RunStatus
 
 
@@ -44,13 +51,13 @@ def _specs(log_dir: Path) -> dict[tuple[str, int], list[WorkerFiles]]:
         try:
             spec = json.loads(path.read_text())
             backend, repetition = str(spec["backend"]["name"]), int(spec["repetition"])
-            process = int(spec["process"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            per_process = int(spec.get("instances_per_process", 1))
+            first = int(spec["process"]) * per_process
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{path}: not a worker spec this version can read ({exc})") \
                 from exc
-        stem = path.name.removesuffix(".spec.json")
-        passes.setdefault((backend, repetition), []).append(
-            WorkerFiles.of(log_dir, stem, process))
+        passes.setdefault((backend, repetition), []).extend(
+            instance_files(log_dir, backend, repetition, first, per_process))
     return passes
 
 

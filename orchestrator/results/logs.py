@@ -32,6 +32,7 @@ it started, so that ``ingest`` can load a log directory into a database that nev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -113,7 +114,9 @@ def server_cost_path(log_dir: Path, backend: str, repetition: int) -> Path:
 
 
 def worker_stem(backend: str, repetition: int, process: int) -> str:
-    """The common name of one worker's files for one pass: ``<backend>.r<rep>.p<process>``."""
+    """The common name of one application instance's files for one pass:
+    ``<backend>.r<rep>.p<process>``, ``process`` being the instance's number (the worker
+    process's own, with one instance per process)."""
     return f"{backend}.r{repetition}.p{process}"
 
 
@@ -136,6 +139,18 @@ class WorkerFiles:
     def streams(self) -> tuple[Path, ...]:
         """The files the worker itself writes (the clock file is the parent's)."""
         return (self.ops, self.events, self.invalidations)
+
+
+def instance_files(log_dir: Path, backend: str, repetition: int, first: int,
+                   count: int) -> list[WorkerFiles]:
+    """The files of a worker's ``count`` application instances, numbered from ``first``: each
+    instance writes its own operations and invalidation arrivals; the worker's events go to
+    the first one's events file (and only there), and its clock offsets, which hold for every
+    instance, to the first one's clock file."""
+    clock = WorkerFiles.of(log_dir, worker_stem(backend, repetition, first), first).clock
+    return [dataclasses.replace(WorkerFiles.of(log_dir, worker_stem(backend, repetition, number),
+                                               number), clock=clock)
+            for number in range(first, first + count)]
 
 
 # An event line's fields: these at the top, everything else under "data".

@@ -100,7 +100,8 @@ class WorkerActor:
         spec = WorkerSpec.from_json(spec_json)
         self._dir = Path(tempfile.mkdtemp(prefix="pgcache-worker-"))
         self.spec = dataclasses.replace(spec, log_dir=str(self._dir))
-        self.files = WorkerFiles.of(self._dir, spec.stem, spec.process)
+        # Every application instance's files (one set with one instance per worker).
+        self.streams = [path for files in self.spec.files() for path in files.streams]
         self._cond = threading.Condition()
         self._outbox: list[bytes] = []
         self._exit: int | None = None
@@ -191,7 +192,7 @@ class WorkerActor:
                 self._cond.wait(timeout_s)
             messages, self._outbox = self._outbox, []
             code = self._exit
-        chunks = {path.name: data for path in self.files.streams
+        chunks = {path.name: data for path in self.streams
                   if (data := self._take(path, final=code is not None))}
         if code is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -229,10 +230,10 @@ class _RayWorker:
     """The parent's handle on one worker actor (a :class:`~orchestrator.run.executor.
     WorkerHandle`)."""
 
-    def __init__(self, process: int, actor: Any, files: WorkerFiles) -> None:
+    def __init__(self, process: int, actor: Any, files: Sequence[WorkerFiles]) -> None:
         self._process = process
         self.actor = actor
-        self.files = files
+        self.clock_path = files[0].clock  # the worker's clock: every instance's
         self._exit: int | None = None
         self._detail = ""
         self._killed = False
@@ -242,7 +243,7 @@ class _RayWorker:
         self._start_offset: ClockOffset | None = None
         self._queue: asyncio.Queue[WorkerMessage | None] = asyncio.Queue()
         self._calls: set[asyncio.Task[None]] = set()
-        self._outputs = {path.name: AppendOnlyFile(path) for path in files.streams}
+        self._outputs = {path.name: AppendOnlyFile(path) for f in files for path in f.streams}
         self.poller = asyncio.create_task(self._poll())
 
     @property
@@ -323,7 +324,7 @@ class _RayWorker:
         line = (f"{offset.stage},{offset.worker_ns},{offset.offset_ns},{offset.uncertainty_ns},"
                 f"{offset.round_trip_ns},{offset.round_trips},{csv_field(node)},"
                 f"{csv_field(host)}\n")
-        clock_file = AppendOnlyFile(self.files.clock)
+        clock_file = AppendOnlyFile(self.clock_path)
         clock_file.append(line.encode())
         clock_file.close()
         structlog.get_logger().info(
@@ -512,7 +513,7 @@ class RayExecutor:
         actor = self._actor_class.options(
             num_cpus=self.cpus_per_worker, max_restarts=0, max_task_retries=0,
             scheduling_strategy=strategy).remote(spec.to_json())
-        return _RayWorker(spec.process, actor, WorkerFiles.of(log_dir, spec.stem, spec.process))
+        return _RayWorker(spec.process, actor, spec.files())
 
     async def _stop(self, workers: Sequence[_RayWorker]) -> None:
         """Ask every worker still running to stop; kill whatever does not within the grace

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import WorkerError
-from orchestrator.results.logs import worker_stem
+from orchestrator.results.logs import WorkerFiles, instance_files, worker_stem
 from orchestrator.workload.model import BackendSpec
 from proxies import Endpoints
 
@@ -43,11 +44,32 @@ class WorkerSpec:
     # Added to every timestamp the worker records (its clock runs this far ahead): an
     # artificial skew, for tests of the clock mapping; 0 in every real run.
     clock_skew_ns: int = 0
+    # Application instances this worker runs, each with its own backend client. They are
+    # numbered process x instances_per_process + i: the number the ops and events record as
+    # ``process`` (the worker's own number when it runs one).
+    instances_per_process: int = 1
+
+    @property
+    def instances(self) -> range:
+        """The numbers of this worker's application instances."""
+        first = self.process * self.instances_per_process
+        return range(first, first + self.instances_per_process)
+
+    @property
+    def instance_count(self) -> int:
+        """Application instances of the pass, over every worker."""
+        return self.processes * self.instances_per_process
 
     @property
     def stem(self) -> str:
-        """The common name of this worker's files in ``log_dir``."""
-        return worker_stem(self.backend.name, self.repetition, self.process)
+        """The common name of this worker's own files in ``log_dir`` (spec, stderr, events):
+        its first instance's."""
+        return worker_stem(self.backend.name, self.repetition, self.instances[0])
+
+    def files(self) -> list[WorkerFiles]:
+        """The files of each of this worker's instances (its events in the first one's)."""
+        return instance_files(Path(self.log_dir), self.backend.name, self.repetition,
+                              self.instances[0], self.instances_per_process)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

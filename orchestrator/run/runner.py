@@ -56,7 +56,6 @@ from orchestrator.results.logs import (
     PARENT_EVENTS,
     RUN_RECORD,
     BufferedStream,
-    WorkerFiles,
     configure_events,
 )
 from orchestrator.results.store import RunStatus
@@ -359,7 +358,7 @@ class Runner:
         try:
             self.say(f"run {self.run_id}: workload {w.name}, backends "
                      f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
-                     f"processes, results in {self.options.results_path}")
+                     f"processes{_instances_text(w)}, results in {self.options.results_path}")
             async with self.executor.reserve(w.process_count) as placement:
                 if w.executor != "local" or len(placement.nodes) > 1:
                     self.say(f"executor {w.executor}: {w.process_count} workers on "
@@ -403,7 +402,9 @@ class Runner:
             store.record_run_start(conn, record)
             self.log.info("run_started", workload=w.name, seed=w.seed,
                           backends=[b.name for b in self.backends],
-                          processes=w.process_count, services=svc.description)
+                          processes=w.process_count,
+                          instances_per_process=w.instances_per_process,
+                          services=svc.description)
             self._route = route = open_route(w.network, upstream, self.say, self.log)
             store.update_run(conn, self.run_id, network=route.config)
             problem = loopback_problem(route.endpoints, placement)
@@ -499,10 +500,11 @@ class Runner:
                 run_id=self.run_id, backend=spec, repetition=repetition, process=i,
                 processes=w.process_count, workload=dict(w.raw), endpoints=route.endpoints,
                 network_mode=route.worker_mode, log_dir=str(self.log_dir),
+                instances_per_process=w.instances_per_process,
             ) for i in range(w.process_count)]
             await self._run_workers(conn, specs, route, upstream, label)
             started = time.monotonic()
-            files = [WorkerFiles.of(self.log_dir, s.stem, s.process) for s in specs]
+            files = [f for s in specs for f in s.files()]
             rows = store.ingest_pass(conn, self.run_id, spec.name, repetition, files)
             took = time.monotonic() - started
             self.log.info("pass_ingested", ops=rows, seconds=round(took, 3))
@@ -595,6 +597,11 @@ class Runner:
             self.log.info("worker_exit", process=worker.handle.process,
                           exit_code=worker.handle.exit_code, ops=worker.ops,
                           errors=worker.errors)
+
+
+def _instances_text(w: Workload) -> str:
+    k = w.instances_per_process
+    return f" x {k} application instances ({w.instance_count} in all)" if k > 1 else ""
 
 
 async def prepare(workload: Workload, spec: BackendSpec, endpoints: Endpoints,

@@ -112,6 +112,9 @@ class Workload:
     description: str
     seed: int
     processes: int | None  # None = auto: one worker process per CPU
+    # Application instances per worker process, each with its own backend client; the
+    # workload's tasks are split over every instance of every process.
+    instances_per_process: int
     writers: int
     readers: int
     write_iterations: int
@@ -151,3 +154,8 @@ class Workload:
         if hasattr(os, "sched_getaffinity"):
             return len(os.sched_getaffinity(0)) or 1
         return os.cpu_count() or 1
+
+    @property
+    def instance_count(self) -> int:
+        """Application instances in all: worker processes x instances per process."""
+        return self.process_count * self.instances_per_process

@@ -139,11 +139,11 @@ def _range_text(kind: str, minimum: int | None, maximum: int | None) -> str:
     return kind
 
 
-_TOP = ("name", "description", "seed", "processes", "writers", "readers", "write_iterations",
-        "read_iterations", "duration_s", "warmup_s", "keyspace", "key_prefix",
-        "key_distribution", "value_size", "ttl_s", "think_time_ms", "target_rate",
-        "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat", "network",
-        "thresholds", "allowed_error_rate", "executor", "ray_address", "placement")
+_TOP = ("name", "description", "seed", "processes", "instances_per_process", "writers",
+        "readers", "write_iterations", "read_iterations", "duration_s", "warmup_s",
+        "keyspace", "key_prefix", "key_distribution", "value_size", "ttl_s", "think_time_ms",
+        "target_rate", "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat",
+        "network", "thresholds", "allowed_error_rate", "executor", "ray_address", "placement")
 # Upper bounds that keep every number usable (a sleep, a nanosecond count, a TTL) downstream.
 _MAX_DURATION_S = 7 * 86400.0
 _MAX_WARMUP_S = 86400.0
@@ -151,6 +151,9 @@ _MAX_TTL_S = 100 * 365.25 * 86400  # as pgcache's own limit
 _MAX_THINK_MS = 3_600_000.0
 _MAX_RATE = 1e9
 _MAX_ITERATIONS = 10**12
+# Each instance holds its own connections (pgcache: a pool and a listener; valkey-tracking:
+# two): beyond this, one process's instances would exhaust a server's connection limit.
+MAX_INSTANCES_PER_PROCESS = 256
 
 
 def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
@@ -194,6 +197,8 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         description=c.string(top, "description", "", ""),
         seed=c.integer(top, "seed", "", 42, minimum=0, maximum=2**63 - 1),
         processes=processes,
+        instances_per_process=c.integer(top, "instances_per_process", "", 1, minimum=1,
+                                        maximum=MAX_INSTANCES_PER_PROCESS),
         writers=writers,
         readers=readers,
         write_iterations=c.integer(top, "write_iterations", "", 400, minimum=0,
