@@ -1,4 +1,4 @@
-"""The command line: ``python -m orchestrator run|validate|report|query|ingest|services``.
+"""The command line: ``python -m orchestrator run|suite|validate|report|query|ingest|services``.
 
 Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or failed
 thresholds), 2 bad input (workload, arguments), 130 an interrupted run. Every error the
@@ -17,17 +17,23 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from orchestrator import services
-from orchestrator.errors import ExitCode, OrchestratorError, UsageError
+from orchestrator.errors import ExitCode, OrchestratorError, ThresholdError, UsageError
 from orchestrator.redaction import redact
+from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
+from orchestrator.reports.suite_html import render_suite_html
 from orchestrator.reports.table import FORMATS, format_rows, format_summary
-from orchestrator.results import store
+from orchestrator.results import store, suites
+from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
+from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
 from orchestrator.workload.loading import load_workload
 from orchestrator.workload.model import EXECUTORS, Workload
+from orchestrator.workload.suite import Suite, load_suite, parse_target, suite_id_for
 from orchestrator.workload.validation import select_backends
 
 # The seed harness's flags, kept as shortcuts for --set.
@@ -94,15 +100,44 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Validate a workload; list every problem.")
     _add_workload_args(validate)
 
-    report = commands.add_parser("report", help="show the summary of a run",
-                                 description="Print the summary of a run (default: latest).")
+    suite = commands.add_parser(
+        "suite", help="run a suite: a workload swept along axes, then its answer",
+        description="Run every point of a suite (a base workload swept along network "
+                    "latency, read share, instances, ...) as one run each, in one results "
+                    "database, tagged with the suite's id; points measured before are "
+                    "skipped, so running it again resumes or extends it. Prints the "
+                    "verdicts against the suite's target and where the answer changes.")
+    suite.add_argument("suite", help="a suite YAML file, e.g. workloads/suite.yaml")
+    suite.add_argument("--quick", action="store_true",
+                       help="the suite's quick variant (its `quick:` settings), under its own "
+                            "id (NAME-quick)")
+    suite.add_argument("--id", dest="suite_id", metavar="ID",
+                       help="the suite id its runs are tagged with (default: the suite's name)")
+    suite.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="PATH=VALUE",
+                       help="override a setting of the base workload, e.g. --set "
+                            "duration_s=1 (repeatable; VALUE is YAML)")
+    suite.add_argument("--list", action="store_true",
+                       help="list the points and which are measured already; run nothing")
+    _results_arg(suite)
+
+    report = commands.add_parser("report", help="show the summary of a run, or a suite's",
+                                 description="Print the summary of a run (default: latest), "
+                                             "or with --suite the answer of a suite.")
     report.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID",
                         help="a run id, or 'latest' (default)")
+    report.add_argument("--suite", metavar="ID",
+                        help="report the suite ID ('latest': the last one recorded): its "
+                             "verdicts, crossovers and, with --html, its charts")
+    report.add_argument("--target", metavar="CONDITIONS",
+                        help="with --suite: judge by these conditions instead of the suite's "
+                             "target, e.g. 'get.p99_ms < 1 and stale_rate == 0'")
     report.add_argument("--format", choices=FORMATS, default="table")
     report.add_argument("--html", action="store_true",
                         help="write a self-contained HTML report instead")
     report.add_argument("--output", "-o", type=Path, metavar="PATH",
-                        help="where --html writes (default results/report-RUN_ID.html)")
+                        help="where --html writes (default results/report-RUN_ID.html, or "
+                             "results/suite-ID.html)")
     _results_arg(report)
 
     query = commands.add_parser("query", help="run SQL on the results",
@@ -176,19 +211,76 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write(output: Path, text: str) -> None:
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"-o {output}: cannot write the report there: "
+                         f"{exc.strerror or exc}") from exc
+    print(f"wrote {output}")
+
+
+def _cmd_suite(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite, quick=args.quick, overrides=args.overrides)
+    suite_id = suite_id_for(suite, args.suite_id, quick=args.quick)
+    if args.list:
+        return _list_suite(suite, suite_id, args.results)
+    outcome = run_suite(suite, SuiteOptions(suite_id=suite_id, results_path=args.results))
+    return outcome.exit_code
+
+
+def _list_suite(suite: Suite, suite_id: str, results: Path) -> int:
+    measured: dict[str, set[str]] = {}
+    if results.exists():
+        conn = store.connect(results, read_only=True, external_access=False)
+        try:
+            if "suite_runs" in {r[0] for r in conn.execute(
+                    "SELECT table_name FROM duckdb_tables()").fetchall()}:
+                measured = suites.measured_points(conn, suite_id)
+        finally:
+            conn.close()
+    rows = [[p.key, ", ".join(p.on_axes), ", ".join(b.name for b in p.workload.backends),
+             p.workload.repeat,
+             "measured" if p.fingerprint in measured.get(p.key, set()) else "to run"]
+            for p in suite.points]
+    print(format_rows(["point", "on axes", "backends", "repeat", "state"], rows))
+    todo = [p for p in suite.points if p.fingerprint not in measured.get(p.key, set())]
+    estimate = estimate_s(todo)
+    print(f"suite {suite_id}: {len(suite.points)} points, {len(todo)} to run"
+          + (f", about {estimate / 60:.1f} min" if estimate is not None else ""))
+    return 0
+
+
+def _report_suite(args: argparse.Namespace, conn: Any) -> int:
+    suite_id = suites.resolve_suite_id(conn, args.suite)
+    data = suites.read_suite(conn, suite_id)
+    text = args.target if args.target is not None else data.target
+    try:
+        target = parse_target(text, "--target")
+    except ThresholdError as exc:
+        raise UsageError(f"--target {text!r}: expected {exc.expected}, found {exc.found}") \
+            from None
+    result = answer(conn, data, target, text)
+    if args.html:
+        output = args.output or args.results.parent / f"suite-{suite_id}.html"
+        _write(output, render_suite_html(conn, data, result))
+        return 0
+    print(format_answer(data, result, args.format))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     # The HTML report installs its analysis views, so it needs a writable database.
     conn = store.connect(args.results, read_only=not args.html, external_access=False)
     try:
+        if args.suite is not None:
+            return _report_suite(args, conn)
+        if args.target is not None:
+            raise UsageError("--target judges a suite: give --suite ID too")
         run_id = store.resolve_run_id(conn, args.run_id)
         if args.html:
             output = args.output or args.results.parent / f"report-{run_id}.html"
-            try:
-                output.write_text(render_html(conn, run_id), encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"-o {output}: cannot write the report there: "
-                                 f"{exc.strerror or exc}") from exc
-            print(f"wrote {output}")
+            _write(output, render_html(conn, run_id))
             return 0
         info = store.run_info(conn, run_id)
         rows = store.summary(conn, run_id)
@@ -257,9 +349,9 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 
 # Commands that hold files or servers while they work: Ctrl-C raises KeyboardInterrupt in
-# them, so that what they opened is closed on the way out. (`run` handles signals itself;
-# `validate` holds nothing.)
-_HOLDING = ("report", "query", "ingest", "services")
+# them, so that what they opened is closed on the way out. (`run` handles signals itself, as
+# does `suite` while one of its runs goes on; `validate` holds nothing.)
+_HOLDING = ("suite", "report", "query", "ingest", "services")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -283,7 +375,8 @@ def _interruptible() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": _cmd_run, "validate": _cmd_validate, "report": _cmd_report,
+    handler = {"run": _cmd_run, "suite": _cmd_suite, "validate": _cmd_validate,
+               "report": _cmd_report,
                "query": _cmd_query, "ingest": _cmd_ingest,
                "services": _cmd_services}[args.command]
     try:

@@ -14,6 +14,10 @@ Schema history (``schema_info.version``):
        parent's at ingest); clock_summary and clock_unjudged_reads views; judgements within
        the clocks' uncertainty are unjudged (consistency.clock_unjudged_reads, counted in
        unjudged_reads too; invalidation_lag[_summary].clock_uncertainty_ms).
+       Added since (additions only: a database of an earlier version 2 reads as before, and
+       gets them when opened for writing): views summary_by_pass and
+       invalidation_lag_summary_by_pass; for suites, tables suites and suite_runs with views
+       suite_points, suite_pass_metrics and suite_metrics.
 """
 
 from __future__ import annotations
@@ -85,18 +89,21 @@ CREATE TABLE IF NOT EXISTS events (
 
 # Latency statistics cover successful operations; ``ops`` and ``errors`` count all of them.
 # ops_per_s divides by the summed measured span of each repetition (first start to last end
-# of that op), so idle time between repetitions is not counted.
-SUMMARY_VIEW = """
-CREATE OR REPLACE VIEW summary AS
+# of that op), so idle time between repetitions is not counted. ``summary`` pools every pass
+# of a run; ``summary_by_pass`` is the same per pass (repetition).
+def _summary_sql(view: str, *, by_pass: bool) -> str:
+    keys = "run_id, backend, op" + (", repetition" if by_pass else "")
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
 WITH spans AS (
     SELECT run_id, backend, op, repetition,
            max(start_ns + latency_ns) - min(start_ns) AS span_ns
     FROM ops GROUP BY run_id, backend, op, repetition
 ), total_spans AS (
-    SELECT run_id, backend, op, sum(span_ns) AS span_ns
-    FROM spans GROUP BY run_id, backend, op
+    SELECT {keys}, sum(span_ns) AS span_ns
+    FROM spans GROUP BY {keys}
 )
-SELECT o.run_id, o.backend, o.op,
+SELECT o.run_id, o.backend, o.op,{" o.repetition," if by_pass else ""}
        count(*) AS ops,
        count(o.error) AS errors,
        count(*) * 1e9 / nullif(any_value(s.span_ns), 0) AS ops_per_s,
@@ -109,9 +116,13 @@ SELECT o.run_id, o.backend, o.op,
            FILTER (WHERE o.op = 'get' AND o.error IS NULL) AS hit_rate,
        avg(CASE WHEN o.local THEN 1.0 ELSE 0.0 END)
            FILTER (WHERE o.op = 'get' AND o.error IS NULL) AS local_rate
-FROM ops o JOIN total_spans s USING (run_id, backend, op)
-GROUP BY o.run_id, o.backend, o.op
+FROM ops o JOIN total_spans s USING ({keys})
+GROUP BY {", ".join("o." + k for k in keys.split(", "))}
 """
+
+
+SUMMARY_VIEW = _summary_sql("summary", by_pass=False)
+_SUMMARY_BY_PASS = _summary_sql("summary_by_pass", by_pass=True)
 
 # Repeated passes side by side: per pass figures, then their median, spread and coefficient
 # of variation (sample standard deviation / mean; NULL with a single pass). A difference
@@ -728,14 +739,18 @@ FROM unversioned_lag
 WHERE delivered_ns IS NOT NULL
 """
 
-_INVALIDATION_LAG_SUMMARY = """
-CREATE OR REPLACE VIEW invalidation_lag_summary AS
+def _lag_summary_sql(view: str, *, by_pass: bool) -> str:
+    """The invalidation-lag summary per run and backend, or per pass (``by_pass``)."""
+    rep = ", s.repetition" if by_pass else ""
+    keys = "run_id, backend" + (", repetition" if by_pass else "")
+    return f"""
+CREATE OR REPLACE VIEW {view} AS
 WITH unversioned_passes AS (
     SELECT DISTINCT run_id, backend, repetition FROM events
     WHERE event = 'invalidation' AND data->>'server_version' IS NULL
 ),
 expected AS (
-    SELECT s.run_id, s.backend,
+    SELECT s.run_id, s.backend{rep},
            count(DISTINCT (s.repetition, s.version)) AS writes,
            count(p.process) AS expected
     FROM ops AS s
@@ -749,7 +764,7 @@ expected AS (
     GROUP BY ALL
 ),
 lag AS (
-    SELECT run_id, backend, count(*) AS delivered,
+    SELECT {keys}, count(*) AS delivered,
            quantile_disc(lag_ms, 0.5) AS p50_ms,
            quantile_disc(lag_ms, 0.99) AS p99_ms,
            max(lag_ms) AS max_ms,
@@ -757,14 +772,18 @@ lag AS (
            max(clock_uncertainty_ms) AS clock_uncertainty_ms
     FROM invalidation_lag GROUP BY ALL
 )
-SELECT e.run_id, e.backend, e.writes, e.expected,
+SELECT e.run_id, e.backend,{" e.repetition," if by_pass else ""} e.writes, e.expected,
        coalesce(l.delivered, 0) AS count,
        e.expected - coalesce(l.delivered, 0) AS missing,
        l.p50_ms, l.p99_ms, l.max_ms, l.mean_ms,
        coalesce(l.clock_uncertainty_ms, 0) AS clock_uncertainty_ms
 FROM expected AS e
-LEFT JOIN lag AS l USING (run_id, backend)
+LEFT JOIN lag AS l USING ({keys})
 """
+
+
+_INVALIDATION_LAG_SUMMARY = _lag_summary_sql("invalidation_lag_summary", by_pass=False)
+_LAG_SUMMARY_BY_PASS = _lag_summary_sql("invalidation_lag_summary_by_pass", by_pass=True)
 
 _STALE_READS = _STALE_READS.replace("{_ARRIVALS}", _ARRIVALS)
 _INVALIDATION_LAG = _INVALIDATION_LAG.replace("{_ARRIVALS}", _ARRIVALS).replace(
@@ -1031,10 +1050,162 @@ LEFT JOIN stale AS t USING (run_id, backend, repetition, fault)
 LEFT JOIN recovery AS r USING (run_id, backend, repetition, fault)
 """
 
+# -- suites: runs tagged with the point of a sweep they measured -----------------------------
+# ``python -m orchestrator suite`` runs every point of a sweep as one run and tags it here.
+# ``suites``: one row per suite id (its file's text, the target its report judges by, its
+# axes with their values and base value, how it sweeps, the pairs its crossovers compare).
+# ``suite_runs``: one row per run of a point: the point's name (``latency_ms=0.5
+# read_share=0.9 instances=2``), the fingerprint of its workload (a point whose workload
+# changed is run again), every axis's value there, the axes whose sweep it lies on, and the
+# host's 1-minute load average when the run ended (how busy the machine was).
+_SUITE_TABLES = """
+CREATE TABLE IF NOT EXISTS suites (
+    suite_id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    suite_yaml VARCHAR,
+    target VARCHAR,
+    axes JSON,
+    sweep VARCHAR,
+    compare JSON,
+    updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS suite_runs (
+    suite_id VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    point VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    axes JSON NOT NULL,
+    on_axes JSON NOT NULL,
+    recorded_at TIMESTAMP,
+    load_avg DOUBLE
+);
+"""
+
+# The run that stands for each point of a suite: its latest run that completed (with or
+# without errors beyond the allowed), else its latest run whatever its status.
+_SUITE_POINTS = """
+CREATE OR REPLACE VIEW suite_points AS
+WITH tagged AS (
+    SELECT t.suite_id, t.point, t.run_id, t.fingerprint, t.axes, t.on_axes, t.load_avg,
+           r.status, r.started_at,
+           row_number() OVER (
+               PARTITION BY t.suite_id, t.point
+               ORDER BY coalesce(r.status IN ('completed', 'completed_with_errors'), false)
+                        DESC, r.started_at DESC NULLS LAST, t.recorded_at DESC) AS rank
+    FROM suite_runs AS t LEFT JOIN runs AS r USING (run_id)
+)
+SELECT suite_id, point, run_id, status, started_at, fingerprint, axes, on_axes, load_avg
+FROM tagged WHERE rank = 1
+"""
+
+# Per pass of each point's run: throughput, get and set latency, stale rate, invalidation lag
+# and server CPU. The CPU is the increase of the servers' ``cpu_seconds`` between the first
+# and the last sample taken within the pass's measured span (warm-up and drain left out),
+# divided by the operations (or writes: successful sets and deletes) that started between
+# those two samples.
+_SUITE_PASS_METRICS = """
+CREATE OR REPLACE VIEW suite_pass_metrics AS
+WITH points AS (SELECT suite_id, point, run_id FROM suite_points),
+passes AS (
+    SELECT p.suite_id, p.point, o.run_id, o.backend, o.repetition,
+           count(*) AS ops,
+           (max(o.start_ns + o.latency_ns) - min(o.start_ns)) / 1e9 AS span_s,
+           min(o.start_ns) AS first_ns, max(o.start_ns + o.latency_ns) AS last_ns
+    FROM points AS p JOIN ops AS o USING (run_id)
+    GROUP BY ALL
+),
+cpu AS (
+    SELECT s.run_id, s.backend, s.repetition, c.server,
+           arg_max(c.value, c.ts_ns) - arg_min(c.value, c.ts_ns) AS cpu_s,
+           min(c.ts_ns) AS from_ns, max(c.ts_ns) AS to_ns
+    FROM passes AS s
+    JOIN server_cost AS c
+      ON c.run_id = s.run_id AND c.backend = s.backend AND c.repetition = s.repetition
+     AND c.metric = 'cpu_seconds' AND c.ts_ns BETWEEN s.first_ns AND s.last_ns
+    GROUP BY ALL
+    HAVING count(*) >= 2
+),
+windows AS (
+    SELECT run_id, backend, repetition, string_agg(server, '+' ORDER BY server) AS server,
+           sum(cpu_s) AS cpu_s, min(from_ns) AS from_ns, max(to_ns) AS to_ns
+    FROM cpu GROUP BY ALL
+),
+cost AS (
+    SELECT w.run_id, w.backend, w.repetition, w.server, w.cpu_s,
+           count(o.start_ns) AS window_ops,
+           count(o.start_ns) FILTER (WHERE o.op IN ('set', 'delete') AND o.error IS NULL)
+               AS window_writes
+    FROM windows AS w
+    JOIN ops AS o
+      ON o.run_id = w.run_id AND o.backend = w.backend AND o.repetition = w.repetition
+     AND o.start_ns >= w.from_ns AND o.start_ns < w.to_ns
+    GROUP BY ALL
+)
+SELECT p.suite_id, p.point, p.run_id, p.backend, p.repetition, p.ops, p.span_s,
+       p.ops / nullif(p.span_s, 0) AS ops_per_s,
+       g.ops_per_s AS get_ops_per_s, g.p50_ms AS get_p50_ms, g.p99_ms AS get_p99_ms,
+       g.local_rate,
+       w.ops_per_s AS set_ops_per_s, w.p50_ms AS set_p50_ms, w.p99_ms AS set_p99_ms,
+       c.stale_rate, c.stale_beyond_invalidation,
+       l.p99_ms AS lag_p99_ms,
+       k.server, k.cpu_s AS server_cpu_s, k.window_ops, k.window_writes,
+       k.cpu_s * 1e6 / nullif(k.window_ops, 0) AS server_cpu_us_per_op,
+       k.cpu_s * 1e6 / nullif(k.window_writes, 0) AS server_cpu_us_per_write
+FROM passes AS p
+LEFT JOIN summary_by_pass AS g
+  ON g.run_id = p.run_id AND g.backend = p.backend AND g.repetition = p.repetition
+ AND g.op = 'get'
+LEFT JOIN summary_by_pass AS w
+  ON w.run_id = p.run_id AND w.backend = p.backend AND w.repetition = p.repetition
+ AND w.op = 'set'
+LEFT JOIN consistency_by_pass AS c
+  ON c.run_id = p.run_id AND c.backend = p.backend AND c.repetition = p.repetition
+LEFT JOIN invalidation_lag_summary_by_pass AS l
+  ON l.run_id = p.run_id AND l.backend = p.backend AND l.repetition = p.repetition
+LEFT JOIN cost AS k
+  ON k.run_id = p.run_id AND k.backend = p.backend AND k.repetition = p.repetition
+"""
+
+# The same per point and backend, every pass pooled: percentiles over all operations of the
+# run (the ``summary`` view's), the stale rate and lag over all of them (``consistency``,
+# ``invalidation_lag_summary``), throughput as operations over the summed spans, server CPU as
+# the summed CPU over the summed operations (or writes) of the windows.
+_SUITE_METRICS = """
+CREATE OR REPLACE VIEW suite_metrics AS
+WITH pooled AS (
+    SELECT suite_id, point, run_id, backend, count(*) AS passes,
+           sum(ops) / nullif(sum(span_s), 0) AS ops_per_s,
+           string_agg(DISTINCT server, ',') AS server,
+           sum(server_cpu_s) AS server_cpu_s,
+           sum(server_cpu_s) * 1e6 / nullif(sum(window_ops), 0) AS server_cpu_us_per_op,
+           sum(server_cpu_s) * 1e6 / nullif(sum(window_writes), 0) AS server_cpu_us_per_write
+    FROM suite_pass_metrics GROUP BY ALL
+)
+SELECT p.suite_id, p.point, p.run_id, p.backend, p.passes, p.ops_per_s,
+       g.ops_per_s AS get_ops_per_s, g.p50_ms AS get_p50_ms, g.p99_ms AS get_p99_ms,
+       g.local_rate,
+       w.ops_per_s AS set_ops_per_s, w.p50_ms AS set_p50_ms, w.p99_ms AS set_p99_ms,
+       c.stale_rate, c.stale_beyond_invalidation,
+       l.p99_ms AS lag_p99_ms,
+       p.server, p.server_cpu_s, p.server_cpu_us_per_op, p.server_cpu_us_per_write
+FROM pooled AS p
+LEFT JOIN summary AS g ON g.run_id = p.run_id AND g.backend = p.backend AND g.op = 'get'
+LEFT JOIN summary AS w ON w.run_id = p.run_id AND w.backend = p.backend AND w.op = 'set'
+LEFT JOIN consistency AS c ON c.run_id = p.run_id AND c.backend = p.backend
+LEFT JOIN invalidation_lag_summary AS l ON l.run_id = p.run_id AND l.backend = p.backend
+"""
+# The metrics of both views, in their column order after the keys: what a suite's report
+# plots and tabulates.
+SUITE_METRIC_COLUMNS = (
+    "ops_per_s", "get_ops_per_s", "get_p50_ms", "get_p99_ms", "local_rate", "set_ops_per_s",
+    "set_p50_ms", "set_p99_ms", "stale_rate", "stale_beyond_invalidation", "lag_p99_ms",
+    "server", "server_cpu_s", "server_cpu_us_per_op", "server_cpu_us_per_write")
+
 # -- installing ------------------------------------------------------------------------------
 # Every view, in dependency order, with the tables it reads.
 _VIEWS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("summary", SUMMARY_VIEW, frozenset({"ops"})),
+    ("summary_by_pass", _SUMMARY_BY_PASS, frozenset({"ops"})),
     ("repeat_summary", REPEAT_SUMMARY_VIEW, frozenset({"ops"})),
     ("stale_reads", _STALE_READS, frozenset({"ops", "events", "clock_offsets"})),
     ("clock_unjudged_reads", _CLOCK_UNJUDGED_READS,
@@ -1044,11 +1215,18 @@ _VIEWS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("invalidation_lag", _INVALIDATION_LAG, frozenset({"ops", "events", "clock_offsets"})),
     ("invalidation_lag_summary", _INVALIDATION_LAG_SUMMARY,
      frozenset({"ops", "events", "clock_offsets"})),
+    ("invalidation_lag_summary_by_pass", _LAG_SUMMARY_BY_PASS,
+     frozenset({"ops", "events", "clock_offsets"})),
     ("clock_summary", _CLOCK_SUMMARY, frozenset({"clock_offsets"})),
     ("fault_impact", _FAULT_IMPACT, frozenset({"ops", "events"})),
     ("stampede_events", _STAMPEDE_EVENTS, frozenset({"ops"})),
     ("stampede", _STAMPEDE, frozenset({"ops"})),
     ("server_cost_summary", _server_cost_summary_sql(), frozenset({"server_cost"})),
+    ("suite_points", _SUITE_POINTS, frozenset({"suite_runs", "runs"})),
+    ("suite_pass_metrics", _SUITE_PASS_METRICS,
+     frozenset({"suite_runs", "runs", "ops", "events", "server_cost", "clock_offsets"})),
+    ("suite_metrics", _SUITE_METRICS,
+     frozenset({"suite_runs", "runs", "ops", "events", "server_cost", "clock_offsets"})),
 )
 VIEW_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _VIEWS)
 
@@ -1057,6 +1235,7 @@ def install(conn: Any) -> None:
     """Create the tables (if missing) and the views of a results database; record the version."""
     conn.execute(_TABLES)
     conn.execute(_SERVER_COST_TABLE)
+    conn.execute(_SUITE_TABLES)
     install_views(conn)
     if conn.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
         conn.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])

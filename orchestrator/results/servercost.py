@@ -302,15 +302,15 @@ def sampler_for_backend(
 
 @contextlib.asynccontextmanager
 async def sampling(conn: Any, run_id: str, backend: BackendSpec, repetition: int,
-                   endpoints: Endpoints, log: Any,
-                   log_dir: Path | None = None) -> AsyncIterator[None]:
-    """Sample the servers of ``backend`` while the block runs (``endpoints``: the servers
-    themselves, not through emulated network), then store the samples of the pass: in the
-    run's log directory first (``ingest`` finds them there if the database cannot take
-    them), then in the database."""
+                   endpoints: Endpoints, log: Any, log_dir: Path | None = None,
+                   interval_s: float = 1.0) -> AsyncIterator[None]:
+    """Sample the servers of ``backend`` every ``interval_s`` while the block runs
+    (``endpoints``: the servers themselves, not through emulated network), then store the
+    samples of the pass: in the run's log directory first (``ingest`` finds them there if
+    the database cannot take them), then in the database."""
     sampler = sampler_for_backend(backend.type, backend.options,
                                   postgres_dsn=endpoints.postgres_dsn,
-                                  valkey_url=endpoints.valkey_url)
+                                  valkey_url=endpoints.valkey_url, interval_s=interval_s)
     if sampler is None:
         yield
         return

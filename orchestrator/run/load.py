@@ -141,6 +141,14 @@ class Load:
         return key_picker(w.key_distribution, w.keyspace, w.key_prefix,
                           task_rng(w.seed, task, f"keys:{purpose}"), self._cdf)
 
+    def _offset_ns(self, kind: str, task: int, interval: int) -> int:
+        """Where an open-loop task's schedule starts within its first interval: the tasks of a
+        kind are spread evenly over it, so that together they issue at an even rate (all
+        starting at once would send every interval's operations in one burst)."""
+        w = self.workload
+        index, count = (task, w.writers) if kind == "write" else (task - w.writers, w.readers)
+        return interval * index // max(count, 1)
+
     def _interval_ns(self, kind: str) -> int:
         w = self.workload
         rate = w.target_rate.writes if kind == "write" else w.target_rate.reads
@@ -175,7 +183,7 @@ class Load:
         think = self._think_s("read")
         sleep = asyncio.sleep
         pace = self._pace
-        intended = phase.start_ns
+        intended = phase.start_ns + self._offset_ns("read", task, interval)
         last_yield = clock()
         i = 0
         while not self.stopping and (count is None or i < count):
@@ -244,7 +252,7 @@ class Load:
         think = self._think_s("read")
         sleep = asyncio.sleep
         pace = self._pace
-        intended = phase.start_ns
+        intended = phase.start_ns + self._offset_ns("read", task, interval)
         i = 0
 
         async def loader(key: str) -> bytes:
@@ -322,7 +330,7 @@ class Load:
         think = self._think_s("write")
         sleep = asyncio.sleep
         pace = self._pace
-        intended = phase.start_ns
+        intended = phase.start_ns + self._offset_ns("write", task, interval)
         last_yield = clock()
         i = 0
         try:

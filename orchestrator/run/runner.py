@@ -531,7 +531,8 @@ class Runner:
                 try:
                     async with servercost.sampling(conn, self.run_id, spec.backend,
                                                    spec.repetition, upstream, self.log,
-                                                   self.log_dir):
+                                                   self.log_dir,
+                                                   sample_interval_s(self.workload)):
                         await self._monitor(label)
                 finally:
                     route.pass_finished(spec.backend.name, spec.repetition)
@@ -597,6 +598,15 @@ class Runner:
             self.log.info("worker_exit", process=worker.handle.process,
                           exit_code=worker.handle.exit_code, ops=worker.ops,
                           errors=worker.errors)
+
+
+def sample_interval_s(w: Workload) -> float:
+    """How often the servers' cost is sampled during a pass: every second, or often enough
+    for about ten samples within a shorter timed pass (the CPU of its measurement counts
+    between samples taken within it)."""
+    if w.duration_s is None:
+        return 1.0
+    return min(1.0, max(0.1, w.duration_s / 10))
 
 
 def _instances_text(w: Workload) -> str:

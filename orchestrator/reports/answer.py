@@ -1,0 +1,158 @@
+"""A suite's answer as text: the verdict table, the sentences, the cost of more instances.
+
+:func:`format_answer` renders :class:`~orchestrator.results.answer.Answer` as an aligned
+table (what ``suite`` prints at its end and ``report --suite`` shows), Markdown, or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from orchestrator.reports.table import format_rows
+from orchestrator.results.answer import (
+    Answer,
+    Verdict,
+    axis_label,
+    axis_points,
+    number,
+)
+from orchestrator.results.suites import PointRecord, SuiteData
+from orchestrator.workload.suite import INSTANCES
+
+
+def point_label(data: SuiteData, point: PointRecord) -> str:
+    """A point in words: ``0.5 ms, 90% reads, 2 instances``."""
+    return ", ".join(axis_label(a.name, point.values[a.name]) for a in data.axes)
+
+
+def verdict_rows(data: SuiteData, result: Answer) -> tuple[list[str], list[list[str]]]:
+    """The verdict table: one row per point, who meets the target, then each backend's
+    verdict (met, or by how much it misses)."""
+    backends = list(data.backends)
+    by: dict[tuple[str, str], Verdict] = {(v.point, v.backend): v for v in result.verdicts}
+    rows = []
+    for point in data.points:
+        judged = [by[(point.point, b)] for b in backends if (point.point, b) in by]
+        meeting = [v.backend for v in judged if v.meets]
+        cells = [point_label(data, point), ", ".join(meeting) or "none"]
+        for backend in backends:
+            verdict = by.get((point.point, backend))
+            cells.append("-" if verdict is None else verdict.describe())
+        rows.append(cells)
+    return ["point", "meet the target", *backends], rows
+
+
+def _spread(values: Sequence[float], column: str) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return number(med, column)
+    return (f"{number(med, column)} ({number(min(values), column)}-"
+            f"{number(max(values), column)})")
+
+
+def instance_rows(data: SuiteData, column: str) -> tuple[list[str], list[list[str]]]:
+    """Along the instance axis: per backend, the median of a per-pass metric (and its
+    range), for the backends that have it."""
+    axis = next((a for a in data.axes if a.name == INSTANCES), None)
+    if axis is None:
+        return [], []
+    points = axis_points(data, axis)
+    values: dict[tuple[str, str], list[float]] = {}
+    for row in data.pass_metrics:
+        if row[column] is not None:
+            values.setdefault((row["point"], row["backend"]), []).append(float(row[column]))
+    backends = [b for b in data.backends if any((p.point, b) in values for p in points)]
+    if not backends:
+        return [], []
+    rows = [[axis_label(INSTANCES, p.values[INSTANCES])]
+            + [_spread(values.get((p.point, b), []), column) for b in backends]
+            for p in points]
+    return ["instances", *backends], rows
+
+
+def servers(data: SuiteData) -> Mapping[str, str]:
+    """Backend -> the server whose CPU is counted for it."""
+    found: dict[str, str] = {}
+    for row in data.metrics:
+        if row["server"]:
+            found.setdefault(str(row["backend"]), str(row["server"]))
+    return found
+
+
+def format_answer(data: SuiteData, result: Answer, fmt: str = "table") -> str:
+    """The answer in ``fmt`` (table, markdown or json)."""
+    if fmt == "json":
+        return json.dumps(_as_json(data, result), indent=2, default=str)
+    measured = sum(1 for p in data.points if p.status in ("completed",
+                                                          "completed_with_errors"))
+    head = (f"suite {data.suite_id}: {len(data.points)} points ({measured} measured), "
+            f"target: {result.target}")
+    table_fmt = "markdown" if fmt == "markdown" else "table"
+    out = [f"**{head}**" if fmt == "markdown" else head, ""]
+
+    def section(title: str) -> None:
+        out.extend(["", f"### {title}" if fmt == "markdown" else f"{title}:", ""])
+
+    section("Verdicts (over each point's passes; n/m passes: in how many passes, each judged "
+            "alone, every condition held)")
+    columns, rows = verdict_rows(data, result)
+    out.append(format_rows(columns, rows, table_fmt))
+    section("Where the answer changes")
+    bullet = "- " if fmt == "markdown" else "* "
+    for axis in data.axes:
+        for sentence in result.verdict_sentences.get(axis.name, []):
+            out.append(bullet + sentence)
+    for crossover in result.crossovers:
+        out.append(bullet + crossover.sentence)
+    cost = servers(data)
+    for column, title in (("lag_p99_ms", "invalidation lag p99 (per pass: median, range)"),
+                          ("server_cpu_us_per_write",
+                           "server CPU per write (PostgreSQL for pgcache, Valkey for Valkey "
+                           "backends; per pass: median, range)")):
+        columns, rows = instance_rows(data, column)
+        if rows:
+            section(f"Cost of more instances: {title}")
+            out.append(format_rows(columns, rows, table_fmt))
+    if result.fits:
+        section("Extrapolated to 100 instances")
+        for fit in result.fits:
+            out.append(bullet + fit.sentence(_server_name(cost.get(fit.backend, "server"))))
+    return "\n".join(out).strip() + "\n"
+
+
+def _server_name(server: str) -> str:
+    return {"postgres": "PostgreSQL", "valkey": "Valkey"}.get(server, server)
+
+
+def _as_json(data: SuiteData, result: Answer) -> dict[str, Any]:
+    return {
+        "suite_id": data.suite_id,
+        "target": result.target,
+        "axes": [{"name": a.name, "values": list(a.values), "base": a.base}
+                 for a in data.axes],
+        "points": [{"point": p.point, "run_id": p.run_id, "status": p.status,
+                    "values": dict(p.values), "on_axes": list(p.on_axes)}
+                   for p in data.points],
+        "verdicts": [{"point": v.point, "backend": v.backend, "meets": v.meets,
+                      "passes_met": v.passes_met, "passes": v.passes,
+                      "text": v.describe(),
+                      "conditions": [{"expression": c.threshold.expression,
+                                      "measured": c.measured, "passed": c.passed}
+                                     for c in v.conditions]}
+                     for v in result.verdicts],
+        "verdict_sentences": dict(result.verdict_sentences),
+        "crossovers": [{"axis": c.axis, "metric": c.metric, "first": c.first,
+                        "second": c.second, "changes": c.changes, "sentence": c.sentence}
+                       for c in result.crossovers],
+        "fits": [{"backend": f.backend, "metric": f.metric, "slope": f.slope,
+                  "slope_se": f.slope_se, "intercept": f.intercept, "r2": f.r2, "at": f.at,
+                  "predicted": f.predicted, "predicted_se": f.predicted_se,
+                  "observations": [list(o) for o in f.observations]}
+                 for f in result.fits],
+        "metrics": [dict(row) for row in data.metrics],
+    }
