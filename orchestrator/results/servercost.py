@@ -91,6 +91,9 @@ _VALKEY_METRICS = (
     "evicted_keys",
 )
 
+# How long stop() waits for a sample in flight before it gives up on it.
+_STOP_TIMEOUT_S = 5.0
+
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -160,6 +163,7 @@ class ServerCostSampler:
         self._pg: Any = None
         self._vk: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._pg_samples = 0
         self._vk_samples = 0
         self._postmaster: int | None = None
@@ -178,10 +182,16 @@ class ServerCostSampler:
 
     async def stop(self) -> list[CostSample]:
         """Stop sampling, take a last sample, close the connections; return all samples."""
+        # The loop is asked to end, not cancelled: a cancellation that lands inside the Valkey
+        # client's INFO can be swallowed by it, and the loop then sleeps on with nobody left
+        # to cancel it again (seen as a run that never ended). A sample in flight finishes.
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=_STOP_TIMEOUT_S)
+            if not done:  # a sample stuck on its server: give up on it, the pass goes on
+                self._task.cancel()
+                self.errors.append(f"a sample did not end within {_STOP_TIMEOUT_S:g} s of "
+                                   "the pass's end")
         try:
             if self._pg is not None or self._vk is not None:
                 await self.sample()
@@ -210,9 +220,15 @@ class ServerCostSampler:
                 await vk.aclose()
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.sample()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({stopping}, timeout=self._interval)
+                if done:
+                    return
+                await self.sample()
+        finally:
+            stopping.cancel()
 
     async def sample(self) -> list[CostSample]:
         """Take one sample of every configured server now; append and return it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import duckdb
@@ -148,8 +149,20 @@ class TestValkey:
         assert values(s, "valkey", "cpu_seconds")[-1] > 0
         assert {x.metric for x in s} <= set(schema.METRIC_KINDS)  # the summary knows each
 
-
-class TestStorage:
+    async def test_stops_whenever_it_is_stopped(self, valkey_url: str) -> None:
+        """Stopped at any moment, in the middle of an INFO or between two, the sampler ends
+        at once with a last sample (a cancelled INFO could swallow the cancellation and leave
+        it sampling forever)."""
+        for i in range(100):
+            sampler = ServerCostSampler(valkey_url=valkey_url, interval_s=0.001)
+            await sampler.start()
+            await asyncio.sleep(0.002 + (i % 7) * 0.0005)
+            taken, started = len(sampler.samples), time.monotonic()
+            async with asyncio.timeout(10):  # (the old stop swallowed this one too)
+                samples = await sampler.stop()
+            assert time.monotonic() - started < 1, i
+            assert len(samples) > taken, i
+            assert sampler.errors == [], i
     """server_cost rows and the server_cost_summary view."""
 
     def test_summary_deltas_and_maxima(self) -> None:
