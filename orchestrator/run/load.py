@@ -73,7 +73,9 @@ def _release(waiter: asyncio.Future[None]) -> None:
 
 class _Pacer:
     """Wakes open-loop tasks at their intended start times, within tens of microseconds (a
-    timerfd: proxies' :class:`~proxies.DelayClock`) rather than the loop's whole milliseconds."""
+    timerfd: proxies' :class:`~proxies.DelayClock`) rather than the loop's whole milliseconds.
+    It may wake a task slightly early (it learns how late wake-ups are and arms that much
+    sooner): an operation then counts from its actual start, never from a later one."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -193,7 +195,7 @@ class Load:
                     break
                 if clock() < intended:
                     await pace(intended)
-                t0 = intended
+                t0 = min(intended, clock())  # (the pacer may wake a few us early)
                 intended += interval
             else:
                 t0 = clock()
@@ -277,7 +279,7 @@ class Load:
                     break
                 if clock() < intended:
                     await pace(intended)
-                t0 = intended
+                t0 = min(intended, clock())  # (the pacer may wake a few us early)
                 intended += interval
             else:
                 t0 = clock()
@@ -345,7 +347,7 @@ class Load:
                         break
                     if clock() < intended:
                         await pace(intended)
-                    t0 = intended
+                    t0 = min(intended, clock())  # (the pacer may wake a few us early)
                     intended += interval
                 else:
                     t0 = clock()
