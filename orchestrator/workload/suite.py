@@ -320,7 +320,9 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>", text: str =
     try:
         target = parse_target(target_text)
     except ThresholdError as exc:
-        r.add("target", exc.expected, exc.found)
+        # (exc.found is already quoted)
+        r.issues.append(Issue("target", exc.expected,
+                              "(missing)" if target_text is None else exc.found))
     text_target = target_text if isinstance(target_text, str) else ""
 
     points = _points(r, axes, sweep, base, base_data, axis_backends, name, source)
@@ -366,6 +368,10 @@ def _check_axes(r: _Reader, axes: Sequence[Axis], base: Workload) -> None:
             r.add("axes.read_share", "a base workload with a target_rate for reads and for "
                   "writes (read_share splits their total; an open loop keeps the share exact)",
                   "(a closed loop)")
+        elif axis.name == READ_SHARE and not (base.writers and base.readers):
+            r.add("axes.read_share", "a base workload with writer and reader tasks (the "
+                  "share of the rate given to a kind without tasks would never be offered)",
+                  f"({base.writers} writers, {base.readers} readers)")
         if axis.name == INSTANCES:
             tasks = max(base.writers, base.readers)
             if axis.values[-1] > tasks:
