@@ -261,6 +261,18 @@ def _segments(marks: Sequence[Any]) -> list[tuple[Any, int, int]]:
     return runs
 
 
+def _where(axis: str, values: Sequence[float], first: int, last: int) -> str:
+    """Where a run of points lies along an axis: ``at 5 ms`` (one point), ``up to 1.5 ms``
+    (from the axis's start), ``from 1.5 ms`` (to its end), ``from 0.5 ms to 1.5 ms``."""
+    if first == last:
+        return f"at {axis_label(axis, values[first])}"
+    if first == 0:
+        return f"up to {axis_label(axis, values[last])}"
+    if last == len(values) - 1:
+        return f"from {axis_label(axis, values[first])}"
+    return f"from {axis_label(axis, values[first])} to {axis_label(axis, values[last])}"
+
+
 def verdict_sentences(data: SuiteData, judged: Sequence[Verdict]) -> dict[str, list[str]]:
     """Per axis: where each backend's verdict changes along it, in sentences."""
     by = {(v.point, v.backend): v for v in judged}
@@ -283,12 +295,11 @@ def verdict_sentences(data: SuiteData, judged: Sequence[Verdict]) -> dict[str, l
                 (always if runs[0][0] else never).append(backend)
                 continue
             parts = []
+            values = [p.values[axis.name] for p, _ in row]
             for k, (meets, first, last) in enumerate(runs):
-                p_first, v_first = row[first]
-                p_last, v_last = row[last]
-                where = (f"up to {axis_label(axis.name, p_last.values[axis.name])}" if k == 0
-                         else f"from {axis_label(axis.name, p_first.values[axis.name])}")
-                shown = v_last if k == 0 else v_first
+                where = _where(axis.name, values, first, last)
+                # The point nearest the change: the last of the first run, the first of others.
+                shown = row[last][1] if k == 0 else row[first][1]
                 what = "meets the target" if meets else "misses it"
                 if k == 0 and not meets:
                     what = "misses the target"
@@ -296,7 +307,8 @@ def verdict_sentences(data: SuiteData, judged: Sequence[Verdict]) -> dict[str, l
                     what = "meets it"
                 parts.append(f"{what} {where} ({shown.evidence()})")
             lines.append(f"{backend} " + ", then ".join(parts) + ".")
-        head = f"Along {axis_title(axis.name)} ({span}; {context(data, axis)}): "
+        others = context(data, axis)
+        head = f"Along {axis_title(axis.name)} ({span}{'; ' + others if others else ''}):"
         summary = []
         if always:
             summary.append(f"{_join(always)} meet{'s' if len(always) == 1 else ''} the "
@@ -304,8 +316,8 @@ def verdict_sentences(data: SuiteData, judged: Sequence[Verdict]) -> dict[str, l
         if never:
             summary.append(f"{_join(never)} miss{'es' if len(never) == 1 else ''} it at "
                            "every point")
-        text = [head + ("; ".join(summary) + "." if summary else "")]
-        sentences[axis.name] = [" ".join(text + lines).replace(": .", ":").strip()]
+        text = [head] + (["; ".join(summary) + "."] if summary else [])
+        sentences[axis.name] = [" ".join(text + lines)]
     return sentences
 
 
@@ -421,13 +433,14 @@ def _crossover(data: SuiteData, axis: AxisRecord, t: Threshold, first: str, seco
         gaps = [abs(c.first - c.second) / max(abs(c.first), abs(c.second), 1e-12)
                 for c in row]
         span = (f"{axis_label(axis.name, row[0].point.values[axis.name])} to "
-                f"{axis_label(axis.name, row[-1].point.values[axis.name])}; {where}")
+                f"{axis_label(axis.name, row[-1].point.values[axis.name])}"
+                + (f"; {where}" if where else ""))
         if all(c.first == c.second and set(c.first_passes) == set(c.second_passes)
                == {c.first} for c in row):
-            values = sorted({number(c.first, column) for c in row})
+            same = sorted({number(c.first, column) for c in row})
             return Crossover(axis.name, _metric(t), first, second, 0, (
                 f"{first} and {second} measured the same {label} at every "
-                f"{axis_noun(axis.name)} ({span}): {', '.join(values)} in every pass "
+                f"{axis_noun(axis.name)} ({span}): {', '.join(same)} in every pass "
                 f"({len(row[0].first_passes)} and {len(row[0].second_passes)} passes a "
                 f"point)."))
         closest = row[max(range(len(row)), key=gaps.__getitem__) if mark == "match"
@@ -439,15 +452,16 @@ def _crossover(data: SuiteData, axis: AxisRecord, t: Threshold, first: str, seco
                     f"{axis_label(axis.name, value)}: {closest.evidence(column)}.")
         return Crossover(axis.name, _metric(t), first, second, 0, sentence)
     parts = []
+    values = [c.point.values[axis.name] for c in row]
     for k, (mark, i, j) in enumerate(runs):
         shown = row[j] if k == 0 else row[i]
-        value = shown.point.values[axis.name]
         if k == 0:
-            parts.append(f"{first} {_phrase(mark, column, second)} on {label} up to "
-                         f"{axis_label(axis.name, value)} at {where} "
+            parts.append(f"{first} {_phrase(mark, column, second)} on {label} "
+                         f"{_where(axis.name, values, i, j)}"
+                         f"{' at ' + where if where else ''} "
                          f"({shown.evidence(column)})")
         else:
-            parts.append(f"from {axis_label(axis.name, value)} it {_phrase(mark, column)} "
+            parts.append(f"{_where(axis.name, values, i, j)} it {_phrase(mark, column)} "
                          f"({shown.evidence(column)})")
     return Crossover(axis.name, _metric(t), first, second, len(runs) - 1,
                      "; ".join(parts) + ".")
@@ -479,6 +493,12 @@ class Fit:
         xs = [x for x, _ in self.observations]
         return min(xs), max(xs)
 
+    @property
+    def trend(self) -> bool:
+        """Whether the slope stands out of its error (more than twice its standard error
+        from zero); without an error (two passes), it is taken as it is."""
+        return self.slope_se is None or abs(self.slope) > 2 * self.slope_se
+
     def sentence(self, server: str) -> str:
         what = ("invalidation lag p99" if self.metric == "lag_p99_ms"
                 else f"{server} CPU per write")
@@ -487,12 +507,21 @@ class Fit:
         se = "" if self.slope_se is None else f" +/- {_sig(self.slope_se)}"
         pse = "" if self.predicted_se is None else f" +/- {_sig(self.predicted_se)}"
         r2 = "" if self.r2 is None else f", R^2 {self.r2:.2f}"
-        return (f"{self.backend}: {what} grows by {_sig(self.slope)}{se} {unit} per instance "
-                f"(a least-squares line over {len(self.observations)} passes at "
-                f"{value_text(lo)} to {value_text(hi)} instances{r2}); extrapolated on paper "
-                f"to {value_text(self.at)} instances: {_sig(self.predicted)}{pse} {unit} "
-                f"(the line's standard error there; far beyond the measured range, so a "
-                f"line's guess, not a measurement).")
+        line = (f"a least-squares line over {len(self.observations)} passes at "
+                f"{value_text(lo)} to {value_text(hi)} instances{r2}")
+        if self.trend:
+            change = (f"{'grows' if self.slope >= 0 else 'falls'} by "
+                      f"{_sig(abs(self.slope))}{se} {unit} per instance ({line})")
+        else:
+            change = (f"shows no trend beyond the passes' spread: {_sig(self.slope)}{se} "
+                      f"{unit} per instance, within twice its standard error of zero ({line})")
+        if self.predicted < 0:
+            return (f"{self.backend}: {what} {change}; the line falls below zero before "
+                    f"{value_text(self.at)} instances, so it says nothing about them.")
+        return (f"{self.backend}: {what} {change}; extrapolated on paper to "
+                f"{value_text(self.at)} instances: {_sig(self.predicted)}{pse} {unit} (the "
+                f"line's standard error there; far beyond the measured range, so a line's "
+                f"guess, not a measurement).")
 
 
 def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float | None,
