@@ -137,6 +137,21 @@ def _dicts(cursor: Any) -> tuple[dict[str, Any], ...]:
     return tuple(dict(zip(names, row, strict=True)) for row in cursor.fetchall())
 
 
+def _on_axes(values: Mapping[str, float], axes: Sequence[AxisRecord],
+             sweep: str) -> tuple[str, ...] | None:
+    """The axes whose sweep a point lies on (every other axis at its base), or None when
+    the suite's axes no longer have the point."""
+    if set(values) != {a.name for a in axes}:
+        return None
+    if any(values[a.name] not in a.values for a in axes):
+        return None
+    off_base = [a.name for a in axes if values[a.name] != a.base]
+    if sweep != "grid" and len(off_base) > 1:
+        return None
+    return tuple(a.name for a in axes if all(b.name == a.name or values[b.name] == b.base
+                                              for b in axes))
+
+
 def read_suite(conn: Any, suite_id: str) -> SuiteData:
     """A suite as recorded, with the metrics of the run standing for each point."""
     schema.ensure_views(conn)
@@ -147,17 +162,20 @@ def read_suite(conn: Any, suite_id: str) -> SuiteData:
     name, text, target, axes_json, sweep, compare_json = row
     axes = tuple(AxisRecord(str(a["name"]), tuple(float(v) for v in a["values"]),
                             float(a["base"])) for a in json.loads(axes_json))
-    order = {a.name: i for i, a in enumerate(axes)}
-    points = tuple(PointRecord(
-        point=str(p), run_id=str(run_id), status=None if status is None else str(status),
-        values={k: float(v) for k, v in json.loads(values).items()},
-        on_axes=tuple(json.loads(on_axes)))
-        for p, run_id, status, values, on_axes in conn.execute(
-            "SELECT point, run_id, status, axes, on_axes FROM suite_points "
-            "WHERE suite_id = ? ORDER BY point", [suite_id]).fetchall())
-    # Points of axes the suite no longer has (it was edited) are left out of its report.
-    points = tuple(sorted((p for p in points if set(p.values) == set(order)),
-                          key=lambda p: tuple(p.values[a.name] for a in axes)))
+    # The report shows the suite as its file now is: a point measured for an earlier version
+    # of it (an axis or a value since removed, a point off a base since moved) is left out,
+    # and the axes a point lies on are those of the current base.
+    current = []
+    for point, run_id, status, values_json in conn.execute(
+            "SELECT point, run_id, status, axes FROM suite_points WHERE suite_id = ?",
+            [suite_id]).fetchall():
+        values = {k: float(v) for k, v in json.loads(values_json).items()}
+        on_axes = _on_axes(values, axes, str(sweep))
+        if on_axes is not None:
+            current.append(PointRecord(str(point), str(run_id),
+                                       None if status is None else str(status), values,
+                                       on_axes))
+    points = tuple(sorted(current, key=lambda p: tuple(p.values[a.name] for a in axes)))
     keys = {p.point for p in points}
     order_sql = ("ORDER BY point, (SELECT min(ts_ns) FROM events e WHERE e.run_id = m.run_id "
                  "AND e.backend = m.backend), backend")
