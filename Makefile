@@ -7,7 +7,7 @@ ARGS ?=
 COMPOSE := docker compose -f compose.yaml
 
 .PHONY: run test test-slow lint bench-pgcache bench-fanout benchmark benchmark-simulated-network \
-        benchmark-cleanup services-up services-down clean
+        benchmark-suite benchmark-suite-quick benchmark-cleanup services-up services-down clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,20 +57,29 @@ define run_benchmark
 	  $(COMPOSE) up -d --wait || exit $$?; \
 	  POSTGRES_DSN="$${POSTGRES_DSN:-$(COMPOSE_POSTGRES_DSN)}" \
 	  VALKEY_URL="$${VALKEY_URL:-$(COMPOSE_VALKEY_URL)}" \
-	    $(PY) -m orchestrator run $(1) $(ARGS); rc=$$?; \
+	    $(PY) -m orchestrator $(1) $(ARGS); rc=$$?; \
 	  $(COMPOSE) down; exit $$rc; \
 	else \
 	  echo "No Docker engine: running on the embedded servers (or POSTGRES_DSN / VALKEY_URL if set)"; \
-	  $(PY) -m orchestrator run $(1) $(ARGS); \
+	  $(PY) -m orchestrator $(1) $(ARGS); \
 	fi
 endef
 
 benchmark: $(VENV)/.installed
-	$(call run_benchmark,workloads/default.yaml)
+	$(call run_benchmark,run workloads/default.yaml)
 
 ## Same, with 1.5 ms +/- 0.5 ms per network round trip (Toxiproxy if it answers, else in-process).
 benchmark-simulated-network: $(VENV)/.installed
-	$(call run_benchmark,workloads/simulated-network.yaml)
+	$(call run_benchmark,run workloads/simulated-network.yaml)
+
+## The answer: workloads/suite.yaml (network latency, read share and instances swept; about
+## 13 min on a 2-core machine), then its verdicts and where the answer changes. Running it
+## again resumes it. The quick variant: about 2 min.
+benchmark-suite: $(VENV)/.installed
+	$(call run_benchmark,suite workloads/suite.yaml)
+
+benchmark-suite-quick: $(VENV)/.installed
+	$(call run_benchmark,suite workloads/suite.yaml --quick)
 
 ## Remove the compose containers and volumes, or stop the kept-running embedded servers and
 ## delete their data; and stop the strays (embedded servers of runs that are gone) and delete

@@ -14,28 +14,19 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from support.ray_fixtures import RayCluster
+from support.readme import about_suites, commands
 from support.repo import ROOT
 
 from orchestrator.services import Services
 
-DOCS = [ROOT / "README.md", ROOT / "results" / "README.md"]
 TINY = ("--set processes=1 --set writers=1 --set readers=1 --set write_iterations=3 "
         "--set read_iterations=3 --set keyspace=4 --set warmup_s=0 --set prefill=false "
         "--set duration_s=null --set repeat=1")
 
 
-def commands(prefix: str) -> list[tuple[str, str]]:
-    """(document, line) for each line of a bash block that starts with ``prefix``."""
-    found = []
-    for doc in DOCS:
-        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S):
-            for line in block.splitlines():
-                if line.startswith(prefix):
-                    found.append((doc.name, line.split("  #")[0].strip()))
-    return found
-
-
-ORCHESTRATOR = commands("python -m orchestrator")
+# The suite lines run in tests/orchestrator/test_suite_command.py, on a measured suite.
+ORCHESTRATOR = [(doc, line) for doc, line in commands("python -m orchestrator")
+                if not about_suites(line)]
 
 
 def _tiny(line: str, db: Path) -> str:
@@ -57,8 +48,8 @@ class TestReadmeCommands:
 
     def test_found_commands(self) -> None:
         """The READMEs show every orchestrator command."""
-        shown = {shlex.split(line)[3] for _, line in ORCHESTRATOR}
-        assert {"run", "validate", "report", "query", "ingest", "services"} <= shown
+        shown = {shlex.split(line)[3] for _, line in commands("python -m orchestrator")}
+        assert {"run", "suite", "validate", "report", "query", "ingest", "services"} <= shown
 
     def test_every_orchestrator_command(self, services: Services, ray_cluster: RayCluster,
                                         tmp_path: Path) -> None:
