@@ -128,12 +128,16 @@ class Load:
         # Generated keys are prefix + digits: only the prefix can need CSV quoting.
         self._quoted = needs_quoting(workload.key_prefix)
         self._pacer: _Pacer | None = None
+        self._pace_offset_ns = 0
 
     async def _pace(self, when_ns: int) -> None:
-        """Wait until ``when_ns`` (an open-loop task's next intended start)."""
+        """Wait until ``when_ns`` on this load's clock (an open-loop task's next intended
+        start); the pacer keeps ``perf_counter_ns`` time, which a skewed clock is ahead of by
+        a constant."""
         if self._pacer is None:
             self._pacer = _Pacer()
-        await self._pacer.until(when_ns)
+            self._pace_offset_ns = self.clock() - time.perf_counter_ns()
+        await self._pacer.until(when_ns - self._pace_offset_ns)
 
     def stop(self) -> None:
         self.stopping = True
