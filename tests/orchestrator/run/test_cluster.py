@@ -181,6 +181,30 @@ class TestRayClient:
         assert _query(db, "SELECT count(*) FROM clock_offsets") == [(4,)]
 
 
+class TestInstances:
+    """Several application instances per worker, on Ray as locally."""
+
+    def test_every_instance_comes_home(self, ray_cluster: RayCluster, services: Services,
+                                       tmp_path: Path) -> None:
+        """Two actors of two instances each: every instance's operations are shipped home and
+        ingested under its own number, with its worker's clock offsets."""
+        path = write_workload(tmp_path, {"processes": 2, "instances_per_process": 2,
+                                         "writers": 4, "readers": 4, "write_iterations": 25,
+                                         "read_iterations": 25, "backends": ["null"],
+                                         "executor": "ray"})
+        db = tmp_path / "r.duckdb"
+        result = cli("run", str(path), "--results", str(db),
+                     env=env_for(services, tmp_path, **ray_cluster.env()), timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert _query(db, "SELECT process, count(*) FROM ops GROUP BY ALL ORDER BY 1") == [
+            (0, 50), (1, 50), (2, 50), (3, 50)]
+        assert _query(db, "SELECT DISTINCT process FROM clock_offsets ORDER BY 1") == [
+            (0,), (1,), (2,), (3,)]
+        offsets = _query(db, "SELECT stage, process // 2, count(DISTINCT offset_ns) FROM "
+                             "clock_offsets GROUP BY ALL")
+        assert offsets and all(count == 1 for _, _, count in offsets)
+
+
 class TestPlacement:
     """The placement group follows the strategy and the workers per node."""
 
