@@ -458,7 +458,7 @@ def _crossover(data: SuiteData, axis: AxisRecord, t: Threshold, first: str, seco
         if k == 0:
             parts.append(f"{first} {_phrase(mark, column, second)} on {label} "
                          f"{_where(axis.name, values, i, j)}"
-                         f"{' at ' + where if where else ''} "
+                         f"{', with ' + where if where else ''} "
                          f"({shown.evidence(column)})")
         else:
             parts.append(f"{_where(axis.name, values, i, j)} it {_phrase(mark, column)} "
