@@ -73,8 +73,8 @@ benchmark-simulated-network: $(VENV)/.installed
 	$(call run_benchmark,run workloads/simulated-network.yaml)
 
 ## The answer: workloads/suite.yaml (network latency, read share and instances swept; about
-## 13 min on a 2-core machine), then its verdicts and where the answer changes. Running it
-## again resumes it. The quick variant: about 2 min.
+## 10 min on a 2-core machine), then its verdicts and where the answer changes. Running it
+## again resumes it. The quick variant: under 2 min.
 benchmark-suite: $(VENV)/.installed
 	$(call run_benchmark,suite workloads/suite.yaml)
 

@@ -219,7 +219,7 @@ class TestDocumented:
     def test_readme_suite_commands(self, quick: dict[str, Any]) -> None:
         """Every suite command the READMEs show exits 0 on the quick suite's database: the
         quick suite again with the test's shorter passes (every point measured: nothing runs),
-        the full suite listed (running it is the 13-minute run the README reports), each
+        the full suite listed (running it is the 10-minute run the README reports), each
         report --suite, and each query of the suite tables returns rows."""
         lines = [line for _, line in commands("python -m orchestrator") if about_suites(line)]
         kinds = {(shlex.split(line)[3], "--quick" in line) for line in lines}
