@@ -91,23 +91,23 @@ class Database:
 
     async def _retry(self, what: str, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         """The one retry, on a fresh connection (the idle ones were dropped)."""
-        conn = await self.acquire()
-        try:
-            result = await getattr(conn, method)(sql, *args)
-        except BaseException as exc:
-            error = self.failed(conn, exc, what)
-            if error is exc:
-                raise
-            raise error from exc
-        self.pool.release(conn)
-        return result
+        return await self._once(what, method, sql, args, None)
 
     async def run_bounded(self, what: str, method: str, sql: str, *args: Any,
                           within: float) -> Any:
         """As :meth:`run` (no retry), but give up after ``within`` seconds."""
+        return await self._once(what, method, sql, args, within)
+
+    async def _once(self, what: str, method: str, sql: str, args: tuple[Any, ...],
+                    within: float | None) -> Any:
+        """One statement, no retry (``within``: give up after that many seconds). :meth:`run`
+        is this with the retry, written out for its hot path."""
         conn = await self.acquire()
         try:
-            result = await call_bounded(conn, method, sql, *args, within=within)
+            if within is None:
+                result = await getattr(conn, method)(sql, *args)
+            else:
+                result = await call_bounded(conn, method, sql, *args, within=within)
         except BaseException as exc:
             error = self.failed(conn, exc, what)
             if error is exc:
