@@ -33,11 +33,13 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
+from orchestrator.microbench import percentile
 from orchestrator.results.servercost import ServerCostSampler
 from orchestrator.services import running_services
 from pgcache import CacheSettings, PostgresCache
@@ -65,10 +67,26 @@ class Point:
     set_p99_ms: float
 
 
-def _quantile(ordered: list[int], q: float) -> float:
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))] / 1e6
+def _quantile(samples: list[int], q: float) -> float:
+    """The q-quantile of nanosecond samples, in milliseconds (NaN if there are none)."""
+    return percentile(samples, q) / 1000.0 if samples else float("nan")
+
+
+async def _paced(rate: int, start: float, stop: float) -> AsyncIterator[tuple[int, int]]:
+    """An open loop at ``rate`` per second from ``start`` until ``stop`` (monotonic seconds):
+    yields each operation's number and its intended start (perf_counter ns; a late wake-up
+    counts from when the operation was due)."""
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    interval = 1.0 / rate
+    due = time.monotonic()
+    i = 0
+    while due < stop:
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i, time.perf_counter_ns() - int(max(0.0, -delay) * 1e9)
+        i += 1
+        due += interval
 
 
 async def _read_all(backend: ValkeyTrackingBackend) -> None:
@@ -185,21 +203,11 @@ async def _write(settings: CacheSettings, rate: int, start: float,
     returned: dict[int, int] = {}
     latencies: list[int] = []
     async with PostgresCache(settings) as writer:
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        interval = 1.0 / rate
-        due = time.monotonic()
-        i = 0
-        while due < stop:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            intended = time.perf_counter_ns() - int(max(0.0, -delay) * 1e9)
+        async for i, intended in _paced(rate, start, stop):
             version = await writer.set(f"fanout:{i % KEYS}", b"x" * 100)
             now = time.perf_counter_ns()
             returned[version] = now
             latencies.append(now - intended)
-            i += 1
-            due += interval
     return returned, latencies
 
 
@@ -213,22 +221,12 @@ async def _write_valkey(url: str, rate: int, start: float,
                                              postgres_listener_dsn=""))
     await writer.connect()
     try:
-        await asyncio.sleep(max(0.0, start - time.monotonic()))
-        interval = 1.0 / rate
-        due = time.monotonic()
-        i = 0
-        while due < stop:
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            intended = time.perf_counter_ns() - int(max(0.0, -delay) * 1e9)
+        async for i, intended in _paced(rate, start, stop):
             sent = time.perf_counter_ns()
             await writer.set(f"fanout:{i % KEYS}", b"x" * 100, ttl_seconds=3600.0)
             now = time.perf_counter_ns()
             writes.append((i % KEYS, sent, now))
             latencies.append(now - intended)
-            i += 1
-            due += interval
     finally:
         await writer.close()
     return writes, latencies
