@@ -20,16 +20,18 @@ _LEAD = object()
 class Write:
     """One set() to be written, possibly together with others."""
 
-    __slots__ = ("data", "future", "key", "key_bytes", "key_hash", "kind", "ttl")
+    __slots__ = ("data", "epoch", "future", "key", "key_bytes", "key_hash", "kind", "ttl")
 
     def __init__(self, key: str, key_bytes: bytes, key_hash: bytes, data: bytes, kind: int,
-                 ttl: float | None) -> None:
+                 ttl: float | None, epoch: int) -> None:
         self.key = key
         self.key_bytes = key_bytes
         self.key_hash = key_hash
         self.data = data
         self.kind = kind
         self.ttl = ttl
+        # The local cache's epoch when the write began (see LocalCache.begin).
+        self.epoch = epoch
         self.future: asyncio.Future[Any] | None = None
 
 

@@ -71,7 +71,9 @@ class PostgresCache:
             settings = replace(settings, serializer=serializer)
         self._settings = settings
         self._names = SchemaNames.from_settings(settings)
-        self._sql = Statements.build(self._names)
+        self._sql = Statements.build(
+            self._names,
+            count_inserts=settings.max_entries is not None or settings.max_bytes is not None)
         self._codec = ValueCodec(settings.resolved_serializer, settings.compress_min_bytes)
         self._default_ttl = settings.default_ttl_seconds
         self._max_age = settings.max_age_seconds
@@ -180,8 +182,10 @@ class PostgresCache:
         self._sweeper = sweeper = Sweeper(db, sql, settings, self._names.table, self._locks,
                                           self._counters, floor=self._trimmed)
         bounded = settings.max_entries is not None or settings.max_bytes is not None
+        # Every lone write numbers its notification: the lease's own method, not a detour.
+        next_seq = self._lease.next_seq if self._lease is not None else self._next_seq
         self._writer = Writer(db, sql, settings, local, self._counters,
-                              self._instance_id, self._next_seq, self._notifier,
+                              self._instance_id, next_seq, self._notifier,
                               self._codec.pack, inserted=sweeper.inserted if bounded else None)
         self._loads = Loads(settings, self._names.table, local, self._codec, self._counters,
                             self._locks, self._woken, get=self.get, set=self._store)
@@ -395,13 +399,13 @@ class PostgresCache:
         if writer is None:
             raise self._not_open()
         # The body of _store, inlined.
-        write, epoch = writer.prepare(key, data, kind, ttl)
+        write = writer.prepare(key, data, kind, ttl)
         try:
             version = await writer.submit(write)
         except BaseException as exc:
             writer.abandon(write, exc)
             raise
-        writer.done(write, version, epoch)
+        writer.done(write, version)
         return version
 
     async def _store(self, key: str, data: bytes, kind: int, ttl: float | None) -> int:
@@ -409,13 +413,13 @@ class PostgresCache:
         writer = self._writer
         if writer is None:
             raise self._not_open()
-        write, epoch = writer.prepare(key, data, kind, ttl)
+        write = writer.prepare(key, data, kind, ttl)
         try:
             version = await writer.submit(write)
         except BaseException as exc:
             writer.abandon(write, exc)
             raise
-        writer.done(write, version, epoch)
+        writer.done(write, version)
         return version
 
     async def set_many(self, mapping: Mapping[str, Any],

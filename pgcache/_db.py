@@ -78,19 +78,23 @@ class Database:
         try:
             result = await getattr(conn, method)(sql, *args)
         except BaseException as exc:
-            error = self.failed(conn, exc, what)
-            if error is exc:
-                raise
-            if not (isinstance(error, CacheConnectionError)
-                    and (idempotent or was_not_sent(exc))):
-                raise error from exc
-            self._counters.retries += 1
-            return await self._retry(what, method, sql, args)
+            return await self.recover(conn, exc, what, method, sql, args, idempotent)
         pool.release(conn)
         return result
 
-    async def _retry(self, what: str, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        """The one retry, on a fresh connection (the idle ones were dropped)."""
+    async def recover(self, conn: Connection, exc: BaseException, what: str, method: str,
+                      sql: str, args: tuple[Any, ...], idempotent: bool) -> Any:
+        """``conn.<method>(sql, *args)`` (borrowed as :meth:`run` does) failed with ``exc``:
+        give ``conn`` back or drop it, then raise what pgcache raises, or retry once as
+        :meth:`run` says. The hottest paths call ``conn`` themselves (one coroutine frame
+        less than :meth:`run` on every read and write) and come here when it failed."""
+        error = self.failed(conn, exc, what)
+        if error is exc:
+            raise exc
+        if not (isinstance(error, CacheConnectionError) and (idempotent or was_not_sent(exc))):
+            raise error from exc
+        self._counters.retries += 1
+        # The one retry, on a fresh connection (the idle ones were dropped).
         return await self._once(what, method, sql, args, None)
 
     async def run_bounded(self, what: str, method: str, sql: str, *args: Any,

@@ -15,12 +15,14 @@ instance's concurrency, and it never forgets a version too early. With it:
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
 from ._keys import LONG_KEY_CHARS, key_digest
 
 _NEVER = 0.0
+_monotonic = time.monotonic
 
 
 class Entry(NamedTuple):
@@ -99,6 +101,34 @@ class LocalCache:
                 self.by_digest.pop(key_digest(key), None)
         announced: int = slot[1]
         return announced
+
+    def written(self, key: str, version: int, value: bytes | None, kind: int,
+                lifetime: float, epoch: int) -> None:
+        """This instance's write of ``key`` returned ``version`` (``value``; None: a delete):
+        end its operation (begun in ``epoch``), and keep ``value`` for ``lifetime`` seconds
+        unless a newer version was announced meanwhile, a flush happened or the lease has
+        lapsed; otherwise drop older copies. Operations of ``key`` still in flight learn of
+        ``version``. (``end`` and ``install``/``invalidate`` in one call: every ``set``
+        runs this.)"""
+        slot = self.inflight[key]
+        announced: int = slot[1]
+        if slot[0] == 1:
+            del self.inflight[key]
+            if len(key) > LONG_KEY_CHARS and key not in self.data:
+                self.by_digest.pop(key_digest(key), None)
+        else:
+            slot[0] -= 1
+            slot[2] = None  # reads beginning from now on fetch for themselves
+            if announced < version:
+                slot[1] = version
+        now = _monotonic()
+        if value is not None and version >= announced and epoch == self.epoch \
+                and now < self.trusted_until:
+            self.install(key, value, kind, version, now + lifetime)  # replaces older
+            return
+        entry = self.data.get(key)
+        if entry is not None and entry.version < version:
+            self.remove(key)
 
     def install(self, key: str, value: bytes, kind: int, version: int, expires: float) -> None:
         """Keep a copy unless one of the same or a newer version is already held."""

@@ -57,32 +57,45 @@ class Reader:
         """The value of ``key`` from PostgreSQL (the local cache had no usable copy)."""
         data, hashed = key_parts(key)
         local = self._local
+        shared: asyncio.Future[Any] | None = None
+        epoch = 0
         if local is None:
-            row = await self._db.run("get", "fetchrow", self._sql.get_value, hashed, data,
-                                     idempotent=True)
-            return self._answer(row)
-        if _monotonic() >= local.trusted_until:
-            # Nothing read now may be installed: no tracking, no sharing.
-            row = await self._db.run("get", "fetchrow", self._sql.get, hashed, data,
-                                     idempotent=True)
-            return self._answer(row)
-        # Another read of this key is on the wire and no invalidation of it (nor a flush)
-        # arrived since it began: share its answer instead of asking again.
-        shared = local.joinable(key)
-        if shared is not None:
-            row = await asyncio.shield(shared)
-            if row is not _FETCH_FAILED:
-                self._counters.shared_reads += 1
-                return self._answer(row)
-        shared = asyncio.get_running_loop().create_future()
-        epoch = local.begin(key, shared)
+            sql = self._sql.get_value  # nothing to install: version and TTL are not needed
+        elif _monotonic() >= local.trusted_until:
+            sql = self._sql.get  # nothing read now may be installed: no tracking, no sharing
+        else:
+            # Another read of this key is on the wire and no invalidation of it (nor a
+            # flush) arrived since it began: share its answer instead of asking again.
+            joined = local.joinable(key)
+            if joined is not None:
+                row = await asyncio.shield(joined)
+                if row is not _FETCH_FAILED:
+                    self._counters.shared_reads += 1
+                    return self._answer(row)
+            shared = asyncio.get_running_loop().create_future()
+            epoch = local.begin(key, shared)
+            sql = self._sql.get
+        # Database.run, inlined: every local miss comes this way.
+        db = self._db
         try:
-            row = await self._db.run("get", "fetchrow", self._sql.get, hashed, data,
-                                     idempotent=True)
+            conn = db.pool.try_acquire()
+            if conn is None:
+                conn = await db.acquire()
+            try:
+                row = await conn.fetchrow(sql, hashed, data)
+            except BaseException as exc:
+                row = await db.recover(conn, exc, "get", "fetchrow", sql, (hashed, data), True)
+            else:
+                db.pool.release(conn)
         except BaseException:
-            local.end(key, shared)
-            shared.set_result(_FETCH_FAILED)  # the sharers fetch for themselves
+            if shared is not None:
+                assert local is not None
+                local.end(key, shared)
+                shared.set_result(_FETCH_FAILED)  # the sharers fetch for themselves
             raise
+        if shared is None:
+            return self._answer(row)
+        assert local is not None
         announced = local.end(key, shared)
         shared.set_result(row)
         if row is not None and row[2] >= announced and epoch == local.epoch \

@@ -16,9 +16,9 @@ may now hold something newer than any copy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from operator import attrgetter
+from typing import Any
 
 from ._batching import Write, WriteQueue
 from ._db import Database
@@ -31,7 +31,6 @@ from ._schema import Statements
 from ._settings import CacheSettings
 from ._stats import Counters
 
-_monotonic = time.monotonic
 # The largest version (bigint): "something newer than anything held may have been written".
 UNKNOWN_VERSION = (1 << 63) - 1
 
@@ -89,18 +88,9 @@ class Writer:
                 ttl: float | None, epoch: int) -> None:
         """``key`` was written (``data``) or deleted (None) at ``version``: update our copy."""
         local = self._local
-        if local is None:
-            return
-        announced = local.end(key)
-        now = _monotonic()
-        if data is not None and version >= announced and epoch == local.epoch \
-                and now < local.trusted_until:
-            if key in local.inflight:
-                local.invalidate(key, version)  # operations still in flight learn of it
+        if local is not None:
             lifetime = self._local_ttl if ttl is None or ttl > self._local_ttl else ttl
-            local.install(key, data, kind, version, now + lifetime)  # replaces older
-        else:
-            local.invalidate(key, version)  # older copies go
+            local.written(key, version, data, kind, lifetime, epoch)
 
     def _abandon(self, key: str, error: BaseException) -> None:
         """The write of ``key`` failed with ``error``: if it may have committed anyway, no
@@ -126,18 +116,22 @@ class Writer:
 
     # -- set --------------------------------------------------------------------------------
 
-    def prepare(self, key: str, data: bytes, kind: int, ttl: float | None) -> tuple[Write, int]:
-        """A ``set`` about to go out: the write, and the epoch it began in (``submit`` it,
-        then ``done`` or ``abandon``). Split so that the facade awaits ``submit`` directly:
-        one coroutine frame less on the hottest write path."""
+    def prepare(self, key: str, data: bytes, kind: int, ttl: float | None) -> Write:
+        """A ``set`` about to go out, begun (``submit`` it, then ``done`` or ``abandon``).
+        Split so that the facade awaits ``submit`` directly: one coroutine frame less on the
+        hottest write path."""
         stored, hashed = key_parts(key)
         local = self._local
-        return Write(key, stored, hashed, data, kind, ttl), \
-            local.begin(key) if local is not None else 0
+        return Write(key, stored, hashed, data, kind, ttl,
+                     local.begin(key) if local is not None else 0)
 
-    def done(self, write: Write, version: int, epoch: int) -> None:
+    def done(self, write: Write, version: int) -> None:
         self._counters.sets += 1
-        self._settle(write.key, version, write.data, write.kind, write.ttl, epoch)
+        local = self._local
+        if local is not None:  # _settle, inlined: every set runs this
+            ttl = write.ttl
+            lifetime = self._local_ttl if ttl is None or ttl > self._local_ttl else ttl
+            local.written(write.key, version, write.data, write.kind, lifetime, write.epoch)
 
     def abandon(self, write: Write, error: BaseException) -> None:
         self._abandon(write.key, error)
@@ -150,24 +144,41 @@ class Writer:
         data, kind = write.data, write.kind
         if len(data) >= self._compress_min:
             data, kind = self._pack(data, kind)
-        try:
-            if inline:
-                head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
-                row = await self._db.run(
-                    "set", "fetchrow", self._sql.set_notify, write.key_hash, write.key_bytes,
-                    data, kind, write.ttl, self._channel, head, tail)
+        args: tuple[Any, ...]
+        if inline:
+            head, tail = inline_parts(self._instance_id, self._next_seq(), write.key)
+            sql = self._sql.set_notify
+            args = (write.key_hash, write.key_bytes, data, kind, write.ttl, self._channel,
+                    head, tail)
+        else:
+            sql = self._sql.set
+            args = (write.key_hash, write.key_bytes, data, kind, write.ttl)
+        # The version alone, or (version, whether the row is new) when a bounded table
+        # counts new rows (see _schema).
+        method = "fetchval" if self._inserted is None else "fetchrow"
+        db = self._db
+        try:  # Database.run, inlined: every write that goes alone comes this way
+            conn = db.pool.try_acquire()
+            if conn is None:
+                conn = await db.acquire()
+            try:
+                result = await getattr(conn, method)(sql, *args)
+            except BaseException as exc:
+                result = await db.recover(conn, exc, "set", method, sql, args, False)
             else:
-                row = await self._db.run(
-                    "set", "fetchrow", self._sql.set, write.key_hash, write.key_bytes,
-                    data, kind, write.ttl)
+                db.pool.release(conn)
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
-        if row is None:
+        if result is None:
             raise _collision(write.key)
-        version: int = row[0]
-        if row[1] and self._inserted is not None:
-            self._inserted(1)
+        version: int
+        if self._inserted is None:
+            version = result
+        else:
+            version = result[0]
+            if result[1]:
+                self._inserted(1)
         if inline:
             assert self._notifier is not None
             self._notifier.sent_inline()
@@ -196,25 +207,33 @@ class Writer:
     async def _statement(self, writes: list[Write]) -> dict[bytes, int]:
         """One statement writing ``writes`` (distinct keys), each announced; key hash ->
         version written."""
-        # Rows in hash order: two instances upserting overlapping batches then lock them in
-        # the same order and cannot deadlock.
+        # Rows in hash order (the statement computes the same hashes from the keys, and
+        # inserts in array order): two instances upserting overlapping batches then lock
+        # them in the same order and cannot deadlock.
         ordered = sorted(writes, key=attrgetter("key_hash"))
         pack, small = self._pack, self._compress_min
-        stored = [(w.data, w.kind) if len(w.data) < small else pack(w.data, w.kind)
-                  for w in ordered]
-        kind, ttl = stored[0][1], ordered[0].ttl
-        uniform = all(k == kind for _, k in stored) and all(w.ttl == ttl for w in ordered)
+        keys: list[bytes] = []
+        values: list[bytes] = []
+        kinds: list[int] = []
+        ttl = ordered[0].ttl
+        uniform = True
+        for write in ordered:
+            data, kind = write.data, write.kind
+            if len(data) >= small:
+                data, kind = pack(data, kind)
+            keys.append(write.key_bytes)
+            values.append(data)
+            kinds.append(kind)
+            if write.ttl != ttl or kind != kinds[0]:
+                uniform = False
         self._writing += 1
         try:
             if uniform:
-                rows = await self._db.run(
-                    "set", "fetch", self._sql.set_batch_uniform, [w.key_hash for w in ordered],
-                    [w.key_bytes for w in ordered], [data for data, _ in stored], kind, ttl)
+                rows = await self._db.run("set", "fetch", self._sql.set_batch_uniform, keys,
+                                          values, kinds[0], ttl)
             else:
-                rows = await self._db.run(
-                    "set", "fetch", self._sql.set_batch, [w.key_hash for w in ordered],
-                    [w.key_bytes for w in ordered], [data for data, _ in stored],
-                    [k for _, k in stored], [w.ttl for w in ordered])
+                rows = await self._db.run("set", "fetch", self._sql.set_batch, keys, values,
+                                          kinds, [w.ttl for w in ordered])
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
@@ -237,10 +256,11 @@ class Writer:
         writes = []
         for key, data, kind in items:
             stored, hashed = key_parts(key)
-            writes.append(Write(key, stored, hashed, data, kind, ttl))
+            writes.append(Write(key, stored, hashed, data, kind, ttl, 0))
         if not writes:
             return {}
-        epochs = {w.key: self._begin(w.key) for w in writes}
+        for write in writes:  # begun once every key is known to be valid
+            write.epoch = self._begin(write.key)
         try:
             versions = await self._statement(writes)
         except BaseException as exc:
@@ -256,7 +276,7 @@ class Writer:
                 self._abandon(write.key, _collision(write.key))
                 continue
             result[write.key] = version
-            self._settle(write.key, version, write.data, write.kind, ttl, epochs[write.key])
+            self._settle(write.key, version, write.data, write.kind, ttl, write.epoch)
         self._counters.sets += len(result)
         if collided:
             raise _collision(collided[0])

@@ -114,3 +114,56 @@ class TestLocalCache:
                 assert local.epoch == epoch + 1
             # Bounded: the mark lives exactly as long as an operation is in flight.
             assert ("k" in local.inflight) == bool(began)
+
+    def test_a_write_installs_its_version_only_if_nothing_newer_was_announced(self) -> None:
+        """written(): a write returning v installs v, unless v' > v was announced while it
+        was in flight; then older copies go and nothing is installed."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        local.install("k", b"old", 0, 3, FAR)
+        epoch = local.begin("k")
+        local.written("k", 5, b"mine", 0, 60.0, epoch)
+        assert local.data["k"].value == b"mine" and local.data["k"].version == 5
+        assert local.inflight == {}
+        epoch = local.begin("k")
+        local.invalidate("k", 9)  # another instance wrote 9 meanwhile: our copy of 5 goes
+        local.written("k", 7, b"late", 0, 60.0, epoch)
+        assert "k" not in local.data and local.inflight == {}
+
+    def test_a_write_installs_nothing_across_a_flush_or_a_lapsed_lease(self) -> None:
+        """An epoch that moved on (a flush) or an untrusted cache: drop older, keep nothing."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        epoch = local.begin("k")
+        local.flush()
+        local.written("k", 5, b"v", 0, 60.0, epoch)
+        assert "k" not in local.data
+        local.install("k", b"old", 0, 4, FAR)
+        local.trusted_until = 0.0  # the lease lapsed
+        epoch = local.begin("k")
+        local.written("k", 6, b"v", 0, 60.0, epoch)
+        assert "k" not in local.data
+
+    def test_a_write_tells_operations_still_in_flight_its_version(self) -> None:
+        """Two operations on a key: the first to return leaves its version as the mark the
+        other sees, so a read that began before it cannot install anything older."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        read_epoch = local.begin("k")
+        write_epoch = local.begin("k")
+        local.written("k", 8, b"w", 0, 60.0, write_epoch)
+        assert local.data["k"].version == 8
+        assert local.end("k") == 8 and read_epoch == local.epoch
+        assert local.inflight == {}
+
+    def test_a_delete_leaves_no_copy_and_a_long_key_no_digest(self) -> None:
+        """written() with no value (a delete) drops older copies; a long key's digest goes
+        with its last operation and copy."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        long_key = "d" * (LONG_KEY_CHARS + 1)
+        local.install(long_key, b"x", 0, 2, FAR)
+        epoch = local.begin(long_key)
+        local.written(long_key, 3, None, 0, 60.0, epoch)
+        assert long_key not in local.data
+        assert local.key_for_digest(key_digest(long_key)) is None
