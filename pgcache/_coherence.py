@@ -63,10 +63,12 @@ class Coherence:
 
     def on_payload(self, payload: str) -> None:
         """A payload from this instance's own listener."""
-        if payload.startswith(self._own_prefix):
-            seq = own_seq(payload, self._own_prefix)
-            if seq is not None:
-                self.on_echo(seq)
+        if payload.startswith(self._own_prefix):  # every write's echo: on_echo, inlined
+            lease = self._lease
+            if lease is not None:
+                seq = own_seq(payload, self._own_prefix)
+                if seq is not None:
+                    lease.echoed(seq)
             return
         notice = decode(payload)
         if notice is None:
@@ -99,36 +101,54 @@ class Coherence:
             return
         local = self._local
         counters = self._counters
-        items = notice.items
-        for i in range(0, len(items), 2):
-            version, name = items[i], items[i + 1]
-            if type(version) is not int:
-                continue
-            if name is None:
-                if version > 0:
-                    self.floor(version)
-                continue
-            if not isinstance(name, str):
-                continue
-            if version == FLUSH_ALL:
-                self.flush()
-                self._tell(None, None)
-                continue
+        items = iter(notice.items)
+        for version, name in zip(items, items, strict=False):
+            # The common case first: a short key written at a version (every write of every
+            # other instance passes here).
+            if type(version) is int and version > 0 and type(name) is str:
+                counters.invalidations_received += 1
+                if local is not None and local.invalidate(name, version):
+                    counters.local_evictions += 1
+                if self._woken or self._callbacks:
+                    self._told(name, version)
+            else:
+                self._on_other_item(version, name)
+
+    def _on_other_item(self, version: object, name: object) -> None:
+        """A pair of a payload that is not a short key's version: a trim's floor, a flush,
+        a long key by its hash, or something to ignore."""
+        if type(version) is not int:
+            return
+        if name is None:
+            if version > 0:
+                self.floor(version)
+            return
+        if not isinstance(name, str):
+            return
+        if version == FLUSH_ALL:
+            self.flush()
+            self._tell(None, None)
+            return
+        if version > 0:  # a str subclass: as a short key
             key: str | None = name
-            if version < 0:
-                version = -version
-                key = local.key_for_digest(name) if local is not None else None
-            counters.invalidations_received += 1
-            if key is None:
-                continue  # a long key this instance neither holds nor has in flight
-            if local is not None and local.invalidate(key, version):
-                counters.local_evictions += 1
-            if self._woken:
-                event = self._woken.get(key)
-                if event is not None:
-                    event.set()
-            if self._callbacks:
-                self._tell(key, version)
+        else:
+            version = -version
+            key = self._local.key_for_digest(name) if self._local is not None else None
+        self._counters.invalidations_received += 1
+        if key is None:
+            return  # a long key this instance neither holds nor has in flight
+        if self._local is not None and self._local.invalidate(key, version):
+            self._counters.local_evictions += 1
+        self._told(key, version)
+
+    def _told(self, key: str, version: int) -> None:
+        """Wake get_or_set's waiter for ``key``, if any, and tell the callbacks."""
+        if self._woken:
+            event = self._woken.get(key)
+            if event is not None:
+                event.set()
+        if self._callbacks:
+            self._tell(key, version)
 
     def floor(self, version: int) -> None:
         """Every row written before ``version`` was trimmed from the table."""

@@ -79,11 +79,13 @@ class Lease:
             return
         local = self._local
         until = at + self.duration
-        if until > local.trusted_until:
-            if local.trusted_until and local.trusted_until < _monotonic():
-                self.lapses += 1
+        trusted = local.trusted_until
+        if until > trusted:
             local.trusted_until = until
-            self._proof.set()
+            if trusted < _monotonic():  # not held (lapsed, or never): this is a new proof
+                if trusted:
+                    self.lapses += 1
+                self._proof.set()
 
     def suspend(self) -> None:
         """The listener is lost: trust nothing until it is back and proven."""

@@ -61,6 +61,7 @@ class Notifier:
         # Send a heartbeat when nothing was sent for this long (None: never).
         self._heartbeat_every = heartbeat_every
         self._pending: dict[str, int] = {}
+        self._max_pending = settings.notify_max_pending
         self._flush_all = False
         self._floor = 0  # a trim's "every key changed at this version" (0: none)
         self._wake = asyncio.Event()
@@ -98,14 +99,17 @@ class Notifier:
     def enqueue(self, key: str, version: int) -> None:
         """Queue one committed write (never suspends; coalesces repeated keys)."""
         pending = self._pending
+        if not pending:
+            # The sender waits for work only when nothing is pending, and is marked idle
+            # only then: only the first key of a batch needs to wake it.
+            self._idle.clear()
+            self._wake.set()
         old = pending.get(key)
         if old is None or old < version:
             pending[key] = version
-        if len(pending) > self._settings.notify_max_pending:
-            pending.clear()
-            self._flush_all = True
-        self._idle.clear()
-        self._wake.set()
+            if len(pending) > self._max_pending:
+                pending.clear()
+                self._flush_all = True
 
     def enqueue_floor(self, version: int) -> None:
         """Queue "every row written before ``version`` is gone" (after a trim)."""

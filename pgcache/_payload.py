@@ -18,6 +18,7 @@ A payload with no items (``[sender, seq]``) is a heartbeat: only its echo matter
 from __future__ import annotations
 
 import json
+import re
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
@@ -49,13 +50,14 @@ def own_prefix(sender: str) -> str:
     return f'["{sender}",'
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def own_seq(payload: str, prefix: str) -> int | None:
-    """The ``seq`` of a payload that starts with ``prefix`` (an echo of our own), or None."""
-    rest = payload[len(prefix):]
-    end = 0
-    while end < len(rest) and rest[end].isdigit():
-        end += 1
-    return int(rest[:end]) if end else None
+    """The ``seq`` of a payload that starts with ``prefix`` (an echo of our own), or None.
+    (Every write's echo is read here: one regex match, not a loop over characters.)"""
+    digits = _DIGITS.match(payload, len(prefix))
+    return int(digits.group()) if digits is not None else None
 
 
 def name(key: str) -> tuple[str, int]:

@@ -50,6 +50,7 @@ class TestPayloads:
         assert (head + "9" + tail).startswith(prefix)
         assert own_seq(head + "9" + tail, prefix) == 4711
         assert own_seq(heartbeat(SENDER, 12), prefix) == 12
+        assert own_seq(prefix + "x]", prefix) is None and own_seq(prefix, prefix) is None
 
     def test_foreign_payloads_are_refused(self) -> None:
         """Anything but [sender, seq, (version, name)*] decodes to None."""
