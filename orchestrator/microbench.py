@@ -1,6 +1,6 @@
 """pgcache micro-benchmark: pgcache's performance targets, measured side by side in one run.
 
-    python -m orchestrator.microbench [--iterations N] [--duration S] [--json]
+    python -m orchestrator.microbench [--iterations N] [--duration S] [--pin] [--json]
     make bench-pgcache ARGS="--iterations 5000"
 
 Starts (or, with POSTGRES_DSN / VALKEY_URL, uses) the servers, then measures on loopback:
@@ -24,7 +24,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,8 +33,8 @@ import redis.asyncio as aioredis
 import valkey
 import yaml
 
-from orchestrator.results.servercost import ServerCostSampler
-from orchestrator.services import running_services
+from orchestrator.results.servercost import ServerCostSampler, children_of, postmaster_of
+from orchestrator.services import Services, running_services
 from pgcache import CacheSettings, PostgresCache
 
 PREFIX = "microbench_"
@@ -488,9 +488,74 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def _threads(pid: int) -> list[int]:
+    """Every thread of process ``pid`` (none if it is gone or not on this host)."""
+    try:
+        return [int(task) for task in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def pinned_cpus(server_pids: list[int]) -> Iterator[str]:
+    """This process on the first CPU it may use, every thread of ``server_pids`` on the
+    others, for the block; everyone's affinity is restored after.
+
+    On a small machine a round trip costs very different times depending on whether the
+    server process answering it runs on the client's CPU or on another (measured here,
+    2 CPUs: the same query 33 us on one connection, 70 us on another, for a whole run), so
+    unpinned latency ratios jump between runs; pinned, they repeat. Children a server forks
+    meanwhile (new backends) inherit its CPUs.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise ValueError(f"--pin needs at least 2 CPUs to keep the client and the servers "
+                         f"apart; this process may use {len(cpus)}")
+    client, servers = {cpus[0]}, set(cpus[1:])
+    saved: dict[int, set[int]] = {}
+
+    def move(pid: int, to: set[int]) -> None:
+        for thread in _threads(pid):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                saved.setdefault(thread, os.sched_getaffinity(thread))
+                os.sched_setaffinity(thread, to)
+
+    try:
+        for pid in server_pids:
+            move(pid, servers)
+        moved = len(saved)
+        move(os.getpid(), client)
+        yield (f"client on CPU {cpus[0]}, {moved} server threads on CPU(s) "
+               f"{','.join(map(str, sorted(servers)))}")
+    finally:
+        for thread, mask in saved.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread, mask)
+
+
+async def local_server_pids(services: Services) -> list[int]:
+    """The processes of the servers in use that run on this host: PostgreSQL's postmaster
+    and its children, and an embedded Valkey."""
+    conn = await asyncpg.connect(services.postgres_dsn)
+    try:
+        postmaster = postmaster_of(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    pids = [postmaster, *children_of(postmaster)] if postmaster else []
+    if services.valkey is not None and services.valkey.pid is not None:
+        pids.append(services.valkey.pid)
+    return pids
+
+
 async def run(iterations: int, duration: float, options: dict[str, Any],
-              bounded: tuple[int, int] | None = None, compression: bool = False) -> list[Check]:
-    with running_services() as services:
+              bounded: tuple[int, int] | None = None, compression: bool = False,
+              pin: bool = False) -> list[Check]:
+    with running_services() as services, contextlib.ExitStack() as stack:
+        if pin:
+            pids = await local_server_pids(services)
+            note = stack.enter_context(pinned_cpus(pids))
+            print(f"  (pinned: {note}"
+                  + ("; PostgreSQL is not on this host)" if not pids else ")"), file=sys.stderr)
         if bounded is not None:
             return await bench_bounded(services.postgres_dsn, *bounded)
         if compression:
@@ -515,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression", action="store_true",
                         help="instead of the rest: 64 KiB values, compressed (the default "
                              "compress_min_bytes) and not")
+    parser.add_argument("--pin", action="store_true",
+                        help="run the client on one CPU and the local servers on the others "
+                             "(repeatable latency ratios on a small machine; needs 2 CPUs)")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=YAML",
                         help="a CacheSettings option for the pgcache instances, e.g. "
                              "--option write_batch_max=32 (repeatable)")
@@ -529,22 +597,26 @@ def main(argv: list[str] | None = None) -> int:
         CacheSettings(dsn="postgresql://check@127.0.0.1/db", **options)
     except (TypeError, ValueError) as exc:
         parser.error(str(exc))
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error(f"--pin needs at least 2 CPUs; this process may use "
+                     f"{len(os.sched_getaffinity(0))}")
     try:
         import uvloop  # optional: a Linux-only dependency
     except ImportError:  # pragma: no cover
         checks = asyncio.run(run(args.iterations, args.duration, options, args.bounded,
-                                 args.compression))
+                                 args.compression, args.pin))
         loop_name = "asyncio"
     else:
         checks = uvloop.run(run(args.iterations, args.duration, options, args.bounded,
-                                args.compression))
+                                args.compression, args.pin))
         loop_name = "uvloop"
     if args.json:
-        print(json.dumps({"loop": loop_name, "cpus": os.cpu_count(), "options": options,
+        print(json.dumps({"loop": loop_name, "cpus": os.cpu_count(), "pinned": args.pin,
+                          "options": options,
                           "checks": [asdict(c) | {"ratio": c.ratio} for c in checks]}, indent=2))
     else:
         print(f"event loop: {loop_name}, cpus: {os.cpu_count()}, iterations: {args.iterations}"
-              + (f", options: {options}" if options else ""))
+              + (", pinned" if args.pin else "") + (f", options: {options}" if options else ""))
         print(render(checks))
     failed = [c.name for c in checks if c.passed is False]
     return 1 if failed else 0

@@ -113,6 +113,24 @@ def _proc_comm(pid: int) -> str:
         return ""
 
 
+def postmaster_of(backend_pid: int) -> int:
+    """The postmaster's pid when the server of this backend runs on this host, else 0."""
+    fields = _proc_stat(backend_pid)
+    if fields is None or "postgres" not in _proc_comm(backend_pid):
+        return 0
+    parent = int(fields[1])
+    return parent if "postgres" in _proc_comm(parent) else 0
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (a postmaster's: its backends and workers)."""
+    try:
+        return [int(child) for child in
+                Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def _postgres_cpu_seconds(postmaster: int) -> float | None:
     """CPU of the postmaster, its live children and its reaped children, in seconds."""
     fields = _proc_stat(postmaster)
@@ -120,12 +138,8 @@ def _postgres_cpu_seconds(postmaster: int) -> float | None:
         return None
     # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
     ticks = sum(int(f) for f in fields[11:15])
-    try:
-        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    except OSError:
-        children = []
-    for child in children:
-        cf = _proc_stat(int(child))
+    for child in children_of(postmaster):
+        cf = _proc_stat(child)
         if cf is not None:
             ticks += int(cf[11]) + int(cf[12])
     return ticks / _CLK_TCK
@@ -261,21 +275,12 @@ class ServerCostSampler:
                 continue
             out.append(CostSample(ts, "postgres", metric, float(value)))
         if self._postmaster is None:
-            self._postmaster = self._find_postmaster(int(row["backend_pid"]))
+            self._postmaster = postmaster_of(int(row["backend_pid"]))
         if self._postmaster:
             cpu = _postgres_cpu_seconds(self._postmaster)
             if cpu is not None:
                 out.append(CostSample(ts, "postgres", "cpu_seconds", cpu))
         return out
-
-    @staticmethod
-    def _find_postmaster(backend_pid: int) -> int:
-        """The postmaster's pid when the server runs on this host, else 0."""
-        fields = _proc_stat(backend_pid)
-        if fields is None or "postgres" not in _proc_comm(backend_pid):
-            return 0
-        parent = int(fields[1])
-        return parent if "postgres" in _proc_comm(parent) else 0
 
     async def _sample_valkey(self) -> list[CostSample]:
         info: dict[str, Any] = await self._vk.execute_command(
