@@ -49,7 +49,7 @@ from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.redaction import redact, redact_data
 from orchestrator.results.logs import AppendOnlyFile, WorkerFiles, csv_field
 from orchestrator.run.clocks import ClockOffset, ClockServer, measure, measure_direct
-from orchestrator.run.executor import STOP_GRACE_S, Placement, Slot
+from orchestrator.run.executor import STOP_GRACE_S, Placement, Slot, ask_to_stop
 from orchestrator.run.protocol import (
     Done,
     Failed,
@@ -518,10 +518,7 @@ class RayExecutor:
     async def _stop(self, workers: Sequence[_RayWorker]) -> None:
         """Ask every worker still running to stop; kill whatever does not within the grace
         period; wait until each one's last poll is in; end the actors."""
-        for worker in workers:
-            worker.send(Stop())
-            worker.close_input()
-        deadline = time.monotonic() + self.grace_s
+        deadline = ask_to_stop(workers, self.grace_s)
         for worker in workers:
             remaining = max(0.0, deadline - time.monotonic())
             done, _ = await asyncio.wait([worker.poller], timeout=remaining)

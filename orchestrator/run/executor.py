@@ -146,6 +146,21 @@ class WorkerHandle(Protocol):
         """What the worker said before it failed (e.g. the end of its stderr), or ''."""
 
 
+class _Stoppable(Protocol):
+    def send(self, message: ParentMessage) -> None: ...
+
+    def close_input(self) -> None: ...
+
+
+def ask_to_stop(workers: Sequence[_Stoppable], grace_s: float) -> float:
+    """Tell every worker to stop and end its input (how every executor begins to stop a
+    pass); returns the time.monotonic() at which their grace period ends."""
+    for worker in workers:
+        worker.send(Stop())
+        worker.close_input()
+    return time.monotonic() + grace_s
+
+
 class Executor(Protocol):
     """Reserves room for a run's workers; starts the workers of one pass, and stops and reaps
     them when the pass ends."""
@@ -259,10 +274,7 @@ class LocalProcessExecutor:
 
     async def _stop(self, workers: Sequence[_LocalWorker]) -> None:
         """Ask every worker still running to stop; kill and reap whatever does not."""
-        for worker in workers:
-            worker.send(Stop())
-            worker.close_input()
-        deadline = time.monotonic() + self.grace_s
+        deadline = ask_to_stop(workers, self.grace_s)
         for worker in workers:
             remaining = max(0.0, deadline - time.monotonic())
             try:
