@@ -103,43 +103,43 @@ class Coherence:
         counters = self._counters
         items = iter(notice.items)
         for version, name in zip(items, items, strict=False):
-            # The common case first: a short key written at a version (every write of every
-            # other instance passes here).
-            if type(version) is int and version > 0 and type(name) is str:
-                counters.invalidations_received += 1
-                if local is not None and local.invalidate(name, version):
-                    counters.local_evictions += 1
-                if self._woken or self._callbacks:
-                    self._told(name, version)
-            else:
-                self._on_other_item(version, name)
+            # The common case needs no resolving: a short key written at a version (every
+            # write of every other instance passes here).
+            if not (type(version) is int and version > 0 and type(name) is str):
+                resolved = self._resolve(version, name)
+                if resolved is None:
+                    continue
+                name, version = resolved
+            counters.invalidations_received += 1
+            if local is not None and local.invalidate(name, version):
+                counters.local_evictions += 1
+            if self._woken or self._callbacks:
+                self._told(name, version)
 
-    def _on_other_item(self, version: object, name: object) -> None:
-        """A pair of a payload that is not a short key's version: a trim's floor, a flush,
-        a long key by its hash, or something to ignore."""
+    def _resolve(self, version: object, name: object) -> tuple[str, int] | None:
+        """A pair of a payload that is not a short key's version: apply a trim's floor or a
+        flush, and return None; return a long key named by its hash as ``(key, version)``
+        (None, counted as received, if this instance neither holds nor has it in flight);
+        None for anything else."""
         if type(version) is not int:
-            return
+            return None
         if name is None:
             if version > 0:
                 self.floor(version)
-            return
+            return None
         if not isinstance(name, str):
-            return
+            return None
         if version == FLUSH_ALL:
             self.flush()
             self._tell(None, None)
-            return
+            return None
         if version > 0:  # a str subclass: as a short key
-            key: str | None = name
-        else:
-            version = -version
-            key = self._local.key_for_digest(name) if self._local is not None else None
-        self._counters.invalidations_received += 1
+            return name, version
+        key = self._local.key_for_digest(name) if self._local is not None else None
         if key is None:
-            return  # a long key this instance neither holds nor has in flight
-        if self._local is not None and self._local.invalidate(key, version):
-            self._counters.local_evictions += 1
-        self._told(key, version)
+            self._counters.invalidations_received += 1
+            return None
+        return key, -version
 
     def _told(self, key: str, version: int) -> None:
         """Wake get_or_set's waiter for ``key``, if any, and tell the callbacks."""
