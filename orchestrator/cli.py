@@ -1,7 +1,8 @@
 """The command line: ``python -m orchestrator run|suite|validate|report|query|ingest|services``.
 
-Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or failed
-thresholds), 2 bad input (workload, arguments), 130 an interrupted run. Every error the
+Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or errors
+beyond the workload's allowance), 2 bad input (workload, arguments), 99 a run that worked and
+whose thresholds (a suite: its target) failed, 130 an interrupted run. Every error the
 orchestrator raises is an :class:`~orchestrator.errors.OrchestratorError` that carries its exit
 code; :func:`main` prints its message, one ``error:`` line, and ends with that code.
 """
@@ -22,6 +23,7 @@ from typing import Any
 from orchestrator import services
 from orchestrator.errors import ExitCode, OrchestratorError, ThresholdError, UsageError
 from orchestrator.redaction import redact
+from orchestrator.reports import console
 from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
 from orchestrator.reports.suite_html import render_suite_html
@@ -31,7 +33,7 @@ from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
-from orchestrator.workload.loading import load_workload
+from orchestrator.workload.loading import load_workload, recorded_workload
 from orchestrator.workload.model import EXECUTORS, Workload
 from orchestrator.workload.suite import Suite, load_suite, parse_target, suite_id_for
 from orchestrator.workload.validation import select_backends
@@ -283,9 +285,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
             _write(output, render_html(conn, run_id))
             return 0
         info = store.run_info(conn, run_id)
-        rows = store.summary(conn, run_id)
         title = f"run {run_id} ({info.get('workload')}): {info.get('status')}"
-        print(format_summary(rows, args.format, title=title))
+        if args.format == "table":
+            workload = recorded_workload(info.get("workload_yaml") or "",
+                                         str(info.get("workload")))
+            print(console.render(conn, run_id, title=title, results=str(args.results),
+                                 workload=workload))
+        else:
+            print(format_summary(store.summary(conn, run_id), args.format, title=title))
         return 0
     finally:
         conn.close()

@@ -18,8 +18,10 @@ class ExitCode(enum.IntEnum):
     """How a command ends."""
 
     OK = 0
-    FAILED = 1  # a failed run (a worker died, a server was unreachable) or failed thresholds
+    FAILED = 1  # a failed run (a worker died, a server was unreachable), or errors beyond
+    # what the workload allows
     BAD_INPUT = 2  # workload, arguments: nothing is written
+    THRESHOLDS_FAILED = 99  # the run worked and a threshold (a suite: its target) failed
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 

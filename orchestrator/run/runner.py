@@ -50,6 +50,7 @@ from orchestrator.errors import (
     WorkerError,
 )
 from orchestrator.redaction import redact
+from orchestrator.reports import console
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
@@ -294,19 +295,32 @@ class Runner:
                 status, passed, rows = self._finish(conn, status, passed, events)
                 if self.interrupted:  # also when the loop never got to react (no await)
                     self._say_interrupted(f"{self._signal_name}: run interrupted")
+                text = self._summary_text(conn, status, rows)
             finally:
                 events.close()
                 with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
                     conn.close()
-            w = self.workload
             if self._tty:
                 print(file=self.options.console)
-            print(format_summary(rows, "table", title=f"run {self.run_id} ({w.name}): {status}"),
-                  file=self.options.out, flush=True)
+            print(text, file=self.options.out, flush=True)
         code = (ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED or self.interrupted
-                else ExitCode.OK if status == RunStatus.COMPLETED and passed is not False
-                else ExitCode.FAILED)
+                else ExitCode.FAILED if status != RunStatus.COMPLETED
+                else ExitCode.THRESHOLDS_FAILED if passed is False
+                else ExitCode.OK)
         return RunOutcome(self.run_id, status, code, rows)
+
+    def _summary_text(self, conn: Any, status: RunStatus, rows: list[dict[str, Any]]) -> str:
+        """What the run's figures are and mean (:mod:`orchestrator.reports.console`); the bare
+        table when the database cannot say more (the run's end was not recorded)."""
+        title = f"run {self.run_id} ({self.workload.name}): {status}"
+        if not self.unrecorded:
+            try:
+                return console.render(conn, self.run_id, title=title,
+                                      results=str(self.options.results_path),
+                                      workload=self.workload)
+            except duckdb.Error as exc:
+                self.say(f"run {self.run_id}: could not summarise the run: {exc}")
+        return format_summary(rows, "table", title=title)
 
     def _preflight(self) -> Any:
         """The results database and the run's log directory, both writable, before any server

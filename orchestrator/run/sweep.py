@@ -147,7 +147,9 @@ class SuiteRunner:
                 outcome.exit_code = ExitCode.INTERRUPTED
                 return outcome
         if outcome.exit_code != ExitCode.INTERRUPTED:
-            self._print_answer()
+            unmet = self._print_answer()
+            if unmet and outcome.exit_code == ExitCode.OK:
+                outcome.exit_code = ExitCode.THRESHOLDS_FAILED
         return outcome
 
     def _run_points(self, todo: list[Point], outcome: SuiteOutcome) -> None:
@@ -187,7 +189,12 @@ class SuiteRunner:
         finally:
             conn.close()
 
-    def _print_answer(self) -> None:
+    def _print_answer(self) -> int:
+        """Print the suite's answer; return at how many points no backend meets the target.
+
+        A suite compares backends, so a backend that misses the target at a point is an
+        answer, not a failure; a point where none of them meets it is the suite's target
+        failing, and the suite exits 99 as a run whose thresholds fail."""
         conn = store.connect(self.options.results_path)
         try:
             data = suites.read_suite(conn, self.options.suite_id)
@@ -197,6 +204,10 @@ class SuiteRunner:
         print(format_answer(data, result, "table"), file=self.options.out, flush=True)
         self.say(f"the suite's report: python -m orchestrator report --suite "
                  f"{self.options.suite_id} --html --results {self.options.results_path}")
+        met: dict[str, bool] = {}
+        for v in result.verdicts:
+            met[v.point] = met.get(v.point, False) or v.meets
+        return sum(1 for ok in met.values() if not ok)
 
 
 def run_suite(suite: Suite, options: SuiteOptions) -> SuiteOutcome:

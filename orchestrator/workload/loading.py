@@ -90,11 +90,31 @@ def apply_overrides(data: Any, overrides: list[str]) -> Any:
     return result
 
 
+_OVERRIDES_HEAD = "\n# overrides (--set):\n"
+_OVERRIDE_MARK = "#   "
+
+
 def load_workload(path: str | Path, overrides: list[str] | None = None) -> Workload:
     """Read, override and validate a workload file; raise WorkloadError listing every issue."""
     text, data = read_workload_text(path)
     if overrides:
         data = apply_overrides(data, overrides)
-        text += "\n# overrides (--set):\n" + "".join(f"#   {o}\n" for o in overrides)
+        text += _OVERRIDES_HEAD + "".join(f"{_OVERRIDE_MARK}{o}\n" for o in overrides)
     return parse_workload(data, source=str(path), text=text,
                           default_name=Path(path).stem)
+
+
+def recorded_workload(text: str, name: str) -> Workload | None:
+    """The workload a run recorded (its file's text, the ``--set`` overrides appended as
+    comments by :func:`load_workload`), or None when that text no longer validates (a
+    database written by another version)."""
+    base, _, tail = text.partition(_OVERRIDES_HEAD)
+    overrides = [line.removeprefix(_OVERRIDE_MARK) for line in tail.splitlines()
+                 if line.startswith(_OVERRIDE_MARK)]
+    try:
+        data = parse_yaml(base)
+        if overrides:
+            data = apply_overrides(data, overrides)
+        return parse_workload(data, source="<recorded>", text=text, default_name=name)
+    except (DocumentError, WorkloadError, UsageError):
+        return None

@@ -163,14 +163,17 @@ class TestRun:
     """A tiny run of every backend records exactly what the workload asked for."""
 
     def test_exit_and_summary(self, tiny_run: dict[str, Any]) -> None:
-        """The run exits 0 and prints the summary with the seed's columns plus p99/errors."""
+        """The run exits 0 and prints, per backend and op, ops/s, p50, p99, mean, the local
+        share, the stale rate, stale reads beyond invalidation and errors, then the next
+        commands."""
         result = tiny_run["result"]
         assert result.returncode == 0, result.stderr
-        for column in ("write mean ms", "write p95 ms", "write ops/s", "read mean ms",
-                       "read p95 ms", "read ops/s", "hit rate", "read p99 ms", "errors"):
-            assert column in result.stdout
+        header = next(line for line in result.stdout.splitlines() if line.startswith("backend"))
+        assert header.split() == ["backend", "op", "ops/s", "p50", "ms", "p99", "ms", "mean",
+                                  "ms", "local", "stale", "stale>inv", "errors"]
         for backend in tiny_run["backends"]:
-            assert backend in result.stdout
+            assert f"{backend} " in result.stdout
+        assert "next:\n  python -m orchestrator report " in result.stdout
 
     def test_op_counts(self, tiny_run: dict[str, Any]) -> None:
         """Each backend has writers x write_iterations sets and readers x read_iterations gets."""
@@ -285,10 +288,11 @@ class TestThresholds:
     """Thresholds decide the exit code and are recorded with the run."""
 
     @pytest.mark.parametrize(("condition", "code", "passed"),
-                             [("get.p99_ms < 100000", 0, True), ("get.p99_ms < 0", 1, False)])
+                             [("get.p99_ms < 100000", 0, True), ("get.p99_ms < 0", 99, False)])
     def test_verdict(self, condition: str, code: int, passed: bool, services: Services,
                      tmp_path: Path) -> None:
-        """A passing threshold exits 0, a failing one exits 1; runs.thresholds_passed says so."""
+        """A passing threshold exits 0, a failing one exits 99 (the run itself worked);
+        runs.thresholds_passed says so."""
         path = write_workload(tmp_path, {"processes": 1, "writers": 1, "readers": 1,
                                  "write_iterations": 5, "read_iterations": 5,
                                  "backends": ["null"], "thresholds": {"*": [condition]}})
