@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import json
 import signal
 import sys
@@ -27,7 +28,7 @@ from orchestrator.reports import console
 from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
 from orchestrator.reports.suite_html import render_suite_html
-from orchestrator.reports.table import FORMATS, format_rows, format_summary
+from orchestrator.reports.table import FORMATS, QUERY_FORMATS, format_rows, format_summary
 from orchestrator.results import store, suites
 from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
@@ -35,7 +36,13 @@ from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
 from orchestrator.workload.loading import load_workload, recorded_workload
 from orchestrator.workload.model import EXECUTORS, Workload
-from orchestrator.workload.suite import Suite, load_suite, parse_target, suite_id_for
+from orchestrator.workload.suite import (
+    Suite,
+    is_suite_file,
+    load_suite,
+    parse_target,
+    suite_id_for,
+)
 from orchestrator.workload.validation import select_backends
 
 # The seed harness's flags, kept as shortcuts for --set.
@@ -85,21 +92,37 @@ def _results_arg(parser: argparse.ArgumentParser) -> None:
                         help=f"the DuckDB results database (default {store.DEFAULT_RESULTS})")
 
 
+def _quiet_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress lines: only failures, cautions and the summary")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pgcache")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m orchestrator",
         description="Benchmark Postgres-as-a-cache (pgcache) against Valkey; every operation "
                     "recorded in DuckDB.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s (pgcache {_version()})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a workload and record it",
                               description="Run every backend of a workload in turn, show "
                                           "progress, ingest into DuckDB, print the summary.")
     _add_workload_args(run)
+    _quiet_arg(run)
     _results_arg(run)
 
-    validate = commands.add_parser("validate", help="check a workload file",
-                                   description="Validate a workload; list every problem.")
+    validate = commands.add_parser("validate", help="check a workload or suite file",
+                                   description="Validate a workload, or a suite (a file with "
+                                               "axes and a target); list every problem.")
     _add_workload_args(validate)
 
     suite = commands.add_parser(
@@ -121,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "duration_s=1 (repeatable; VALUE is YAML)")
     suite.add_argument("--list", action="store_true",
                        help="list the points and which are measured already; run nothing")
+    _quiet_arg(suite)
     _results_arg(suite)
 
     report = commands.add_parser("report", help="show the summary of a run, or a suite's",
@@ -146,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Run SQL against the results database "
                                             "(tables runs, ops, events; view summary).")
     query.add_argument("sql", help='e.g. "SELECT * FROM summary"')
-    query.add_argument("--format", choices=FORMATS, default="table")
+    query.add_argument("--format", choices=QUERY_FORMATS, default="table")
     _results_arg(query)
 
     ingest = commands.add_parser(
@@ -194,11 +218,21 @@ def _load(args: argparse.Namespace) -> Workload:
 def _cmd_run(args: argparse.Namespace) -> int:
     workload = _load(args)
     outcome = run_workload(workload, RunOptions(results_path=args.results,
-                                                backends=args.backends))
+                                                backends=args.backends, quiet=args.quiet))
     return outcome.exit_code
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    if is_suite_file(args.workload):
+        if args.backends:
+            raise UsageError("--backends selects a workload's backends; a suite names its own")
+        suite = load_suite(args.workload, overrides=_overrides(args))
+        quick = load_suite(args.workload, quick=True, overrides=_overrides(args))
+        print(f"{args.workload}: OK — a suite {suite.name!r}: {len(suite.points)} points "
+              f"({len(quick.points)} with --quick) along "
+              f"{', '.join(a.name for a in suite.axes)}, target {suite.target_text!r}; run it "
+              f"with: python -m orchestrator suite {args.workload}")
+        return 0
     w = _load(args)
     backends = select_backends(w, args.backends) if args.backends else w.backends
     mode = f"duration {w.duration_s:g} s" if w.duration_s else (
@@ -227,7 +261,8 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     suite_id = suite_id_for(suite, args.suite_id, quick=args.quick)
     if args.list:
         return _list_suite(suite, suite_id, args.results)
-    outcome = run_suite(suite, SuiteOptions(suite_id=suite_id, results_path=args.results))
+    outcome = run_suite(suite, SuiteOptions(suite_id=suite_id, results_path=args.results,
+                                            quiet=args.quiet))
     return outcome.exit_code
 
 

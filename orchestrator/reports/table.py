@@ -7,12 +7,15 @@ deletes and loader executions (``load``), when the workload has them, get their 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 FORMATS = ("table", "markdown", "json")
+QUERY_FORMATS = ("table", "markdown", "csv", "json")
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -95,7 +98,14 @@ def _cell(value: Any) -> str:
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
-    """Any query result as an aligned table, Markdown or JSON."""
+    """Any query result as an aligned table, Markdown, CSV (RFC 4180, NULL as an empty
+    field) or JSON."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        return buffer.getvalue().rstrip("\n")
     if fmt == "json":
         return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2,
                           default=str)

@@ -94,6 +94,7 @@ class RunOptions:
     console: IO[str] = field(default_factory=lambda: sys.stderr)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     executor: Executor | None = None  # None: as the workload says (executor_for)
+    quiet: bool = False  # the console keeps failures, cautions and the summary only
 
 
 class PlacementRefused(OrchestratorError):
@@ -228,7 +229,14 @@ class Runner:
             text = "\r\x1b[K" + text
         print(text, file=self.options.console, flush=True)
 
+    def note(self, text: str) -> None:
+        """A progress line: said unless the run is quiet."""
+        if not self.options.quiet:
+            self.say(text)
+
     def _progress(self, label: str, started: float, expected: int | None) -> None:
+        if self.options.quiet:
+            return
         ops, errors = self._crew.ops, self._crew.errors
         elapsed = time.monotonic() - started
         rate = ops / elapsed if elapsed > 0 else 0.0
@@ -370,12 +378,12 @@ class Runner:
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
         need_pg, need_vk = "postgres" in servers or needs_origin(w), "valkey" in servers
         try:
-            self.say(f"run {self.run_id}: workload {w.name}, backends "
+            self.note(f"run {self.run_id}: workload {w.name}, backends "
                      f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
                      f"processes{_instances_text(w)}, results in {self.options.results_path}")
             async with self.executor.reserve(w.process_count) as placement:
                 if w.executor != "local" or len(placement.nodes) > 1:
-                    self.say(f"executor {w.executor}: {w.process_count} workers on "
+                    self.note(f"executor {w.executor}: {w.process_count} workers on "
                              f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
                              f"host(s) ({', '.join(placement.hosts)})")
                 self.log.info("placement", executor=w.executor, **placement.describe())
@@ -403,7 +411,7 @@ class Runner:
         """The servers, the run's row, the network route, then every pass."""
         w = self.workload
         with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
-                              say=self.say) as svc:
+                              say=self.note) as svc:
             upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
             record = store.RunRecord(
                 run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
@@ -497,7 +505,7 @@ class Runner:
         for v in verdicts:
             mark = {True: "pass", False: "FAIL", None: "n/a "}[v.passed]
             measured = "-" if v.measured is None else f"{v.measured:.4g}"
-            self.say(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
+            self.note(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
                      + (f" — {v.note}" if v.note else ""))
         return thresholds.all_passed(verdicts)
 
@@ -522,7 +530,7 @@ class Runner:
             rows = store.ingest_pass(conn, self.run_id, spec.name, repetition, files)
             took = time.monotonic() - started
             self.log.info("pass_ingested", ops=rows, seconds=round(took, 3))
-            self.say(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
+            self.note(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
         finally:
             structlog.contextvars.unbind_contextvars("backend", "repetition")
 

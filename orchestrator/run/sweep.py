@@ -50,6 +50,7 @@ class SuiteOptions:
     results_path: Path = store.DEFAULT_RESULTS
     console: IO[str] = field(default_factory=lambda: sys.stderr)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
+    quiet: bool = False  # its runs print no progress lines
 
 
 @dataclass
@@ -166,7 +167,7 @@ class SuiteRunner:
                 started = time.monotonic()
                 result = run_workload(point.workload, RunOptions(
                     results_path=self.options.results_path, console=self.options.console,
-                    out=self.options.out))
+                    out=self.options.out, quiet=self.options.quiet))
                 signal.signal(signal.SIGINT, _raise_interrupt)
                 signal.signal(signal.SIGTERM, _raise_interrupt)
                 self._record(point, result.run_id)

@@ -36,7 +36,7 @@ from orchestrator.errors import Issue, ThresholdError, UsageError, WorkloadError
 from orchestrator.workload.loading import apply_overrides, read_workload_text
 from orchestrator.workload.model import Workload
 from orchestrator.workload.thresholds import Threshold, parse_threshold
-from orchestrator.workload.validation import DEFAULT_BACKENDS, parse_workload
+from orchestrator.workload.validation import DEFAULT_BACKENDS, did_you_mean, parse_workload
 
 SWEEPS = ("axes", "grid")
 # The axes the suite itself knows how to set (any other axis name is a workload path).
@@ -232,6 +232,20 @@ def _backend_name(item: Any) -> str | None:
     return None
 
 
+# Keys only a suite file has: `validate` tells a suite from a workload by them.
+_SUITE_ONLY = frozenset({"axes", "target", "sweep", "axis_backends", "compare", "workload"})
+
+
+def is_suite_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a suite rather than a workload (False when it cannot be read:
+    the workload loader then says why)."""
+    try:
+        _, data = read_workload_text(path)
+    except WorkloadError:
+        return False
+    return isinstance(data, Mapping) and bool(_SUITE_ONLY & set(data))
+
+
 def load_suite(path: str | Path, *, quick: bool = False,
                overrides: Sequence[str] = ()) -> Suite:
     """Read, validate and expand a suite file; ``quick``: with its ``quick:`` settings;
@@ -253,14 +267,16 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>", text: str =
     r = _Reader()
     for key in data:
         if key not in _KEYS:
-            r.add(str(key), f"one of the known keys ({', '.join(_KEYS)})", "(an unknown key)")
+            r.add(str(key), f"one of the known keys ({', '.join(_KEYS)})",
+                  "(an unknown key)" + did_you_mean(key, _KEYS))
     quick_data = data.get("quick") or {}
     if not isinstance(quick_data, Mapping):
         r.add("quick", "a mapping of suite settings for --quick", quick_data)
         quick_data = {}
     for key in quick_data:
         if key not in _QUICK_KEYS:
-            r.add(f"quick.{key}", f"one of {', '.join(_QUICK_KEYS)}", "(an unknown key)")
+            r.add(f"quick.{key}", f"one of {', '.join(_QUICK_KEYS)}",
+                  "(an unknown key)" + did_you_mean(key, _QUICK_KEYS))
     if quick and not quick_data:
         r.add("quick", "quick settings (--quick was asked for)", "(none in this suite)")
     settings = dict(data)

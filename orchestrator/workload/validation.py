@@ -6,10 +6,11 @@ raised until the whole document has been checked, so one run of ``validate`` lis
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import reprlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from orchestrator.backends.registry import PRESETS, TYPES, option_issues
@@ -51,6 +52,14 @@ def _describe(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``; did you mean 'writers'?`` when a known name is close to ``word``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class _Checker:
     """Collects issues while reading fields of one mapping."""
 
@@ -69,8 +78,8 @@ class _Checker:
         for key in value:
             if key not in allowed:
                 self.add(f"{path}.{key}" if path else str(key),
-                         f"one of the known keys ({', '.join(allowed)})", "an unknown key",
-                         raw=True)
+                         f"one of the known keys ({', '.join(allowed)})",
+                         "an unknown key" + did_you_mean(key, allowed), raw=True)
         return value
 
     def integer(self, data: Mapping[str, Any], key: str, path: str, default: int, *,
@@ -399,7 +408,7 @@ def select_backends(workload: Workload, names: list[str]) -> tuple[BackendSpec, 
         spec = own.get(name) or backend_spec_for(name)
         if spec is None:
             issues.append(Issue(f"--backends[{i}]", "a backend of the workload or a preset name",
-                                repr(name)))
+                                repr(name) + did_you_mean(name, [*own, *PRESETS])))
         else:
             chosen.append(spec)
     if issues:
@@ -421,7 +430,8 @@ def _backends(c: _Checker, value: Any) -> tuple[BackendSpec, ...]:
             spec = backend_spec_for(item)
             if spec is None:
                 c.add(path, f"a known backend ({', '.join(sorted(PRESETS))}) or "
-                      "{name, type, options}", item)
+                      "{name, type, options}", _describe(item) + did_you_mean(item, PRESETS),
+                      raw=True)
                 continue
         else:
             data = c.mapping(item, path, ("name", "type", "options"))
