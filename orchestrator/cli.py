@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator import services
 from orchestrator.errors import ExitCode, OrchestratorError, ThresholdError, UsageError
 from orchestrator.redaction import redact
-from orchestrator.reports import console
+from orchestrator.reports import meaning
 from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
 from orchestrator.reports.suite_html import render_suite_html
@@ -324,7 +324,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if args.format == "table":
             workload = recorded_workload(info.get("workload_yaml") or "",
                                          str(info.get("workload")))
-            print(console.render(conn, run_id, title=title, results=str(args.results),
+            print(meaning.render(conn, run_id, title=title, results=str(args.results),
                                  workload=workload))
         else:
             print(format_summary(store.summary(conn, run_id), args.format, title=title))

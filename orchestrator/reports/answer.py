@@ -28,6 +28,43 @@ def point_label(data: SuiteData, point: PointRecord) -> str:
     return ", ".join(axis_label(a.name, point.values[a.name]) for a in data.axes)
 
 
+def answer_sentences(data: SuiteData, result: Answer) -> list[str]:
+    """The answer in at most five sentences: where no backend meets the target, then, for
+    up to four backends (those meeting it most often first), where each meets it and by how
+    much it misses elsewhere."""
+    by_point: dict[str, list[Verdict]] = {}
+    for v in result.verdicts:
+        by_point.setdefault(v.point, []).append(v)
+    if not by_point:
+        return [f"No point of suite {data.suite_id} is measured yet."]
+    labels = {p.point: point_label(data, p) for p in data.points}
+    unmet = [labels.get(p, p) for p, vs in by_point.items() if not any(v.meets for v in vs)]
+    out = [f"Target: {result.target}. " + (
+        f"At {len(unmet)} of {len(by_point)} points no backend meets it "
+        f"({' | '.join(unmet)})." if unmet else
+        f"At every measured point ({len(by_point)}), at least one backend meets it.")]
+    per_backend: dict[str, list[Verdict]] = {}
+    for v in result.verdicts:
+        per_backend.setdefault(v.backend, []).append(v)
+    ranked = sorted(per_backend.items(), key=lambda item: (-sum(v.meets for v in item[1]),
+                                                           data.backends.index(item[0])
+                                                           if item[0] in data.backends else 99))
+    for backend, verdicts in ranked[:4]:
+        met = sum(v.meets for v in verdicts)
+        missed = [v for v in verdicts if not v.meets]
+        if not missed:
+            out.append(f"{backend} meets it at all {len(verdicts)} points.")
+            continue
+        worst = missed[0]
+        text = (f"{backend} meets it at {met} of {len(verdicts)} points; it misses at "
+                f"{labels.get(worst.point, worst.point)} ({worst.missed[0].miss()})"
+                if worst.missed else f"{backend} meets it at {met} of {len(verdicts)} points")
+        if len(missed) > 1:
+            text += f" and {len(missed) - 1} more"
+        out.append(text + ".")
+    return out[:5]
+
+
 def verdict_rows(data: SuiteData, result: Answer) -> tuple[list[str], list[list[str]]]:
     """The verdict table: one row per point, who meets the target, then each backend's
     verdict (met, or by how much it misses)."""

@@ -15,10 +15,12 @@ from typing import Any
 import duckdb
 
 from orchestrator.errors import UsageError
+from orchestrator.reports import meaning
 from orchestrator.reports.page import (
     CSS,
     PALETTE,
     Series,
+    answer_box,
     bar_chart,
     esc,
     fmt,
@@ -27,6 +29,8 @@ from orchestrator.reports.page import (
     tick_label,
 )
 from orchestrator.results import schema, store
+from orchestrator.workload.loading import recorded_workload
+from orchestrator.workload.model import Workload
 
 __all__ = ["render_html"]
 
@@ -40,6 +44,7 @@ class _Report:
     def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         self.con = con
         self.run_id = run_id
+        self.workload: Workload | None = None  # as recorded; read by header()
         backends = [r[0] for r in self.q(
             "SELECT DISTINCT backend FROM ops WHERE run_id = ? ORDER BY backend")]
         self.colors = {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(backends)}
@@ -76,8 +81,44 @@ class _Report:
                 ("thresholds passed", passed)]
         rows = "".join(f"<tr><th class='l'>{esc(k)}</th><td>{esc(fmt(v))}</td></tr>"
                        for k, v in meta if v is not None)
-        return (f"<h1>{esc(title)}</h1><table class='meta'>{rows}</table>"
-                f"<h2 id='workload'>Workload</h2><pre>{esc(yaml_text or '(not recorded)')}</pre>")
+        self.workload = recorded_workload(yaml_text or "", str(workload))
+        text = esc(yaml_text or "(not recorded)")
+        return (f"<h1>{esc(title)}</h1>" + self.answer()
+                + f"<table class='meta'>{rows}</table><h2 id='workload'>Workload</h2>"
+                f"<pre>{text}</pre>")
+
+    def answer(self) -> str:
+        """The box the report opens with, the thresholds as a matrix (backends x
+        conditions, coloured, with the measured value), and the cautions."""
+        parts = [answer_box(meaning.sentences(self.con, self.run_id, self.workload))]
+        if self.exists("threshold_results"):
+            rows = self.q("SELECT backend, expression, measured, passed FROM threshold_results "
+                          "WHERE run_id = ?")
+            conditions = list(dict.fromkeys(r[1] for r in sorted(rows, key=lambda r: r[1])))
+            backends = list(dict.fromkeys(r[0] for r in rows))
+            by = {(r[0], r[1]): r for r in rows}
+            head = "".join(f"<th>{esc(c)}</th>" for c in conditions)
+            body = []
+            for backend in backends:
+                cells = []
+                for condition in conditions:
+                    row = by.get((backend, condition))
+                    if row is None:
+                        cells.append("<td class='na'>\u2013</td>")
+                        continue
+                    mark, css = {True: ("meets", "meets"), False: ("misses", "misses"),
+                                 None: ("n/a", "na")}[row[3]]
+                    cells.append(f"<td class='{css}'>{mark} ({esc(fmt(row[2]))})</td>")
+                body.append(f"<tr><th class='l'>{esc(backend)}</th>{''.join(cells)}</tr>")
+            if body:
+                parts.append("<table><tr><th class='l'>backend</th>" + head + "</tr>"
+                             + "".join(body) + "</table>")
+        notes = meaning.cautions(self.con, self.run_id,
+                                 meaning.lines(self.con, self.run_id), self.workload)
+        if notes:
+            parts.append("<p class='muted'>Cautions, each from a measured fact:</p><ul>"
+                         + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+        return "".join(parts)
 
     def summary(self) -> str:
         cols = ["backend", "op", "ops", "errors", "ops_per_s", "mean_ms", "p50_ms", "p95_ms",
@@ -340,7 +381,8 @@ def render_html(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> st
                 r.fault_impact(), r.stampede(), r.server_cost(), r.repetitions(),
                 r.thresholds()]
     nav = " · ".join(f"<a href='#{a}'>{t}</a>" for a, t in (
-        ("workload", "workload"), ("summary", "summary"), ("latency", "latency"),
+        ("answer", "answer"), ("workload", "workload"), ("summary", "summary"),
+        ("latency", "latency"),
         ("time", "over time"), ("consistency", "consistency"), ("faults", "fault impact"),
         ("stampede", "stampede"), ("cost", "server cost"), ("repetitions", "repetitions"),
         ("thresholds", "thresholds")))

@@ -31,6 +31,10 @@ font-size:12px}.meta td{text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:12px}.muted{color:#777}.pass{color:#1a7f37;
 font-weight:600}.fail{color:#c62828;font-weight:600}.na{color:#777}
 svg{background:#fff;border:1px solid #e5e5e5}
+.answer{border:2px solid #3465a4;background:#f3f7fc;border-radius:6px;padding:10px 16px;
+margin:12px 0 8px;font-size:15px}.answer p{margin:4px 0}
+td.meets{background:#dff3e4;color:#14532d}td.misses{background:#fbe0e0;color:#7f1d1d}
+details{margin:6px 0 12px}summary{cursor:pointer;font-weight:600}
 svg text{font:11px system-ui,sans-serif;fill:#333}svg .title{font-size:13px;font-weight:600}
 """
 
@@ -45,6 +49,12 @@ class Series:
     points: Sequence[tuple[float, float]]
     spread: Sequence[tuple[float, float, float]] = ()
     dashed: bool = False
+
+
+def answer_box(sentences: Sequence[str]) -> str:
+    """The box a report opens with: at most five sentences."""
+    return ("<div class='answer' id='answer'>"
+            + "".join(f"<p>{esc(s)}</p>" for s in sentences[:5]) + "</div>")
 
 
 def esc(value: object) -> str:

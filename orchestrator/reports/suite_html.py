@@ -16,10 +16,25 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.reports.answer import instance_rows, point_label, servers, verdict_rows
-from orchestrator.reports.page import CSS, PALETTE, Series, esc, fmt, line_chart, table
+from orchestrator.reports.answer import (
+    answer_sentences,
+    instance_rows,
+    point_label,
+    servers,
+)
+from orchestrator.reports.page import (
+    CSS,
+    PALETTE,
+    Series,
+    answer_box,
+    esc,
+    fmt,
+    line_chart,
+    table,
+)
 from orchestrator.results.answer import (
     Answer,
+    Verdict,
     axis_label,
     axis_points,
     axis_title,
@@ -100,19 +115,38 @@ def axis_charts(data: SuiteData, axis: AxisRecord, colors: Mapping[str, str]) ->
     return charts
 
 
+def _verdict_cell(verdict: Verdict | None) -> str:
+    """A matrix cell: ``meets`` or the margin of each missed condition, coloured; the whole
+    verdict as its tooltip."""
+    if verdict is None:
+        return "<td class='na'>\u2013</td>"
+    passes = f"{verdict.passes_met}/{verdict.passes}"
+    if verdict.meets:
+        text = f"meets ({passes})"
+    else:
+        # Condition.miss() ends with the margin: "...: 3.1x", "...: +55%", "...: 12% short".
+        text = "misses: " + ", ".join(
+            f"{c.threshold.expression.split()[0]} "
+            + (c.miss().rsplit(": ", 1)[-1] if c.measured is not None else "not measured")
+            for c in verdict.missed) + f" ({passes})"
+    css = "meets" if verdict.meets else "misses"
+    return f"<td class='l {css}' title='{esc(verdict.describe())}'>{esc(text)}</td>"
+
+
 def _verdicts(data: SuiteData, result: Answer) -> str:
-    columns, rows = verdict_rows(data, result)
-
-    def cell(i: int, value: Any) -> str:
-        text = esc(value)
-        if i >= 2 and isinstance(value, str):
-            if value.startswith("meets"):
-                return f"<span class='pass'>{text}</span>"
-            if value.startswith("misses"):
-                return f"<span class='fail'>{text}</span>"
-        return text
-
-    return table(columns, rows, left=len(columns), cell=cell)
+    """The verdict matrix: points x backends, each cell coloured, a miss with its margin
+    (the measured value over the limit), the passes that met it in brackets."""
+    by = {(v.point, v.backend): v for v in result.verdicts}
+    head = "".join(f"<th class='l'>{esc(c)}</th>"
+                   for c in ("point", "meet the target", *data.backends))
+    body = []
+    for point in data.points:
+        meeting = [b for b in data.backends if (v := by.get((point.point, b))) and v.meets]
+        body.append(f"<tr><td class='l'>{esc(point_label(data, point))}</td>"
+                    f"<td class='l'>{esc(', '.join(meeting) or 'none')}</td>"
+                    + "".join(_verdict_cell(by.get((point.point, b))) for b in data.backends)
+                    + "</tr>")
+    return f"<table class='verdicts'><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def _sentences(data: SuiteData, result: Answer) -> str:
@@ -223,7 +257,8 @@ def render_suite_html(conn: Any, data: SuiteData, result: Answer) -> str:
             ("host", runs[2] if runs else None), ("git commit", runs[3] if runs else None),
             ("host load (1-min average when each run ended)",
              f"{loads[0]:.2f} to {loads[1]:.2f}" if loads[0] is not None else None)]
-    head = (f"<h1>{esc('Suite ' + data.suite_id)}</h1><table class='meta'>"
+    head = (f"<h1>{esc('Suite ' + data.suite_id)}</h1>"
+            + answer_box(answer_sentences(data, result)) + "<table class='meta'>"
             + "".join(f"<tr><th class='l'>{esc(k)}</th><td>{esc(fmt(v))}</td></tr>"
                       for k, v in meta if v is not None) + "</table>")
     sections = [
@@ -232,9 +267,10 @@ def render_suite_html(conn: Any, data: SuiteData, result: Answer) -> str:
         "point, judged over all its passes as a run's thresholds are (a condition a backend "
         "does not measure does not apply to it); <i>n/m passes</i>: in how many of the "
         "passes, each judged alone, every condition held.</p>" + _verdicts(data, result),
-        "<h2 id='changes'>Where the answer changes</h2><p class='muted'>From the measured "
-        "points. Two backends match when the ranges of their passes overlap or their values "
-        "differ by at most 10%.</p>" + _sentences(data, result),
+        "<h2 id='changes'>Where the answer changes</h2><details><summary>Every sentence, "
+        "axis by axis</summary><p class='muted'>From the measured points. Two backends match "
+        "when the ranges of their passes overlap or their values differ by at most 10%.</p>"
+        + _sentences(data, result) + "</details>",
     ]
     for axis in data.axes:
         charts = axis_charts(data, axis, colors)

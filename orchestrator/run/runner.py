@@ -50,7 +50,7 @@ from orchestrator.errors import (
     WorkerError,
 )
 from orchestrator.redaction import redact
-from orchestrator.reports import console
+from orchestrator.reports import meaning
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
@@ -95,6 +95,7 @@ class RunOptions:
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     executor: Executor | None = None  # None: as the workload says (executor_for)
     quiet: bool = False  # the console keeps failures, cautions and the summary only
+    in_suite: bool = False  # a point of a suite: its summary names no next command
 
 
 class PlacementRefused(OrchestratorError):
@@ -323,9 +324,10 @@ class Runner:
         title = f"run {self.run_id} ({self.workload.name}): {status}"
         if not self.unrecorded:
             try:
-                return console.render(conn, self.run_id, title=title,
+                return meaning.render(conn, self.run_id, title=title,
                                       results=str(self.options.results_path),
-                                      workload=self.workload)
+                                      workload=self.workload,
+                                      next_steps=not self.options.in_suite)
             except duckdb.Error as exc:
                 self.say(f"run {self.run_id}: could not summarise the run: {exc}")
         return format_summary(rows, "table", title=title)

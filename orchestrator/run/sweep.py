@@ -167,7 +167,7 @@ class SuiteRunner:
                 started = time.monotonic()
                 result = run_workload(point.workload, RunOptions(
                     results_path=self.options.results_path, console=self.options.console,
-                    out=self.options.out, quiet=self.options.quiet))
+                    out=self.options.out, quiet=self.options.quiet, in_suite=True))
                 signal.signal(signal.SIGINT, _raise_interrupt)
                 signal.signal(signal.SIGTERM, _raise_interrupt)
                 self._record(point, result.run_id)

@@ -168,6 +168,20 @@ class TestQuickSuite:
         assert page.count("<svg") >= 3 * 8
         assert "axis_backends:" in page
 
+    def test_html_opens_with_the_answer(self, quick: dict[str, Any]) -> None:
+        """The page opens with a box of at most five sentences, then the verdict matrix (one
+        coloured cell per verdict); the sentences of where it changes are folded away."""
+        page, answer = quick["html"], quick["answer"]
+        box = page.index("<div class='answer'")
+        assert page.index("<h1>") < box < page.index("<table class='meta'>")
+        inside = page[box:page.index("</div>", box)]
+        assert 2 <= inside.count("<p>") <= 5 and "Target: " in inside
+        cells = page.count("<td class='l meets'") + page.count("<td class='l misses'")
+        assert cells == len(answer["verdicts"])
+        folded = page[page.index("<details>"):page.index("</details>")]
+        for crossover in answer["crossovers"]:
+            assert html.escape(crossover["sentence"], quote=True) in folded
+
     def test_resumed_and_extended(self, quick: dict[str, Any], tmp_path: Path) -> None:
         """Running it again runs nothing (every point is measured); the same suite with one
         more value runs only the new point."""

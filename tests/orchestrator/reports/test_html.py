@@ -277,3 +277,30 @@ class TestEdgeCases:
         svg = line_chart([Series("<b>", "#000", [(0, 1), (1, 2)])], title="t", x_label="x",
                          y_label="y")
         assert "&lt;b&gt;" in svg and "<b>" not in svg
+
+
+class TestAnswer:
+    """The report opens with the answer: a box of at most five sentences, the thresholds as
+    a coloured matrix, the cautions."""
+
+    def test_box_first(self, report: str) -> None:
+        """The box follows the title, before the run's metadata and the workload, with one to
+        five sentences: read and write p99, stale reads, thresholds, cautions."""
+        box = report.index("<div class='answer'")
+        assert report.index("<h1>") < box < report.index("<table class='meta'>")
+        inside = report[box:report.index("</div>", box)]
+        assert 1 <= inside.count("<p>") <= 5
+        assert "Read p99, fastest first: " in inside and "Write p99, fastest first: " in inside
+        assert "Thresholds: " in inside
+
+    def test_threshold_matrix(self) -> None:
+        """One coloured cell per recorded verdict: meets or misses, with the measured value."""
+        con = duckdb.connect()
+        synthetic_run(con, ops_per_pass=200, repetitions=1)
+        verdicts = con.execute("SELECT passed FROM threshold_results").fetchall()
+        page = render_html(con)
+        con.close()
+        matrix = page[page.index("<div class='answer'"):page.index("<table class='meta'>")]
+        assert matrix.count("<td class='meets'>meets (") == sum(1 for (p,) in verdicts if p)
+        assert matrix.count("<td class='misses'>misses (") == sum(
+            1 for (p,) in verdicts if p is False)

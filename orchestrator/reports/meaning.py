@@ -1,4 +1,4 @@
-"""What a run's console says at its end: the figures, what they mean, and what to run next.
+"""What a run's figures mean: the console text at its end, and its HTML report's first box.
 
 One line per backend and op (ops/s, p50, p99, mean, local share, stale rate, stale reads
 beyond invalidation, errors), the threshold verdicts, the cautions that say when the figures
@@ -218,8 +218,8 @@ def _schedule(rows: Sequence[Line], workload: Workload | None) -> list[str]:
 
 
 def render(conn: Any, run_id: str, *, title: str, results: str,
-           workload: Workload | None) -> str:
-    """The whole end-of-run text."""
+           workload: Workload | None, next_steps: bool = True) -> str:
+    """The whole end-of-run text (``next_steps``: ending with the commands to run next)."""
     rows = lines(conn, run_id)
     if not rows:
         return f"{title}\n(no operations recorded)"
@@ -236,8 +236,52 @@ def render(conn: Any, run_id: str, *, title: str, results: str,
     if notes:
         parts.append("cautions (what these figures cannot support):"
                      + "".join(f"\n  - {n}" for n in notes))
-    parts.append("next:\n"
-                 f"  python -m orchestrator report {run_id} --html --results {results}\n"
-                 "  python -m orchestrator suite workloads/suite.yaml --quick   "
-                 "(the answer across latency, read share and instances)")
+    if next_steps:
+        parts.append("next:\n"
+                     f"  python -m orchestrator report {run_id} --html --results {results}\n"
+                     "  python -m orchestrator suite workloads/suite.yaml --quick   "
+                     "(the answer across latency, read share and instances)")
     return "\n\n".join(parts)
+
+
+def _p99s(rows: Sequence[Line], ops: tuple[str, ...]) -> str:
+    ranked = sorted((r for r in rows if r.op in ops and r.p99_ms is not None),
+                    key=lambda r: r.p99_ms or 0.0)
+    return ", ".join(f"{r.backend} {_num(r.p99_ms, 3)} ms" for r in ranked)
+
+
+def sentences(conn: Any, run_id: str, workload: Workload | None) -> list[str]:
+    """At most five sentences a reader needs first: read and write p99 by backend, fastest
+    first; the stale reads; the thresholds; the cautions."""
+    rows = lines(conn, run_id)
+    if not rows:
+        return ["This run recorded no operations."]
+    out = []
+    reads = _p99s(rows, _READS)
+    if reads:
+        out.append(f"Read p99, fastest first: {reads}.")
+    writes = _p99s(rows, ("set",))
+    if writes:
+        out.append(f"Write p99, fastest first: {writes}.")
+    stale = [r for r in rows if r.stale_rate]
+    if stale:
+        out.append("Stale reads: " + "; ".join(
+            f"{r.backend} {_share(r.stale_rate or 0.0)} (p99 staleness "
+            f"{_num(r.p99_staleness_ms, 1)} ms)" for r in stale)
+            + ", so compare their latency only with backends that also serve local copies.")
+    elif any(r.op in _READS for r in rows):
+        out.append("No backend served a stale read.")
+    found = verdicts(conn, run_id)
+    if found:
+        failed = [v for v in found if v.startswith("FAIL")]
+        out.append(f"Thresholds: {len(found) - len(failed)} of {len(found)} passed"
+                   + (f"; failed: {'; '.join(v.removeprefix('FAIL  ') for v in failed[:3])}"
+                      + (" ..." if len(failed) > 3 else "") if failed else "") + ".")
+    notes = cautions(conn, run_id, rows, workload)
+    if notes:
+        kinds = list(dict.fromkeys(n.split(":", 1)[0] for n in notes))
+        out.append(f"Cautions before comparing: {', '.join(kinds)} (listed below).")
+    else:
+        out.append("No caution: warm, long enough, repeated with a small spread, below the "
+                   "harness ceiling and on schedule.")
+    return out[:5]

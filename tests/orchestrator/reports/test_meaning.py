@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from support.results_history import add_op, create_schema, parsed
 
-from orchestrator.reports import console
+from orchestrator.reports import meaning as console
 from orchestrator.results import thresholds
 from orchestrator.workload.model import Workload
 from orchestrator.workload.validation import parse_workload
