@@ -148,11 +148,16 @@ def _range_text(kind: str, minimum: int | None, maximum: int | None) -> str:
     return kind
 
 
-_TOP = ("name", "description", "seed", "processes", "instances_per_process", "writers",
-        "readers", "write_iterations", "read_iterations", "duration_s", "warmup_s",
-        "keyspace", "key_prefix", "key_distribution", "value_size", "ttl_s", "think_time_ms",
-        "target_rate", "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat",
-        "network", "thresholds", "allowed_error_rate", "executor", "ray_address", "placement")
+# The keys a workload file may have (docs/workloads.md documents exactly these; a test
+# keeps the two in step), and those of its ``network`` and ``placement`` mappings.
+WORKLOAD_KEYS = (
+    "name", "description", "seed", "processes", "instances_per_process", "writers",
+    "readers", "write_iterations", "read_iterations", "duration_s", "warmup_s",
+    "keyspace", "key_prefix", "key_distribution", "value_size", "ttl_s", "think_time_ms",
+    "target_rate", "delete_ratio", "prefill", "read_op", "loader", "backends", "repeat",
+    "network", "thresholds", "allowed_error_rate", "executor", "ray_address", "placement")
+NETWORK_KEYS = ("mode", "latency_ms", "jitter_ms", "toxiproxy_url", "proxies", "faults")
+PLACEMENT_KEYS = ("strategy", "workers_per_node", "cpus_per_worker")
 # Upper bounds that keep every number usable (a sleep, a nanosecond count, a TTL) downstream.
 _MAX_DURATION_S = 7 * 86400.0
 _MAX_WARMUP_S = 86400.0
@@ -173,7 +178,7 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     c = _Checker(issues)
     if data is None:
         data = {}
-    top = c.mapping(data, "", _TOP)
+    top = c.mapping(data, "", WORKLOAD_KEYS)
     name = c.string(top, "name", "", default_name)
     processes: int | None = None
     if top.get("processes", "auto") != "auto":
@@ -313,7 +318,7 @@ def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str | None) -> s
 def _placement(c: _Checker, top: Mapping[str, Any], executor: str | None) -> WorkerPlacement:
     path = "placement"
     value = top.get(path)
-    data = c.mapping(value, path, ("strategy", "workers_per_node", "cpus_per_worker"))
+    data = c.mapping(value, path, PLACEMENT_KEYS)
     if value is not None and executor == "local":
         c.add(path, "placement only with executor: ray (the local executor places nothing)",
               value)
@@ -464,8 +469,7 @@ def _backends(c: _Checker, value: Any) -> tuple[BackendSpec, ...]:
 
 def _network(c: _Checker, value: Any) -> Network:
     path = "network"
-    data = c.mapping(value, path, ("mode", "latency_ms", "jitter_ms", "toxiproxy_url",
-                                   "proxies", "faults"))
+    data = c.mapping(value, path, NETWORK_KEYS)
     latency = c.number(data, "latency_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
     jitter = c.number(data, "jitter_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
     default_mode = "inprocess" if latency or jitter else "none"

@@ -7,7 +7,9 @@ import shlex
 
 from support.repo import ROOT
 
-DOCS = [ROOT / "README.md", ROOT / "results" / "README.md"]
+# The READMEs and the reference under docs/: every command any of them shows is run.
+DOCS = [ROOT / "README.md", ROOT / "results" / "README.md",
+        *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def commands(prefix: str) -> list[tuple[str, str]]:
