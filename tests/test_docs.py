@@ -30,7 +30,7 @@ def _keys(block: str, indent: int, parent: str | None = None) -> set[str]:
         if parent is not None and re.match(r"[a-z_]+:", line):
             inside = line.startswith(f"{parent}:")
             continue
-        match = re.match(r" {%d}([a-z_]+):" % indent, line)
+        match = re.match(" " * indent + r"([a-z_]+):", line)
         if inside and match and (indent == 0 or line[indent] != " "):
             found.add(match.group(1))
     return found
@@ -93,9 +93,8 @@ class TestLinks:
                 continue
             file, _, anchor = target.partition("#")
             path = (page.parent / file).resolve() if file else page
-            if not path.exists():
-                broken.append(target)
-            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+            unknown = bool(anchor) and path.suffix == ".md" and anchor not in _anchors(path)
+            if not path.exists() or unknown:
                 broken.append(target)
         assert broken == []
 
