@@ -12,13 +12,34 @@ The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support mo
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchestrator.services import Services, running_services
 
 pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures")
+
+_OWN_BASETEMP: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary root of this session's own. pytest's shared one (``/tmp/pytest-of-USER``)
+    is reset to mode 0700 whenever another test session starts, and the embedded PostgreSQL,
+    which runs as an unprivileged user, then loses its way to the data folders under it: two
+    ``make test`` at once would break each other."""
+    if config.option.basetemp is None:
+        path = Path(tempfile.mkdtemp(prefix="pgcache-tests-"))
+        _OWN_BASETEMP.append(path)
+        config.option.basetemp = str(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for path in _OWN_BASETEMP:  # the servers under it stopped with the session's fixtures
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
