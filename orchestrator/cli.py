@@ -21,7 +21,7 @@ from typing import Any
 
 from orchestrator import services
 from orchestrator.errors import ExitCode, OrchestratorError, ThresholdError, UsageError
-from orchestrator.redaction import redact
+from orchestrator.redaction import learn_environment, redact
 from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
 from orchestrator.reports.suite_html import render_suite_html
@@ -374,6 +374,7 @@ def _interruptible() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    learn_environment()  # what any command says must not carry the servers' passwords
     args = build_parser().parse_args(argv)
     handler = {"run": _cmd_run, "suite": _cmd_suite, "validate": _cmd_validate,
                "report": _cmd_report,

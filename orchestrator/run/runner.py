@@ -49,7 +49,12 @@ from orchestrator.errors import (
     UsageError,
     WorkerError,
 )
-from orchestrator.redaction import redact
+from orchestrator.redaction import (
+    check_environment,
+    learn_environment,
+    learn_secrets,
+    redact,
+)
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
@@ -200,6 +205,9 @@ class Runner:
     """Runs one workload; see the module docstring."""
 
     def __init__(self, workload: Workload, options: RunOptions) -> None:
+        learn_secrets(workload.raw)  # before anything is said or written
+        learn_environment()
+        check_environment()
         self.workload = workload
         self.options = options
         self.backends = (select_backends(workload, options.backends) if options.backends

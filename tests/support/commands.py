@@ -18,8 +18,14 @@ from support.repo import ROOT
 
 def env_for(services: Services, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a command run against the session's servers, its state in tmp."""
+    return env_for_addresses(tmp_path, services.postgres_dsn, services.valkey_url, **extra)
+
+
+def env_for_addresses(tmp_path: Path, postgres_dsn: str, valkey_url: str,
+                      **extra: str) -> dict[str, str]:
+    """The environment of a command run against these addresses, its state in tmp."""
     env = dict(os.environ)
-    env.update(POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
+    env.update(POSTGRES_DSN=postgres_dsn, VALKEY_URL=valkey_url,
                PGCACHE_SERVICES_DIR=str(tmp_path / "services"), PYTHONUNBUFFERED="1",
                TMPDIR=str(tmp_path))
     env.update(extra)
