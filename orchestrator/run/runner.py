@@ -43,6 +43,7 @@ from orchestrator.errors import (
     BackendError,
     ExitCode,
     InterruptedRun,
+    NotResults,
     OrchestratorError,
     ResultsError,
     ResultsInUse,
@@ -346,7 +347,7 @@ class Runner:
                         shutil.rmtree(path)
                     elif path.exists():
                         path.unlink()
-            if isinstance(exc, ResultsInUse):
+            if isinstance(exc, ResultsInUse | NotResults):
                 raise
             reason = str(exc) if isinstance(exc, ResultsError) else (
                 f"cannot {what} ({self.log_dir}): {exc.strerror or exc}")
