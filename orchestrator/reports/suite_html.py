@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.reports.answer import instance_rows, point_label, servers, verdict_rows
+from orchestrator.reports.output import MARKER
 from orchestrator.reports.page import CSS, PALETTE, Series, esc, fmt, line_chart, table
 from orchestrator.results.answer import (
     Answer,
@@ -255,7 +256,7 @@ def render_suite_html(conn: Any, data: SuiteData, result: Answer) -> str:
         *((f"axis-{a.name}", axis_title(a.name)) for a in data.axes),
         ("instances", "cost of instances"), ("numbers", "numbers"), ("points", "points"),
         ("suite", "suite file")))
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    return (f"<!DOCTYPE html>{MARKER}\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{esc('pgcache suite ' + data.suite_id)}</title><style>{CSS}</style>"
             f"</head><body><nav class='muted'>{nav}</nav>{''.join(sections)}"
             "<p class='muted'>Generated from the results database; data: "

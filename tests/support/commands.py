@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from orchestrator.cli import main
 from orchestrator.services import Services
 from support.repo import ROOT
 
@@ -37,6 +40,17 @@ def cli(*args: str, env: dict[str, str] | None = None,
     """Run a command to its end."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end in this process: what ``cli`` does without starting an
+    interpreter (about a second of CPU each), for the many small cases beside a test's main
+    one, which runs as a subprocess."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["python", "-m", "orchestrator", *args], code,
+                                       out.getvalue(), err.getvalue())
 
 
 def start(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
