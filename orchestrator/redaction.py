@@ -125,8 +125,10 @@ def learn_secrets(*values: Any) -> None:
             stack.extend(getattr(value, name) for name in value.__dataclass_fields__)
     if found - _known:
         _known.update(found)
-        _known_pattern = re.compile("|".join(
-            re.escape(form) for form in sorted(_known, key=len, reverse=True)))
+        # Not inside a longer word: a password "postgres" must not make "postgres-cache" (a
+        # backend's name) "***-cache" in every output.
+        _known_pattern = re.compile(r"(?<![\w.-])(?:" + "|".join(
+            re.escape(form) for form in sorted(_known, key=len, reverse=True)) + r")(?![\w.-])")
 
 
 # The variables that name the servers (see orchestrator.services.selection).

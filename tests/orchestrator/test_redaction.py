@@ -18,7 +18,8 @@ import structlog
 from support.commands import cli, env_for_addresses, write_workload
 from support.leaks import PUNCTUATION, CommandLines, database_texts, file_texts, leaks_in, needles
 
-from orchestrator.redaction import MASK, redact, redact_data
+from orchestrator import redaction
+from orchestrator.redaction import MASK, learn_secrets, redact, redact_data
 from orchestrator.results.logs import BufferedStream, configure_events
 from orchestrator.results.store import RunRecord
 from orchestrator.run.load import error_text
@@ -57,6 +58,47 @@ class TestRedact:
         assert redact_data(data) == {"dsn": f"redis://:{MASK}@h",
                                      "options": {"password": MASK, "db": 1},
                                      "list": (f"postgresql://a:{MASK}@c/d", 3)}
+
+
+@pytest.fixture
+def forgetful(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The passwords this process learns in the test are forgotten after it."""
+    monkeypatch.setattr(redaction, "_known", set())
+    monkeypatch.setattr(redaction, "_known_pattern", None)
+
+
+@pytest.mark.usefixtures("forgetful")
+class TestKnownPasswords:
+    """learn_secrets(): passwords of the addresses and data a process is given are masked in
+    any text, in every encoding."""
+
+    def test_every_form(self) -> None:
+        """A raw punctuation password, learnt from a URL, is masked as given, percent-encoded,
+        JSON-, YAML- and libpq-escaped, in text no pattern understands."""
+        secret = f"a{PUNCTUATION}z"
+        learn_secrets(f"postgresql://u:{urllib.parse.quote(secret, safe='')}@h/db")
+        for form in (secret, urllib.parse.quote(secret, safe=""), json.dumps(secret)[1:-1],
+                     secret.replace("'", "''"), secret.replace("\\", "\\\\").replace("'", "\\'")):
+            assert redact(f"port {form} is bad") == f"port {MASK} is bad"
+
+    def test_sources(self) -> None:
+        """Passwords come from a raw URL (up to its last @), a libpq keyword DSN, a query
+        parameter and password-named keys of nested data; user names are kept."""
+        learn_secrets("redis://me:r/a#w@1@h:6379/0", "host=h password='k\\'w d' user=me",
+                      {"backends": [{"options": {"password": "opt-pw"}}]},
+                      "postgresql://h/db?sslpassword=qpw1")
+        assert redact("r/a#w@1 k'w d opt-pw qpw1 me") == f"{MASK} {MASK} {MASK} {MASK} me"
+
+    def test_not_inside_words(self) -> None:
+        """A password that is a common word is masked alone, never inside a longer name."""
+        learn_secrets("postgresql://postgres:postgres@h/db")
+        assert redact("postgres-cache: postgres") == f"postgres-cache: {MASK}"
+
+    def test_short_ones_left_to_patterns(self) -> None:
+        """A password shorter than MIN_KNOWN is not masked everywhere (only by the
+        patterns)."""
+        learn_secrets("redis://:abc@h")
+        assert redact("abc redis://:abc@h") == f"abc redis://:{MASK}@h"
 
 
 class TestOutputPaths:
