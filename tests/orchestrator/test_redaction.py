@@ -15,8 +15,9 @@ import duckdb
 import pytest
 import redis
 import structlog
-from support.commands import cli, env_for_addresses, write_workload
+from support.commands import cli, cli_here, env_for_addresses, write_workload
 from support.leaks import PUNCTUATION, CommandLines, database_texts, file_texts, leaks_in, needles
+from support.repo import ROOT
 
 from orchestrator import redaction
 from orchestrator.redaction import MASK, learn_secrets, redact, redact_data
@@ -237,9 +238,12 @@ class TestNoPasswordAnywhere:
                                       "GROUP BY ALL").fetchall())
         assert counts == {"postgres-cache": 120, "valkey": 120}
 
-    def test_raw(self, password_servers: tuple[str, int, int], tmp_path: Path) -> None:
-        """Raw passwords (which a URL cannot carry) are refused before anything connects:
-        exit 2, both variables named, and no password (or piece of one) anywhere."""
+    @pytest.mark.usefixtures("forgetful")
+    def test_raw(self, password_servers: tuple[str, int, int], tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        """Raw passwords (which a URL cannot carry) are refused by run and suite before
+        anything connects: exit 2, both variables named, no password (or piece of one)
+        anywhere."""
         host, pg_port, vk_port = password_servers
         dsn = f"postgresql://{PG_ROLE}:{PG_PASSWORD}@{host}:{pg_port}/{PG_DATABASE}"
         url = f"redis://{VK_USER}:{VK_PASSWORD}@{host}:{vk_port}/0"
@@ -248,3 +252,11 @@ class TestNoPasswordAnywhere:
         assert result.stderr.startswith("error: POSTGRES_DSN and VALKEY_URL: the password "
                                         "holds characters a URL cannot carry"), result.stderr
         assert not (tmp_path / "out").exists()
+        monkeypatch.setenv("POSTGRES_DSN", dsn)
+        monkeypatch.setenv("VALKEY_URL", url)
+        suite = cli_here("suite", str(ROOT / "workloads" / "suite.yaml"), "--quick",
+                         "--results", str(tmp_path / "suite" / "r.duckdb"))
+        assert (suite.returncode, suite.stderr.splitlines()[0]) == (
+            2, result.stderr.splitlines()[0])
+        assert not leaks_in(suite.stdout + suite.stderr, LOOKED_FOR)
+        assert not (tmp_path / "suite").exists()

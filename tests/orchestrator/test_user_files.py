@@ -53,19 +53,22 @@ class TestReportOutput:
     """`report -o` writes only where no file is, or over a report of its own."""
 
     def test_never_over_a_database(self, recorded: dict[str, Any], tmp_path: Path) -> None:
-        """-o naming the results database, or any DuckDB file, is refused (exit 2, file
-        unchanged), --force or not."""
+        """-o naming the results database, any DuckDB file or a write-ahead log is refused
+        (exit 2, file unchanged), --force or not."""
         db = _copy(recorded, tmp_path)
-        other = tmp_path / "other.db"
+        other, wal = tmp_path / "other.db", tmp_path / "other.db.wal"
         with duckdb.connect(str(other)) as con:
             con.execute("CREATE TABLE mine AS SELECT 42 AS answer")
-        before = {db: _digest(db), other: _digest(other)}
+        wal.write_bytes(b"not really a log")
+        before = {db: _digest(db), other: _digest(other), wal: _digest(wal)}
         results = [cli("report", "--html", "-o", str(db), "--results", str(db),
                        env=recorded["env"]),
                    cli_here("report", "--html", "-o", str(db), "--force", "--results", str(db)),
                    cli_here("report", "--html", "-o", str(other), "--force", "--results",
+                            str(db)),
+                   cli_here("report", "--html", "-o", str(wal), "--force", "--results",
                             str(db))]
-        for result, target in zip(results, (db, db, other), strict=True):
+        for result, target in zip(results, (db, db, other, wal), strict=True):
             assert result.returncode == 2, result.stderr
             assert result.stderr.startswith(f"error: -o {target}: refusing to write the report "
                                             "over a DuckDB database"), result.stderr
