@@ -23,10 +23,11 @@ from typing import Any
 
 from orchestrator import services
 from orchestrator.errors import ExitCode, OrchestratorError, ThresholdError, UsageError
-from orchestrator.redaction import redact
+from orchestrator.redaction import learn_environment, redact
 from orchestrator.reports import meaning
 from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
+from orchestrator.reports.output import check_target, write_report
 from orchestrator.reports.suite_html import render_suite_html
 from orchestrator.reports.table import FORMATS, QUERY_FORMATS, format_rows, format_summary
 from orchestrator.results import store, suites
@@ -163,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write a self-contained HTML report instead")
     report.add_argument("--output", "-o", type=Path, metavar="PATH",
                         help="where --html writes (default results/report-RUN_ID.html, or "
-                             "results/suite-ID.html)")
+                             "results/suite-ID.html): a new file or a report this tool "
+                             "wrote, never a database")
+    report.add_argument("--force", action="store_true",
+                        help="with --html: replace an existing file even if this tool did "
+                             "not write it (never a database or a directory)")
     _results_arg(report)
 
     query = commands.add_parser("query", help="run SQL on the results",
@@ -247,12 +252,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(output: Path, text: str) -> None:
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"-o {output}: cannot write the report there: "
-                         f"{exc.strerror or exc}") from exc
+def _write(args: argparse.Namespace, output: Path, text: str) -> None:
+    write_report(output, text, force=args.force, databases=(args.results,))
     print(f"wrote {output}")
 
 
@@ -300,13 +301,18 @@ def _report_suite(args: argparse.Namespace, conn: Any) -> int:
     result = answer(conn, data, target, text)
     if args.html:
         output = args.output or args.results.parent / f"suite-{suite_id}.html"
-        _write(output, render_suite_html(conn, data, result))
+        _write(args, output, render_suite_html(conn, data, result))
         return 0
     print(format_answer(data, result, args.format))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if args.output is not None:  # refused before the database is opened
+        if not args.html:
+            raise UsageError("-o writes the HTML report: give --html too (the other formats "
+                             "print to the console)")
+        check_target(args.output, force=args.force, databases=(args.results,))
     # The HTML report installs its analysis views, so it needs a writable database.
     conn = store.connect(args.results, read_only=not args.html, external_access=False)
     try:
@@ -317,7 +323,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         run_id = store.resolve_run_id(conn, args.run_id)
         if args.html:
             output = args.output or args.results.parent / f"report-{run_id}.html"
-            _write(output, render_html(conn, run_id))
+            _write(args, output, render_html(conn, run_id))
             return 0
         info = store.run_info(conn, run_id)
         title = f"run {run_id} ({info.get('workload')}): {info.get('status')}"
@@ -416,6 +422,7 @@ def _interruptible() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    learn_environment()  # what any command says must not carry the servers' passwords
     args = build_parser().parse_args(argv)
     handler = {"run": _cmd_run, "suite": _cmd_suite, "validate": _cmd_validate,
                "report": _cmd_report,

@@ -110,6 +110,20 @@ class ResultsError(OrchestratorError):
     """The results database could not be opened, written or queried."""
 
 
+class NotResults(ResultsError):
+    """The results location is not a results database: another program's DuckDB file, a file
+    that is not DuckDB, a directory. Nothing is changed there."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ResultsUnopenable(ResultsError):
+    """The results database cannot be opened or created where it is asked for (a read-only
+    file system, a path through a file, /proc)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class ResultsInUse(ResultsError):
     """Another process (a run still going) holds the results database; DuckDB lets no other
     process open it meanwhile."""

@@ -40,6 +40,9 @@ def _tiny(line: str, db: Path) -> str:
         line = line.replace(words[4], str(log_dir))
     if command in ("run", "report", "query", "ingest"):
         extra += f" --results {db}"
+    if "-o" in words:  # beside the database: a file of that name elsewhere is not the test's
+        target = words[words.index("-o") + 1]
+        line = line.replace(f"-o {target}", f"-o {shlex.quote(str(db.parent / Path(target).name))}")
     return line.replace("python", shlex.quote(sys.executable), 1) + extra
 
 

@@ -16,6 +16,7 @@ import duckdb
 
 from orchestrator.errors import UsageError
 from orchestrator.reports import meaning
+from orchestrator.reports.output import MARKER
 from orchestrator.reports.page import (
     CSS,
     PALETTE,
@@ -386,7 +387,7 @@ def render_html(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> st
         ("time", "over time"), ("consistency", "consistency"), ("faults", "fault impact"),
         ("stampede", "stampede"), ("cost", "server cost"), ("repetitions", "repetitions"),
         ("thresholds", "thresholds")))
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    return (f"<!DOCTYPE html>{MARKER}\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{esc('pgcache benchmark ' + run_id)}</title><style>{CSS}</style></head>"
             f"<body><nav class='muted'>{nav}</nav>{''.join(sections)}"
             f"<p class='muted'>Generated from the results database; data: "

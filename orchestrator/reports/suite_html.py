@@ -22,6 +22,7 @@ from orchestrator.reports.answer import (
     point_label,
     servers,
 )
+from orchestrator.reports.output import MARKER
 from orchestrator.reports.page import (
     CSS,
     PALETTE,
@@ -291,7 +292,7 @@ def render_suite_html(conn: Any, data: SuiteData, result: Answer) -> str:
         *((f"axis-{a.name}", axis_title(a.name)) for a in data.axes),
         ("instances", "cost of instances"), ("numbers", "numbers"), ("points", "points"),
         ("suite", "suite file")))
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    return (f"<!DOCTYPE html>{MARKER}\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>{esc('pgcache suite ' + data.suite_id)}</title><style>{CSS}</style>"
             f"</head><body><nav class='muted'>{nav}</nav>{''.join(sections)}"
             "<p class='muted'>Generated from the results database; data: "

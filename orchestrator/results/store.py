@@ -18,7 +18,13 @@ from typing import Any
 
 import duckdb
 
-from orchestrator.errors import ResultsError, ResultsInUse, UsageError
+from orchestrator.errors import (
+    NotResults,
+    ResultsError,
+    ResultsInUse,
+    ResultsUnopenable,
+    UsageError,
+)
 from orchestrator.redaction import redact, redact_data
 from orchestrator.results import schema
 from orchestrator.results.logs import (
@@ -48,34 +54,108 @@ def connect(path: Path | str = DEFAULT_RESULTS, *, read_only: bool = False,
             external_access: bool = True) -> Any:
     """Open (creating if needed) the results database with its schema in place.
 
-    ``external_access=False`` (``query``, ``report``): SQL run on this connection can read or
-    write no file but the database itself (no ``COPY ... TO``, ``read_csv``, ``ATTACH``,
-    extensions), and cannot turn that back on.
+    Only a results database (see :func:`foreign`), a new file or an empty DuckDB database is
+    opened; anything else is :class:`NotResults`, and is neither opened for writing nor
+    changed. ``external_access=False`` (``query``, ``report``): SQL run on this connection
+    can read or write no file but the database itself (no ``COPY ... TO``, ``read_csv``,
+    ``ATTACH``, extensions), and cannot turn that back on.
     """
     path = Path(path)
     config: dict[str, str | bool | int | float | list[str]] = (
         {} if external_access else {"enable_external_access": False, "lock_configuration": True})
     try:
         if read_only:
-            if not path.exists():
+            if not path.exists() and not path.is_symlink():
                 raise UsageError(f"no results database at {path}; run a workload first "
                                  "(python -m orchestrator run workloads/default.yaml)")
-            ro = duckdb.connect(str(path), read_only=True, config=config)
+            ro = _open_checked(path, config)
             schema.ensure_views(ro)
             return ro
         if path.parent.exists() and not path.parent.is_dir():
-            raise ResultsError(f"cannot open the results database {path}: {path.parent} is "
-                               "not a directory")
+            raise ResultsUnopenable(f"cannot open the results database {path}: "
+                                    f"{path.parent} is not a directory")
+        if path.exists() or path.is_symlink():
+            # Checked on a read-only connection: a file found foreign is never opened for
+            # writing (which alone may change its bytes).
+            _open_checked(path, config).close()
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(path), config=config)
     except duckdb.IOException as exc:
         if "Conflicting lock" in str(exc):
             raise ResultsInUse(_in_use(path, str(exc))) from None
-        raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
+        raise ResultsUnopenable(f"cannot open the results database {path}: {exc}") from exc
     except (duckdb.Error, OSError) as exc:
-        raise ResultsError(f"cannot open the results database {path}: {exc}") from exc
-    schema.install(conn)
+        raise ResultsUnopenable(f"cannot open the results database {path}: {exc}") from exc
+    with _writing("install the schema"):
+        schema.install(conn)
     return conn
+
+
+# The first bytes of a DuckDB database file: an 8-byte checksum, then this magic.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def is_duckdb(path: Path) -> bool:
+    """Whether ``path`` is a DuckDB database file (by its header, whatever its name)."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(12)[8:12] == _DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def _not_results(path: Path, why: str) -> NotResults:
+    return NotResults(f"{path} is not a pgcache results database: {why}; it was left as it "
+                      "is. Give --results a results database this tool wrote, or the name of "
+                      "a new file (e.g. --results results/benchmarks.duckdb)")
+
+
+def _open_checked(path: Path, config: dict[str, str | bool | int | float | list[str]]) -> Any:
+    """A read-only connection to ``path`` once it is known to be a results database (or an
+    empty DuckDB one); :class:`NotResults` otherwise."""
+    if path.is_dir():
+        raise _not_results(path, "it is a directory")
+    if not is_duckdb(path):
+        size = path.stat().st_size if path.is_file() else -1
+        raise _not_results(path, "it is an empty file, not a DuckDB database" if size == 0
+                           else "it is not a DuckDB database")
+    conn = duckdb.connect(str(path), read_only=True, config=config)
+    try:
+        why = foreign(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if why is not None:
+        conn.close()
+        raise _not_results(path, why)
+    return conn
+
+
+def foreign(conn: Any) -> str | None:
+    """Why the database of ``conn`` is not a pgcache results database, or None when it is
+    one, or is empty (no table, no view: a new results database).
+
+    A results database is recognised by its ``schema_info`` table (one INTEGER column,
+    ``version``, holding a version this tool knows) beside a ``runs`` table: a database of
+    another program, even one with tables called ``runs`` and ``ops``, lacks it.
+    """
+    tables = {r[0] for r in conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+    ).fetchall()}
+    views = conn.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal AND "
+                         "database_name = current_database()").fetchone()[0]
+    if not tables and not views:
+        return None
+    columns = conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'schema_info' "
+        "AND database_name = current_database()").fetchall()
+    if "runs" in tables and columns == [("version", "INTEGER")]:
+        oldest = conn.execute("SELECT min(version) FROM schema_info").fetchone()[0]
+        if oldest is not None and oldest >= 1:
+            return None
+    listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    return (f"it is a DuckDB database of another program (tables: {listed or 'none'}), "
+            "without this tool's schema_info")
 
 
 def _in_use(path: Path, message: str) -> str:
@@ -314,6 +394,9 @@ def ingest_parent_events(conn: Any, run_id: str, path: Path) -> None:
 
 def resolve_run_id(conn: Any, run_id: str | None) -> str:
     """``latest`` (or None) -> the most recent run id; check that a given id exists."""
+    if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'"
+                        ).fetchone()[0]:  # an empty database, opened read-only
+        raise UsageError("the results database holds no run yet")
     if run_id in (None, "latest"):
         row = conn.execute("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC "
                            "LIMIT 1").fetchone()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import WorkerError
+from orchestrator.redaction import learn_secrets
 from orchestrator.results.logs import WorkerFiles, instance_files, worker_stem
 from orchestrator.workload.model import BackendSpec
 from proxies import Endpoints
@@ -76,7 +77,10 @@ class WorkerSpec:
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSpec:
+        """The spec, its passwords told to redaction: the process that reads a spec writes
+        events and errors that must not carry them."""
         data = json.loads(text)
+        learn_secrets(data["endpoints"], data["workload"])
         return cls(**dict(data, backend=BackendSpec(**data["backend"]),
                           endpoints=Endpoints(**data["endpoints"])))
 

@@ -43,13 +43,19 @@ from orchestrator.errors import (
     BackendError,
     ExitCode,
     InterruptedRun,
+    NotResults,
     OrchestratorError,
     ResultsError,
     ResultsInUse,
     UsageError,
     WorkerError,
 )
-from orchestrator.redaction import redact
+from orchestrator.redaction import (
+    check_environment,
+    learn_environment,
+    learn_secrets,
+    redact,
+)
 from orchestrator.reports import meaning
 from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
@@ -203,6 +209,9 @@ class Runner:
     """Runs one workload; see the module docstring."""
 
     def __init__(self, workload: Workload, options: RunOptions) -> None:
+        learn_secrets(workload.raw)  # before anything is said or written
+        learn_environment()
+        check_environment()
         self.workload = workload
         self.options = options
         self.backends = (select_backends(workload, options.backends) if options.backends
@@ -362,7 +371,7 @@ class Runner:
                         shutil.rmtree(path)
                     elif path.exists():
                         path.unlink()
-            if isinstance(exc, ResultsInUse):
+            if isinstance(exc, ResultsInUse | NotResults):
                 raise
             reason = str(exc) if isinstance(exc, ResultsError) else (
                 f"cannot {what} ({self.log_dir}): {exc.strerror or exc}")

@@ -29,7 +29,12 @@ from typing import IO
 
 from orchestrator.backends.registry import TYPES
 from orchestrator.errors import ExitCode
-from orchestrator.redaction import redact
+from orchestrator.redaction import (
+    check_environment,
+    learn_environment,
+    learn_secrets,
+    redact,
+)
 from orchestrator.reports.answer import format_answer
 from orchestrator.results import store, suites
 from orchestrator.results.answer import answer
@@ -113,6 +118,9 @@ class SuiteRunner:
     """Runs one suite; see the module docstring."""
 
     def __init__(self, suite: Suite, options: SuiteOptions) -> None:
+        learn_secrets([point.workload.raw for point in suite.points])
+        learn_environment()
+        check_environment()
         self.suite = suite
         self.options = options
 

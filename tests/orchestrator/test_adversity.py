@@ -27,6 +27,7 @@ from support.filesystems import resize, tmpfs
 from support.repo import ROOT
 
 from orchestrator.cli import main as main_in_process
+from orchestrator.results import store
 from orchestrator.services import EmbeddedPostgres, Services, free_port
 
 HOSTILE = {
@@ -191,10 +192,13 @@ class TestSecrets:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A results database with one table."""
+    """A results database with one more table."""
     path = tmp_path_factory.mktemp("q") / "r.duckdb"
-    with duckdb.connect(str(path)) as con:
+    con = store.connect(path)
+    try:
         con.execute("CREATE TABLE t AS SELECT 42 AS answer")
+    finally:
+        con.close()
     return path
 
 

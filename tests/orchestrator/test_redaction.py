@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
+import duckdb
 import pytest
+import redis
 import structlog
+from support.commands import cli, cli_here, env_for_addresses, write_workload
+from support.leaks import PUNCTUATION, CommandLines, database_texts, file_texts, leaks_in, needles
+from support.repo import ROOT
 
-from orchestrator.redaction import MASK, redact, redact_data
+from orchestrator import redaction
+from orchestrator.redaction import MASK, learn_secrets, redact, redact_data
 from orchestrator.results.logs import BufferedStream, configure_events
 from orchestrator.results.store import RunRecord
 from orchestrator.run.load import error_text
+from orchestrator.services import Services
 
 
 class TestRedact:
@@ -49,6 +61,47 @@ class TestRedact:
                                      "list": (f"postgresql://a:{MASK}@c/d", 3)}
 
 
+@pytest.fixture
+def forgetful(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The passwords this process learns in the test are forgotten after it."""
+    monkeypatch.setattr(redaction, "_known", set())
+    monkeypatch.setattr(redaction, "_known_pattern", None)
+
+
+@pytest.mark.usefixtures("forgetful")
+class TestKnownPasswords:
+    """learn_secrets(): passwords of the addresses and data a process is given are masked in
+    any text, in every encoding."""
+
+    def test_every_form(self) -> None:
+        """A raw punctuation password, learnt from a URL, is masked as given, percent-encoded,
+        JSON-, YAML- and libpq-escaped, in text no pattern understands."""
+        secret = f"a{PUNCTUATION}z"
+        learn_secrets(f"postgresql://u:{urllib.parse.quote(secret, safe='')}@h/db")
+        for form in (secret, urllib.parse.quote(secret, safe=""), json.dumps(secret)[1:-1],
+                     secret.replace("'", "''"), secret.replace("\\", "\\\\").replace("'", "\\'")):
+            assert redact(f"port {form} is bad") == f"port {MASK} is bad"
+
+    def test_sources(self) -> None:
+        """Passwords come from a raw URL (up to its last @), a libpq keyword DSN, a query
+        parameter and password-named keys of nested data; user names are kept."""
+        learn_secrets("redis://me:r/a#w@1@h:6379/0", "host=h password='k\\'w d' user=me",
+                      {"backends": [{"options": {"password": "opt-pw"}}]},
+                      "postgresql://h/db?sslpassword=qpw1")
+        assert redact("r/a#w@1 k'w d opt-pw qpw1 me") == f"{MASK} {MASK} {MASK} {MASK} me"
+
+    def test_not_inside_words(self) -> None:
+        """A password that is a common word is masked alone, never inside a longer name."""
+        learn_secrets("postgresql://postgres:postgres@h/db")
+        assert redact("postgres-cache: postgres") == f"postgres-cache: {MASK}"
+
+    def test_short_ones_left_to_patterns(self) -> None:
+        """A password shorter than MIN_KNOWN is not masked everywhere (only by the
+        patterns)."""
+        learn_secrets("redis://:abc@h")
+        assert redact("abc redis://:abc@h") == f"abc redis://:{MASK}@h"
+
+
 class TestOutputPaths:
     """The places that write text use redact(): error texts, events, the run's record."""
 
@@ -82,3 +135,131 @@ class TestOutputPaths:
         text = record.to_json()
         assert "pw1" not in text and "pw2" not in text
         assert RunRecord.from_json(text).network == {"toxiproxy_url": "http://u:***@t:8474"}
+
+
+# A role and a Valkey user whose passwords hold every printable punctuation character.
+PG_ROLE, PG_DATABASE = "pgcache_pw_role", "pgcache_pw_db"
+PG_PASSWORD = f"Pg{PUNCTUATION}pgpw"
+VK_USER = "pgcache_pw_user"
+VK_PASSWORD = f"Vk{PUNCTUATION}vkpw"
+# In a URL of the workload itself (Toxiproxy's, unused with network mode none).
+WORKLOAD_PASSWORD = f"Wl{PUNCTUATION}wlpw"
+LOOKED_FOR = needles(PG_PASSWORD) | needles(VK_PASSWORD) | needles(WORKLOAD_PASSWORD)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@pytest.fixture(scope="module")
+def password_servers(services: Services) -> Iterator[tuple[str, int, int]]:
+    """The session's servers, with a PostgreSQL role that must log in with its password
+    (scram-sha-256 for it alone, in a database of its own) and a Valkey ACL user; yields
+    (host, PostgreSQL port, Valkey port)."""
+    if services.postgres is None or services.valkey is None:
+        pytest.skip("needs the embedded servers: the test changes pg_hba.conf")
+    hba = services.postgres.data_dir / "pgdata" / "pg_hba.conf"
+    saved = hba.read_text()
+    host, pg_port, vk_port = "127.0.0.1", services.postgres.port, services.valkey.port
+
+    async def admin(*statements: str) -> None:
+        conn = await asyncpg.connect(services.postgres_dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {PG_DATABASE}", f"DROP ROLE IF EXISTS {PG_ROLE}",
+                      f"CREATE ROLE {PG_ROLE} LOGIN PASSWORD {_literal(PG_PASSWORD)}",
+                      f"CREATE DATABASE {PG_DATABASE} OWNER {PG_ROLE}"))
+    hba.write_text(f"host all {PG_ROLE} {host}/32 scram-sha-256\n" + saved)
+    asyncio.run(admin("SELECT pg_reload_conf()"))
+    valkey = redis.Redis(host=host, port=vk_port)
+    valkey.execute_command("ACL", "SETUSER", VK_USER, "reset", "on", f">{VK_PASSWORD}", "~*",
+                           "&*", "+@all")
+    try:
+        with pytest.raises(asyncpg.InvalidPasswordError):  # the password is really checked
+            asyncio.run(asyncpg.connect(host=host, port=pg_port, user=PG_ROLE,
+                                        password="wrong", database=PG_DATABASE))
+        yield host, pg_port, vk_port
+    finally:
+        hba.write_text(saved)
+        asyncio.run(admin("SELECT pg_reload_conf()"))
+        valkey.execute_command("ACL", "DELUSER", VK_USER)
+        valkey.close()
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)",
+                          f"DROP ROLE IF EXISTS {PG_ROLE}"))
+
+
+def _run_and_search(tmp_path: Path, dsn: str,
+                    url: str) -> tuple[subprocess.CompletedProcess[str], CommandLines]:
+    """Run a tiny workload with these addresses; assert no password (in any form, or a part
+    of one) is in its output, its files, its database or a command line seen meanwhile."""
+    toxiproxy = f"http://tp:{urllib.parse.quote(WORKLOAD_PASSWORD, safe='')}@127.0.0.1:1"
+    workload = write_workload(tmp_path, {
+        "processes": 1, "writers": 2, "readers": 2, "write_iterations": 30,
+        "read_iterations": 30, "keyspace": 8, "backends": [
+            # The workload's own copy of the password (redis-py lets the URL's win).
+            "postgres-cache", {"name": "valkey-acl", "type": "valkey",
+                               "options": {"username": VK_USER, "password": VK_PASSWORD}}],
+        "network": {"mode": "none", "toxiproxy_url": toxiproxy}})
+    db = tmp_path / "out" / "r.duckdb"
+    env = env_for_addresses(tmp_path, dsn, url)
+    with CommandLines() as lines:
+        result = cli("run", str(workload), "--results", str(db), env=env)
+    found = {"stdout": leaks_in(result.stdout, LOOKED_FOR),
+             "stderr": leaks_in(result.stderr, LOOKED_FOR)}
+    found.update({f"cmdline {line[:80]}": leaks_in(line, LOOKED_FOR) for line in lines.seen})
+    found.update({str(path): leaks_in(text, LOOKED_FOR)
+                  for path, text in file_texts(tmp_path, skip=[workload])})
+    if db.exists():
+        found.update({f"column {column}": leaks_in(text, LOOKED_FOR)
+                      for column, text in database_texts(db)})
+    assert not {where: what for where, what in found.items() if what}
+    assert "Traceback" not in result.stderr
+    return result, lines
+
+
+class TestNoPasswordAnywhere:
+    """A run with passwords of every punctuation character works, and writes them nowhere."""
+
+    def test_percent_encoded(self, password_servers: tuple[str, int, int],
+                             tmp_path: Path) -> None:
+        """Percent-encoded passwords in POSTGRES_DSN and VALKEY_URL connect (the run
+        completes as that role and that user) and appear in no output, file, column or
+        command line."""
+        host, pg_port, vk_port = password_servers
+        dsn = (f"postgresql://{PG_ROLE}:{urllib.parse.quote(PG_PASSWORD, safe='')}@{host}:"
+               f"{pg_port}/{PG_DATABASE}")
+        url = f"redis://{VK_USER}:{urllib.parse.quote(VK_PASSWORD, safe='')}@{host}:{vk_port}/0"
+        result, lines = _run_and_search(tmp_path, dsn, url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert any("orchestrator.run.worker" in line for line in lines.seen), "no worker seen"
+        with duckdb.connect(str(tmp_path / "out" / "r.duckdb"), read_only=True) as con:
+            counts = dict(con.execute("SELECT backend, count(*) FROM ops WHERE error IS NULL "
+                                      "GROUP BY ALL").fetchall())
+        assert counts == {"postgres-cache": 120, "valkey-acl": 120}
+
+    @pytest.mark.usefixtures("forgetful")
+    def test_raw(self, password_servers: tuple[str, int, int], tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        """Raw passwords (which a URL cannot carry) are refused by run and suite before
+        anything connects: exit 2, both variables named, no password (or piece of one)
+        anywhere."""
+        host, pg_port, vk_port = password_servers
+        dsn = f"postgresql://{PG_ROLE}:{PG_PASSWORD}@{host}:{pg_port}/{PG_DATABASE}"
+        url = f"redis://{VK_USER}:{VK_PASSWORD}@{host}:{vk_port}/0"
+        result, _ = _run_and_search(tmp_path, dsn, url)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert result.stderr.startswith("error: POSTGRES_DSN and VALKEY_URL: the password "
+                                        "holds characters a URL cannot carry"), result.stderr
+        assert not (tmp_path / "out").exists()
+        monkeypatch.setenv("POSTGRES_DSN", dsn)
+        monkeypatch.setenv("VALKEY_URL", url)
+        suite = cli_here("suite", str(ROOT / "workloads" / "suite.yaml"), "--quick",
+                         "--results", str(tmp_path / "suite" / "r.duckdb"))
+        assert (suite.returncode, suite.stderr.splitlines()[0]) == (
+            2, result.stderr.splitlines()[0])
+        assert not leaks_in(suite.stdout + suite.stderr, LOOKED_FOR)
+        assert not (tmp_path / "suite").exists()

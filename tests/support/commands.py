@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,14 +14,21 @@ from typing import Any
 
 import yaml
 
+from orchestrator.cli import main
 from orchestrator.services import Services
 from support.repo import ROOT
 
 
 def env_for(services: Services, tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a command run against the session's servers, its state in tmp."""
+    return env_for_addresses(tmp_path, services.postgres_dsn, services.valkey_url, **extra)
+
+
+def env_for_addresses(tmp_path: Path, postgres_dsn: str, valkey_url: str,
+                      **extra: str) -> dict[str, str]:
+    """The environment of a command run against these addresses, its state in tmp."""
     env = dict(os.environ)
-    env.update(POSTGRES_DSN=services.postgres_dsn, VALKEY_URL=services.valkey_url,
+    env.update(POSTGRES_DSN=postgres_dsn, VALKEY_URL=valkey_url,
                PGCACHE_SERVICES_DIR=str(tmp_path / "services"), PYTHONUNBUFFERED="1",
                TMPDIR=str(tmp_path))
     env.update(extra)
@@ -31,6 +40,17 @@ def cli(*args: str, env: dict[str, str] | None = None,
     """Run a command to its end."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end in this process: what ``cli`` does without starting an
+    interpreter (about a second of CPU each), for the many small cases beside a test's main
+    one, which runs as a subprocess."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["python", "-m", "orchestrator", *args], code,
+                                       out.getvalue(), err.getvalue())
 
 
 def start(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
