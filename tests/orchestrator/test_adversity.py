@@ -270,7 +270,9 @@ class TestUnwritableResults:
         before = sorted(tmp_path.rglob("*"))
         started = time.monotonic()
         result = cli("run", str(path), "--results", str(results), env=_base_env(tmp_path))
-        assert time.monotonic() - started < 10
+        # Refused at once: no server started (the single line and the untouched folder below
+        # show it), nothing waited for. The bound allows a loaded machine's slow start-up.
+        assert time.monotonic() - started < 30
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         (line,) = result.stderr.splitlines()
@@ -308,8 +310,9 @@ class TestFullDisk:
     orchestrator and its workers (no file may grow past 2 MB; EFBIG). After the failure the
     tmpfs is remounted larger, or the limit is not applied, and the logs are ingested."""
 
+    # Far longer than a run that stops at the full disk takes, even on a loaded machine.
     WORKLOAD: ClassVar[dict[str, Any]] = {"processes": 2, "writers": 2, "readers": 2,
-                                          "duration_s": 30, "backends": ["null"]}
+                                          "duration_s": 180, "backends": ["null"]}
 
     def _fill(self, tmp_path: Path, results: Path, message: str,
               preexec: Callable[[], None] | None = None) -> Path:
@@ -318,9 +321,9 @@ class TestFullDisk:
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path),
                                  "--results", str(results)], cwd=ROOT, env=_base_env(tmp_path),
-                                capture_output=True, text=True, timeout=120, check=False,
+                                capture_output=True, text=True, timeout=300, check=False,
                                 preexec_fn=preexec)
-        assert time.monotonic() - started < 25  # it stopped at once, not after 30 s
+        assert time.monotonic() - started < 90  # it stopped at once, not after 180 s
         assert result.returncode == 1, result.stderr[-3000:]
         assert "Traceback" not in result.stderr
         assert f"could not write {results.parent / 'logs'}" in result.stderr

@@ -23,9 +23,11 @@ LEASE = 0.5
 
 @pytest.fixture
 def shared(settings: CacheSettings) -> CacheSettings:
+    # The heartbeat's timeout stays the generous one of settings_for: the relay forwards
+    # bursts of megabytes on this test process's loop, which a loaded machine can stall for
+    # over a second, and no test here finds a loss by its heartbeat.
     return replace(settings, shared_listener=True, local_lease_seconds=LEASE,
-                   listener_heartbeat_interval_seconds=0.2,
-                   listener_heartbeat_timeout_seconds=1.0)
+                   listener_heartbeat_interval_seconds=0.2)
 
 
 async def listeners(settings: CacheSettings) -> int:
