@@ -12,13 +12,29 @@ The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support mo
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchestrator.services import Services, running_services
 
 pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures")
+
+# Embedded servers that tests start under tmp_path run as another user, so the orchestrator
+# opens the folders above their data to it (o+x), /tmp/pytest-of-root among them. Every pytest
+# session that starts on the machine takes that bit away again (pytest keeps its root
+# private), and a server of a session still running then fails ("could not open file ...
+# pg_control: Permission denied"). So this checkout's sessions keep their temporary folders
+# under a root of their own, which no other checkout's pytest touches.
+_ROOT = Path(__file__).resolve().parents[1]
+_TEMPROOT = Path(tempfile.gettempdir()) / (
+    "pgc-tests-" + hashlib.sha1(str(_ROOT).encode()).hexdigest()[:8])
+_TEMPROOT.mkdir(mode=0o711, exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_TEMPROOT))
 
 
 @pytest.fixture(scope="session")
