@@ -30,6 +30,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -49,6 +50,26 @@ PREFIX = "fanout_"
 CHANNEL = "fanout_events"
 KEYS = 1000
 SETTLE_S = 1.0  # after the writer stops: late arrivals still count
+_CONNECT_BUDGET_S = 120.0  # for every listener process to start and connect
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """How the listener processes and the writer agree on when the measurement starts: each
+    child says it is connected (``ready``), the parent then sets ``stop`` and opens ``go``.
+    A fixed head start would not do: on a loaded machine, starting a Python process and
+    connecting its instances can take longer than any budget short enough to be cheap."""
+
+    ready: Any  # a multiprocessing Queue: one item per connected child
+    go: Any  # a multiprocessing Event: the writer has fixed the stop time
+    stop: Any  # a multiprocessing Value("d"): when the writer stops (monotonic)
+
+    async def connected(self) -> float:
+        """Say this child is connected; wait for the writer's go; when it stops."""
+        self.ready.put(os.getpid())
+        if not await asyncio.to_thread(self.go.wait, _CONNECT_BUDGET_S):
+            raise RuntimeError("fanout: the writer never started")
+        return float(self.stop.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +116,7 @@ async def _read_all(backend: ValkeyTrackingBackend) -> None:
         await backend.get(f"fanout:{i}")
 
 
-async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[int]]:
+async def _listen_valkey(url: str, count: int, start: _Start) -> list[array.array[int]]:
     """``count`` valkey-tracking instances until ``stop``: per instance, (key number, ns)
     pairs; each re-reads an invalidated key at once, so that it is told of the next write."""
     arrivals: list[array.array[int]] = []
@@ -138,6 +159,7 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
         await _read_all(backend)
         backends.append(backend)
         arrivals.append(seen)
+    stop = await start.connected()
     await asyncio.sleep(max(0.0, stop + SETTLE_S - time.monotonic()))
     for backend in backends:
         await backend.close()
@@ -147,7 +169,8 @@ async def _listen_valkey(url: str, count: int, stop: float) -> list[array.array[
     return arrivals
 
 
-async def _listen(fields: dict[str, Any], count: int, stop: float) -> list[array.array[int]]:
+async def _listen(fields: dict[str, Any], count: int,
+                  start: _Start) -> list[array.array[int]]:
     """``count`` listening instances until ``stop``: per instance, (version, ns) pairs."""
     settings = CacheSettings(**fields)
     arrivals: list[array.array[int]] = []
@@ -166,17 +189,37 @@ async def _listen(fields: dict[str, Any], count: int, stop: float) -> list[array
         await cache.connect()
         caches.append(cache)
         arrivals.append(seen)
+    stop = await start.connected()
     await asyncio.sleep(max(0.0, stop + SETTLE_S - time.monotonic()))
     for cache in caches:
         await cache.close()
     return arrivals
 
 
-def _listener_process(fields: dict[str, Any], count: int, stop: float, out: str) -> None:
+def _await_connected(start: _Start, children: list[Any]) -> None:
+    """Until every listener process has said it is connected; one that exits first, or a
+    budget spent, is an error (measuring without it would count its deliveries missing)."""
+    deadline = time.monotonic() + _CONNECT_BUDGET_S
+    waiting = len(children)
+    while waiting:
+        try:
+            start.ready.get(timeout=0.2)
+            waiting -= 1
+        except queue.Empty:
+            exited = [child.exitcode for child in children if child.exitcode is not None]
+            if exited:
+                raise RuntimeError("fanout: a listener process exited with code "
+                                   f"{exited[0]} before it connected") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError("fanout: the listener processes did not connect within "
+                                   f"{_CONNECT_BUDGET_S:.0f} s") from None
+
+
+def _listener_process(fields: dict[str, Any], count: int, start: _Start, out: str) -> None:
     if "valkey_url" in fields:
-        arrivals = asyncio.run(_listen_valkey(fields["valkey_url"], count, stop))
+        arrivals = asyncio.run(_listen_valkey(fields["valkey_url"], count, start))
     else:
-        arrivals = asyncio.run(_listen(fields, count, stop))
+        arrivals = asyncio.run(_listen(fields, count, start))
     Path(out).write_bytes(b"".join(len(seen).to_bytes(8, "little") + seen.tobytes()
                                    for seen in arrivals))
 
@@ -283,19 +326,23 @@ async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seco
     context = multiprocessing.get_context("spawn")
     share = [instances // processes + (1 if p < instances % processes else 0)
              for p in range(min(processes, instances))]
-    start = time.monotonic() + 2.0 + 0.05 * instances  # everyone connected by then
-    stop = start + seconds
+    handshake = _Start(context.Queue(), context.Event(), context.Value("d", 0.0))
     with tempfile.TemporaryDirectory(prefix="pgcache-fanout-") as tmp:
         outs = [os.path.join(tmp, f"{p}.bin") for p in range(len(share))]
         fields = {"valkey_url": url} if path == "valkey" else base
         children = [context.Process(target=_listener_process,
-                                    args=(fields, count, stop, out), daemon=True)
+                                    args=(fields, count, handshake, out), daemon=True)
                     for count, out in zip(share, outs, strict=True)]
         for child in children:
             child.start()
         server = {"valkey_url": url} if path == "valkey" else {"postgres_dsn": dsn}
         try:
             async with ServerCostSampler(**server, interval_s=3600) as sampler:
+                await asyncio.to_thread(_await_connected, handshake, children)
+                start = time.monotonic() + 0.1
+                stop = start + seconds
+                handshake.stop.value = stop
+                handshake.go.set()
                 await asyncio.sleep(max(0.0, start - time.monotonic()))
                 sampler.samples.extend(await sampler.sample())
                 if path == "valkey":

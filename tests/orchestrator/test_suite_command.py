@@ -39,7 +39,7 @@ def quick(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[
     env = env_for(services, tmp)
     started = time.monotonic()
     result = cli("suite", SUITE, "--quick", *SHORTER, "--results", str(db), env=env,
-                 timeout=170)
+                 timeout=600)
     took = time.monotonic() - started
     # 99: a point where no backend met the target, which depends on the machine's speed.
     assert result.returncode in (0, 99), result.stderr[-3000:]
@@ -96,7 +96,13 @@ class TestQuickSuite:
             counted = _sql(quick["db"], "SELECT count(DISTINCT process) FROM ops WHERE "
                            "run_id = ? AND backend = 'postgres-cache'", [run_id])[0][0]
             assert counted == instances, point
-        assert quick["took"] < 120
+        # Every pass measured for the shortened 0.5 s (1.5 s as shipped), so the suite's time
+        # is its passes' plus their set-up; the wall-clock bound (about a minute here, on a
+        # quiet machine) leaves room for a machine loaded by other work.
+        spans = _sql(quick["db"], "SELECT max(start_ns) - min(start_ns) FROM ops "
+                     "GROUP BY run_id, backend, repetition")
+        assert spans and max(span for (span,) in spans) < 1_000_000_000, spans
+        assert quick["took"] < 400
 
     def test_verdicts_are_the_target_applied_to_sql(self, quick: dict[str, Any]) -> None:
         """Each verdict's measured get/set p99 and stale rate are those SQL computes over the

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-from support.caches import Inbox, eventually, listening, row_of, sql
+from support.caches import Inbox, eventually, last_served, listening, row_of, sql
 from support.faultproxy import FaultProxy
 from support.instance_process import InstanceProcess, runs_relay
 
@@ -23,9 +23,11 @@ LEASE = 0.5
 
 @pytest.fixture
 def shared(settings: CacheSettings) -> CacheSettings:
+    # The heartbeat's timeout stays the generous one of settings_for: the relay forwards
+    # bursts of megabytes on this test process's loop, which a loaded machine can stall for
+    # over a second, and no test here finds a loss by its heartbeat.
     return replace(settings, shared_listener=True, local_lease_seconds=LEASE,
-                   listener_heartbeat_interval_seconds=0.2,
-                   listener_heartbeat_timeout_seconds=1.0)
+                   listener_heartbeat_interval_seconds=0.2)
 
 
 async def listeners(settings: CacheSettings) -> int:
@@ -119,8 +121,8 @@ class TestHopPostgresToRelay:
                 assert await b.get("k") == b"v" and b.get_local("k") == b"v"
                 proxy.blackhole()
                 silenced = time.monotonic()
-                await eventually(lambda: b.get_local("k") is None, within=3 * LEASE)
-                assert time.monotonic() - silenced <= LEASE + 0.15
+                served = await last_served(lambda: b.get_local("k"))
+                assert served - silenced <= LEASE + 0.15
                 assert await b.get("k") == b"v"  # from PostgreSQL
 
 
@@ -192,8 +194,8 @@ class TestHopRelayToInstance:
                 assert a.get_local("k") == b"v"
                 child.signal(signal.SIGSTOP)
                 stopped = time.monotonic()
-                await eventually(lambda: a.get_local("k") is None, within=3 * LEASE)
-                assert time.monotonic() - stopped <= LEASE + 0.15
+                served = await last_served(lambda: a.get_local("k"))
+                assert served - stopped <= LEASE + 0.15
                 assert await a.get("k") == b"v"  # from PostgreSQL
                 child.signal(signal.SIGCONT)
                 await eventually(lambda: a.stats.lease_valid)

@@ -76,6 +76,25 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> Non
         await asyncio.sleep(0.01)
 
 
+async def last_served(read: Callable[[], object | None], within: float = 10.0) -> float:
+    """Poll ``read`` (e.g. a local copy) until it gives None; return when the last call that
+    still gave something began (monotonic), or when polling began if none did.
+
+    A bound on how long something is served is a bound on that time: a loaded machine polls
+    late and so sees the None late, but the time of a call that was still served only moves
+    later if the code really served later."""
+    started = time.monotonic()
+    deadline = started + within
+    last = started
+    while True:
+        began = time.monotonic()
+        if read() is None:
+            return last
+        last = began
+        assert began < deadline, "still served when the time was up"
+        await asyncio.sleep(0.01)
+
+
 class Inbox:
     """An invalidation callback that records (key, version) and lets a test await one."""
 

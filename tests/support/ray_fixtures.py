@@ -22,6 +22,17 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 NODE_CPUS = 2  # logical CPUs each node declares (the workers reserve cpus_per_worker each)
 
+# Ray's client proxier (the ``ray://`` server) starts a server per client with fork() and a
+# preexec_fn from its multi-threaded gRPC process. With gRPC's fork support on, the child
+# restarts gRPC's poller threads and dies before its exec when subprocess closes the inherited
+# descriptors under them ("epoll_wait error: Bad file descriptor", nothing else in its log):
+# about one connection in ten on a loaded machine. Ray reports that death as "Starting Ray
+# client server failed", or, when it falls between the proxier's poll() and its psutil
+# cmdline() (the child is a zombie by then), as psutil.ZombieProcess from
+# start_specific_server. gRPC's fork support is for children that do not exec, and no Ray
+# process here has one, so it is off for the cluster.
+_GRPC_FORK_SUPPORT = "GRPC_ENABLE_FORK_SUPPORT"
+
 
 @dataclass(frozen=True)
 class RayCluster:
@@ -45,12 +56,15 @@ def ray_cluster() -> Iterator[RayCluster]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         client_port = probe.getsockname()[1]
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": NODE_CPUS, "include_dashboard": False,
-        "ray_client_server_port": client_port,
-        # A lost node is declared dead after ~2 s instead of ~20 s (a test loses one).
-        "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
-                           "health_check_failure_threshold": 3}})
+    # The head's processes (its Ray client proxier among them) inherit this environment.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(_GRPC_FORK_SUPPORT, "0")
+        cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+            "num_cpus": NODE_CPUS, "include_dashboard": False,
+            "ray_client_server_port": client_port,
+            # A lost node is declared dead after ~2 s instead of ~20 s (a test loses one).
+            "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
+                               "health_check_failure_threshold": 3}})
     try:
         cluster.add_node(num_cpus=NODE_CPUS)
         cluster.wait_for_nodes()

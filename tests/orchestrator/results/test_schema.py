@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 from support.results_history import (
     MS,
     OpRow,
@@ -595,7 +596,7 @@ history = st.lists(
 class TestAgainstBruteForce:
     """The window/ASOF formulation agrees with the quadratic definition."""
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=examples(60), deadline=None)
     @given(history)
     def test_random_histories(self, raw: list[tuple[str, str, int, int, int, Any]]) -> None:
         """Random small histories give the same stale reads as a direct check."""

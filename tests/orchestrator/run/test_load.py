@@ -36,6 +36,8 @@ class TestOpenLoop:
         recorder.close()
         rows = csv.reader((tmp_path / "ops.csv").read_text().splitlines())
         latencies_ms = [int(row[4]) / 1e6 for row in rows]
-        assert 0.5 <= took < 1.5
+        # Woken by the wrong clock, the pass would take 3.5 s and every latency would be 3 s
+        # or more: the bounds leave seconds for a loaded machine's stalls and stay below that.
+        assert 0.5 <= took < 2.5
         assert len(latencies_ms) >= 200
-        assert max(latencies_ms) < 100
+        assert max(latencies_ms) < 1000

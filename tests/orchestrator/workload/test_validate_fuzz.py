@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 from support.repo import WORKLOADS
 
 from orchestrator.cli import main
@@ -38,7 +39,7 @@ documents = st.recursive(
     max_leaves=60,
 )
 
-FUZZ = settings(max_examples=150, deadline=None,
+FUZZ = settings(max_examples=examples(150), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LIMIT_S = 5.0
 
