@@ -15,6 +15,8 @@ Nothing else leaves pgcache: a driver's internal or interface error is a connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,6 +109,19 @@ async def connect_once(settings: CacheSettings, dsn: str, application_name: str)
         raise error(
             f"could not connect to PostgreSQL at {address}: {type(exc).__name__}: {exc}",
             address=address, hint=connect_hint(exc, settings)) from exc
+
+
+def cut(conn: Connection) -> None:
+    """Close ``conn`` at once, even when the event loop it belongs to is closed (then
+    asyncpg's terminate() cannot run, and the server must still see the session end)."""
+    try:
+        conn.terminate()
+    except RuntimeError:
+        transport = getattr(conn, "_transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def server_error(exc: BaseException, what: str) -> CacheServerError:

@@ -112,3 +112,20 @@ async def row_of(settings: CacheSettings, key: str) -> tuple[bytes, int] | None:
                      "WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())",
                      key.encode("utf-8", "surrogatepass"))
     return (bytes(rows[0][0]), rows[0][1]) if rows else None
+
+
+async def sessions_of(dsn: str, application_prefix: str) -> list[str]:
+    """application_name of every server session whose name starts with the prefix, asked
+    on a connection of its own."""
+    rows = await sql(dsn, "SELECT application_name FROM pg_stat_activity WHERE "
+                     "starts_with(application_name, $1) ORDER BY 1", application_prefix)
+    return [row[0] for row in rows]
+
+
+async def wait_no_sessions(dsn: str, application_prefix: str, within: float = 20.0) -> None:
+    """Wait until the server has no session named with the prefix (a closed connection's
+    backend takes a moment to go); fail naming the ones left."""
+    deadline = time.monotonic() + within
+    while left := await sessions_of(dsn, application_prefix):
+        assert time.monotonic() < deadline, f"sessions left on the server: {left}"
+        await asyncio.sleep(0.05)
