@@ -63,9 +63,15 @@ def describe_address(dsn: str) -> str:
 
 def is_server_rejection(exc: BaseException) -> bool:
     """The server refused the statement and the session survives it."""
-    return (isinstance(exc, asyncpg.PostgresError)
-            and not isinstance(exc, _CONNECTION_ERRORS)
-            and getattr(exc, "severity", "ERROR") not in ("FATAL", "PANIC"))
+    if not isinstance(exc, asyncpg.PostgresError) \
+            or getattr(exc, "severity", "ERROR") in ("FATAL", "PANIC"):
+        return False
+    # A statement the server cancelled (statement_timeout, pg_cancel_backend) is an ERROR
+    # of class 57 like the shutdowns, but only the statement ended: the session is fine.
+    # (Our own timeouts and cancellations never arrive as this: asyncpg raises
+    # TimeoutError / CancelledError for them.)
+    return isinstance(exc, asyncpg.exceptions.QueryCanceledError) \
+        or not isinstance(exc, _CONNECTION_ERRORS)
 
 
 def is_connection_failure(exc: BaseException) -> bool:
