@@ -164,8 +164,9 @@ class PostgresCache:
             # What was opened goes, whichever way this ended (joins close()'s shutdown).
             await self._shutdown()
             if not closed:
-                self._state = State.NEW  # a failed connect() may be tried again
-                self._loop = None
+                if self._state is not State.CLOSED:  # no close() during that shutdown
+                    self._state = State.NEW  # a failed connect() may be tried again
+                    self._loop = None
                 raise
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and task is not None \

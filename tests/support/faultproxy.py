@@ -100,12 +100,6 @@ class FaultProxy:
         self._holding = True
         self._held_event.clear()
 
-    def hold_after(self, connections: int) -> None:
-        """Hold the answers on every connection accepted after the first ``connections``
-        (counted since the proxy started) until ``release()``; the earlier ones flow."""
-        self._hold_after = connections
-        self._held_event.clear()
-
     async def wait_held(self) -> None:
         """Return once some answer is being held."""
         await self._held_event.wait()
@@ -118,6 +112,12 @@ class FaultProxy:
         for writer, data in held:
             if not writer.is_closing():
                 writer.write(data)
+
+    def hold_after(self, connections: int) -> None:
+        """Hold the answers on every connection accepted after the first ``connections``
+        (counted since the proxy started) until ``release()``; the earlier ones flow."""
+        self._hold_after = connections
+        self._held_event.clear()
 
     async def close(self) -> None:
         if self._server is not None:
