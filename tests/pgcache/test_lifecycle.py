@@ -124,9 +124,13 @@ class TestCloseDuringConnect:
 class TestClose:
     async def test_close_is_idempotent_and_concurrent_closes_agree(
             self, settings: CacheSettings) -> None:
-        """Two concurrent close() calls and a third later all return, and nothing is left."""
+        """Two concurrent close() calls and a third later all return, and nothing is left
+        (the lock session get_or_set opened included)."""
         cache = PostgresCache(settings)
         await cache.connect()
+        assert await cache.get_or_set("k", lambda: b"v") == b"v"
+        assert f"{settings.application_name}-lock" in await sessions_of(
+            settings.dsn, settings.application_name)
         await asyncio.gather(cache.close(), cache.close())
         await cache.close()
         assert not cache.connected

@@ -140,8 +140,8 @@ async def put_row(conn: Any, settings: CacheSettings, key: str, value: bytes, ki
         "(key_hash, key, value, kind, version, expires_at) "
         "VALUES (substring(sha256($1) FROM 1 FOR 16), $1, $2, $3, $4, $5::text::timestamptz) "
         "ON CONFLICT (key_hash) DO UPDATE SET key = $1, value = $2, kind = $3, version = $4, "
-        "expires_at = $5::text::timestamptz", key.encode("utf-8", "surrogatepass"), value, kind, version,
-        expires_at)
+        "expires_at = $5::text::timestamptz",
+        key.encode("utf-8", "surrogatepass"), value, kind, version, expires_at)
 
 
 def nested_list(depth: int) -> Any:
