@@ -307,7 +307,9 @@ class PostgresCache:
 
     def _abandon(self) -> None:
         """Cut every connection without the loop they belong to (close() on another one)."""
-        if self._listener is not None and not isinstance(self._listener, RelayLink):
+        if isinstance(self._listener, RelayLink):
+            self._listener.abandon(self._coherence)
+        elif self._listener is not None:
             self._listener.abandon()
         if self._notifier is not None:
             self._notifier.abandon()

@@ -124,7 +124,17 @@ def cut(conn: Connection) -> None:
         conn.terminate()
     except RuntimeError:
         transport = getattr(conn, "_transport", None)
-        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is not None:
+            cut_transport(transport)
+
+
+def cut_transport(transport: asyncio.BaseTransport) -> None:
+    """Abort ``transport``; if its event loop is closed, shut its socket down instead (the
+    peer sees the end; the descriptor goes when the transport is collected)."""
+    try:
+        transport.abort()  # type: ignore[attr-defined]
+    except RuntimeError:
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

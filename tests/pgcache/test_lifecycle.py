@@ -151,10 +151,12 @@ class TestClose:
 
 
 class TestEventLoop:
-    def test_an_instance_used_on_another_loop_says_so(self, postgres_dsn: str) -> None:
+    @pytest.mark.parametrize("shared", [False, True], ids=["own listener", "shared listener"])
+    def test_an_instance_used_on_another_loop_says_so(self, postgres_dsn: str,
+                                                       shared: bool) -> None:
         """Connected in one asyncio.run and used in the next: every call raises a
         CacheStateError naming the loop, close() there returns, and nothing stays open."""
-        settings = settings_for(postgres_dsn)
+        settings = settings_for(postgres_dsn, shared_listener=shared)
         cache = PostgresCache(settings)
 
         async def first() -> None:
