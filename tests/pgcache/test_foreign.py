@@ -129,18 +129,22 @@ class TestForeignPayloads:
     async def test_an_unreadable_payload_drops_every_copy(
             self, pair: tuple[PostgresCache, PostgresCache, Inbox], foreign: Any,
             settings: CacheSettings) -> None:
-        """A payload pgcache cannot read may have announced any write: the reader counts
-        it, flushes its copies (callbacks hear (None, None)) and keeps listening."""
+        """A payload pgcache cannot read (an item it cannot apply, postgres-cache 0.1.1's
+        format) may have announced any write: the reader counts it, flushes its copies
+        (callbacks hear (None, None)) and keeps listening."""
         writer, reader, inbox = pair
-        await writer.set("k", b"1")
-        assert await reader.get("k") == b"1" and reader.get_local("k") == b"1"
-        flushes = reader.stats.local_flushes
-        await foreign.execute("SELECT pg_notify($1, $2)", settings.notify_channel,
-                              '["someone", 1, "not a version", "k"]')
-        await inbox.wait_for((None, None), within=20)
-        assert reader.get_local("k") is None
-        assert reader.stats.foreign_notifications == 1
-        assert reader.stats.local_flushes > flushes
+        payloads = ['["someone", 1, "not a version", "k"]', "u1\x1fk"]
+        for number, payload in enumerate(payloads, start=1):
+            await writer.set("k", b"1")
+            assert await reader.get("k") == b"1" and reader.get_local("k") == b"1"
+            flushes = reader.stats.local_flushes
+            inbox.items.clear()
+            await foreign.execute("SELECT pg_notify($1, $2)", settings.notify_channel,
+                                  payload)
+            await inbox.wait_for((None, None), within=20)
+            assert reader.get_local("k") is None
+            assert reader.stats.foreign_notifications == number
+            assert reader.stats.local_flushes > flushes
         await still_works(writer, reader, inbox)
 
 
