@@ -22,7 +22,7 @@ from typing import Any
 
 from ._coherence import Coherence, InvalidationCallback
 from ._connect import Connection, connect_once, describe_address
-from ._db import Database
+from ._db import Database, wrong_loop
 from ._errors import CacheArgumentError, CacheServerError, CacheStateError
 from ._keys import key_type_error
 from ._lease import Lease
@@ -90,6 +90,10 @@ class PostgresCache:
         self._coherence = Coherence(self._instance_id, self._local, self._lease,
                                     self._counters, woken=self._woken)
         self._state = State.NEW
+        # The loop connect() ran on: every connection and task of the instance belongs to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._shutting: asyncio.Future[None] | None = None
         self._seq = 0
         # The parts that talk to PostgreSQL exist while the cache is open.
         self._db: Database | None = None
@@ -137,44 +141,75 @@ class PostgresCache:
         return self._names.table
 
     async def connect(self) -> None:
-        """Open the pool, the notifier and the listener; fails with CacheConnectionError."""
+        """Open the pool, the notifier and the listener; fails with CacheConnectionError.
+
+        A close() meanwhile stops it wherever it is: it raises CacheStateError ("closed while
+        connecting") and nothing stays open.
+        """
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise wrong_loop()
         if self._state is State.CLOSED:
             raise CacheStateError("cache is closed", hint="create a new PostgresCache")
         if self._state is not State.NEW:
             raise CacheStateError(f"cache is already {self._state.value}",
                                   hint="call connect() once per PostgresCache")
+        self._loop = loop = asyncio.get_running_loop()
         self._state = State.CONNECTING
-        settings = self._settings
+        # A task of its own, so that close() can cancel it at whichever await it is in.
+        opening = self._opening = loop.create_task(self._open(), name="pgcache-connect")
         try:
-            pool = ConnectionPool(self._open_pool_connection,
-                                  min_size=max(settings.min_pool_size, 1),
-                                  max_size=settings.max_pool_size)
-            self._db = db = Database(pool, settings, self._address, self._counters)
-            await pool.start()
-            await self._check_schema(db)
-            if not settings.disable_notify:
-                # With a shared listener the relay proves the path for everyone.
-                heartbeats = self._lease is not None and not settings.shared_listener
-                self._notifier = Notifier(
-                    settings, self._open_notifier_connection, self._instance_id,
-                    next_seq=self._next_seq, counters=self._counters,
-                    heartbeat_every=settings.local_lease_seconds / 4 if heartbeats else None)
-                await self._notifier.start()
-            self._build_parts(db)
-            if self._lease is not None:
-                await self._start_listening(self._lease)
-            elif self._local is not None:
-                # No NOTIFY: copies live until local_ttl_seconds, nothing evicts them earlier.
-                self._local.trusted_until = math.inf
-            assert self._sweeper is not None
-            self._sweeper.start()
-        except BaseException:
+            await opening  # our caller's cancellation cancels it too
+        except BaseException as exc:
+            closed = self._state is State.CLOSED
+            # What was opened goes, whichever way this ended (joins close()'s shutdown).
             await self._shutdown()
-            self._state = State.NEW
-            raise
+            if not closed:
+                if self._state is not State.CLOSED:  # no close() during that shutdown
+                    self._state = State.NEW  # a failed connect() may be tried again
+                    self._loop = None
+                raise
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None \
+                    and task.cancelling():
+                raise  # our own caller cancelled us, and close() came too
+            raise CacheStateError("cache closed while connecting",
+                                  hint="close() was called before connect() finished"
+                                  ) from (None if isinstance(exc, asyncio.CancelledError)
+                                          else exc)
+        finally:
+            self._opening = None
+        if self._state is not State.CONNECTING:
+            # close() came after the last step, before we resumed; it closed everything.
+            raise CacheStateError("cache closed while connecting",
+                                  hint="close() was called before connect() finished")
         self._state = State.OPEN
 
-    def _build_parts(self, db: Database) -> None:
+    async def _open(self) -> None:
+        """connect()'s steps; what they opened is closed by connect() if one fails."""
+        settings = self._settings
+        pool = ConnectionPool(self._open_pool_connection,
+                              min_size=max(settings.min_pool_size, 1),
+                              max_size=settings.max_pool_size)
+        self._db = db = Database(pool, settings, self._address, self._counters)
+        await pool.start()
+        await self._check_schema(db)
+        if not settings.disable_notify:
+            # With a shared listener the relay proves the path for everyone.
+            heartbeats = self._lease is not None and not settings.shared_listener
+            self._notifier = Notifier(
+                settings, self._open_notifier_connection, self._instance_id,
+                next_seq=self._next_seq, counters=self._counters,
+                heartbeat_every=settings.local_lease_seconds / 4 if heartbeats else None)
+            await self._notifier.start()
+        sweeper = self._build_parts(db)
+        if self._lease is not None:
+            await self._start_listening(self._lease)
+        elif self._local is not None:
+            # No NOTIFY: copies live until local_ttl_seconds, nothing evicts them earlier.
+            self._local.trusted_until = math.inf
+        sweeper.start()
+
+    def _build_parts(self, db: Database) -> Sweeper:
         settings, sql, local = self._settings, self._sql, self._local
         self._reader = Reader(db, sql, self._codec, local, settings.local_ttl_seconds,
                               self._counters)
@@ -189,15 +224,18 @@ class PostgresCache:
                               self._codec.pack, inserted=sweeper.inserted if bounded else None)
         self._loads = Loads(settings, self._names.table, local, self._codec, self._counters,
                             self._locks, self._woken, get=self.get, set=self._store)
+        return sweeper
 
     async def _start_listening(self, lease: Lease) -> None:
         settings = self._settings
         coherence = self._coherence
-        assert self._notifier is not None  # a listener implies notifications
+        notifier = self._notifier
+        if notifier is None:  # a listener implies notifications
+            raise CacheStateError("a listener needs notifications", hint="a pgcache bug")
         if settings.shared_listener:
             self._listener = await RelayLink.join(settings, coherence, host=self._start_relay)
         else:
-            lease.kick = self._notifier.kick
+            lease.kick = notifier.kick
             self._listener = Listener(settings, self._open_listener_connection,
                                       on_payload=coherence.on_payload,
                                       on_lost=coherence.on_lost, on_ready=coherence.on_ready)
@@ -222,30 +260,68 @@ class PostgresCache:
         return self._seq
 
     async def close(self) -> None:
-        """Close every connection; idempotent."""
-        if self._state is State.CLOSED:
-            return
+        """Close every connection; idempotent, and stops a connect() in progress.
+
+        On another event loop than the one it connected on, the instance is closed without
+        waiting for anything: its connections are cut (their loop cannot run them).
+        """
         self._state = State.CLOSED
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            self._abandon()
+            return
+        opening = self._opening
+        if opening is not None and not opening.done():
+            opening.cancel()
+            await asyncio.wait({opening})
         await self._shutdown()
 
     async def _shutdown(self) -> None:
-        if self._lease is not None:
-            self._lease.suspend()
+        """Close every part that is open; concurrent callers share one run, which goes on
+        to the end even if they are cancelled."""
+        running = self._shutting
+        if running is None:
+            running = self._shutting = asyncio.ensure_future(self._close_parts())
+        await asyncio.shield(running)
+
+    async def _close_parts(self) -> None:
+        try:
+            if self._lease is not None:
+                self._lease.suspend()
+            if self._local is not None:
+                self._local.trusted_until = 0.0
+            if self._sweeper is not None:
+                await self._sweeper.stop()
+            if isinstance(self._listener, RelayLink):
+                await self._listener.leave(self._coherence)
+            elif self._listener is not None:
+                await self._listener.close()
+            if self._notifier is not None:
+                await self._notifier.close(drain_timeout=self._settings.connect_timeout)
+            if self._locks is not None:
+                await self._locks.close()
+            if self._db is not None:
+                await self._db.pool.close()
+            self._forget_parts()
+        finally:
+            self._shutting = None
+
+    def _abandon(self) -> None:
+        """Cut every connection without the loop they belong to (close() on another one)."""
+        if isinstance(self._listener, RelayLink):
+            self._listener.abandon(self._coherence)
+        elif self._listener is not None:
+            self._listener.abandon()
+        if self._notifier is not None:
+            self._notifier.abandon()
+        if self._locks is not None:
+            self._locks.abandon()
+        if self._db is not None:
+            self._db.pool.abandon()
+        self._forget_parts()
+
+    def _forget_parts(self) -> None:
         if self._local is not None:
             self._local.trusted_until = 0.0
-        if self._sweeper is not None:
-            await self._sweeper.stop()
-        if isinstance(self._listener, RelayLink):
-            await self._listener.leave(self._coherence)
-        elif self._listener is not None:
-            await self._listener.close()
-        if self._notifier is not None:
-            await self._notifier.close(drain_timeout=self._settings.connect_timeout)
-        if self._locks is not None:
-            await self._locks.close()
-        if self._db is not None:
-            await self._db.pool.close()
-        if self._local is not None:
             self._local.flush()
         self._db = self._reader = self._writer = self._loads = self._locks = None
         self._sweeper = self._listener = self._notifier = None

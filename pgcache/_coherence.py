@@ -10,7 +10,10 @@ listener back again do to them.
 - Listener back: flushed again (what was read while deaf is disowned), and the next echo
   renews the lease.
 - A payload that is not pgcache's (another program on the channel, another version during a
-  rolling deploy) is counted in ``stats.foreign_notifications`` and logged once.
+  rolling deploy), or one with an item pgcache cannot read, is counted in
+  ``stats.foreign_notifications``, logged once, and flushes the local cache: it may have
+  announced a write this instance cannot tell, and a flush never serves a stale copy.
+  Nothing a payload holds makes ``on_payload`` raise.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ._stats import Counters
 log = logging.getLogger("pgcache")
 
 InvalidationCallback = Callable[[str | None, int | None], None]
+# What _resolve returns for a pair that is not pgcache's.
+_UNREADABLE: tuple[str, int] = ("", -1)
 
 
 class Coherence:
@@ -62,19 +67,25 @@ class Coherence:
                 log.exception("pgcache invalidation callback %r failed", callback)
 
     def on_payload(self, payload: str) -> None:
-        """A payload from this instance's own listener."""
-        if payload.startswith(self._own_prefix):  # every write's echo: on_echo, inlined
-            lease = self._lease
-            if lease is not None:
-                seq = own_seq(payload, self._own_prefix)
-                if seq is not None:
-                    lease.echoed(seq)
-            return
-        notice = decode(payload)
-        if notice is None:
+        """A payload from this instance's own listener; never raises."""
+        try:
+            if payload.startswith(self._own_prefix):  # every write's echo: on_echo, inlined
+                lease = self._lease
+                if lease is not None:
+                    seq = own_seq(payload, self._own_prefix)
+                    if seq is not None:
+                        lease.echoed(seq)
+                return
+            notice = decode(payload)
+            if notice is None:
+                self._foreign(payload)
+                return
+            self.on_notice(notice)
+        except Exception:
+            # Raised here it would only reach asyncio's exception handler, the payload
+            # unapplied: what it might have announced is dropped instead.
+            log.exception("pgcache could not apply a notification: %.200r", payload)
             self._foreign(payload)
-            return
-        self.on_notice(notice)
 
     def on_echo(self, seq: int) -> None:
         """Our own notification ``seq`` came back."""
@@ -86,13 +97,15 @@ class Coherence:
         if self._lease is not None:
             self._lease.proven(at)
 
-    def _foreign(self, payload: str) -> None:
+    def _foreign(self, payload: object) -> None:
         self._counters.foreign_notifications += 1
         if not self._foreign_logged:
             self._foreign_logged = True
-            log.warning("pgcache ignores notifications on its channel that are not its "
-                        "own (counted in stats.foreign_notifications; logged once): %.200r",
-                        payload)
+            log.warning("pgcache flushes its local copies on notifications on its channel "
+                        "that are not its own (counted in stats.foreign_notifications; "
+                        "logged once): %.200r", payload)
+        self.flush()
+        self._tell(None, None)
 
     def on_notice(self, notice: Notice) -> None:
         """Another instance's decoded payload (``FOREIGN``: not a pgcache payload)."""
@@ -109,6 +122,9 @@ class Coherence:
                 resolved = self._resolve(version, name)
                 if resolved is None:
                     continue
+                if resolved is _UNREADABLE:
+                    self._foreign(notice.items)
+                    return
                 name, version = resolved
             counters.invalidations_received += 1
             if local is not None and local.invalidate(name, version):
@@ -120,15 +136,16 @@ class Coherence:
         """A pair of a payload that is not a short key's version: apply a trim's floor or a
         flush, and return None; return a long key named by its hash as ``(key, version)``
         (None, counted as received, if this instance neither holds nor has it in flight);
-        None for anything else."""
+        ``_UNREADABLE`` for anything else."""
         if type(version) is not int:
-            return None
+            return _UNREADABLE
         if name is None:
             if version > 0:
                 self.floor(version)
-            return None
+                return None
+            return _UNREADABLE
         if not isinstance(name, str):
-            return None
+            return _UNREADABLE
         if version == FLUSH_ALL:
             self.flush()
             self._tell(None, None)

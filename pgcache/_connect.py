@@ -15,6 +15,8 @@ Nothing else leaves pgcache: a driver's internal or interface error is a connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,9 +63,15 @@ def describe_address(dsn: str) -> str:
 
 def is_server_rejection(exc: BaseException) -> bool:
     """The server refused the statement and the session survives it."""
-    return (isinstance(exc, asyncpg.PostgresError)
-            and not isinstance(exc, _CONNECTION_ERRORS)
-            and getattr(exc, "severity", "ERROR") not in ("FATAL", "PANIC"))
+    if not isinstance(exc, asyncpg.PostgresError) \
+            or getattr(exc, "severity", "ERROR") in ("FATAL", "PANIC"):
+        return False
+    # A statement the server cancelled (statement_timeout, pg_cancel_backend) is an ERROR
+    # of class 57 like the shutdowns, but only the statement ended: the session is fine.
+    # (Our own timeouts and cancellations never arrive as this: asyncpg raises
+    # TimeoutError / CancelledError for them.)
+    return isinstance(exc, asyncpg.exceptions.QueryCanceledError) \
+        or not isinstance(exc, _CONNECTION_ERRORS)
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -107,6 +115,29 @@ async def connect_once(settings: CacheSettings, dsn: str, application_name: str)
         raise error(
             f"could not connect to PostgreSQL at {address}: {type(exc).__name__}: {exc}",
             address=address, hint=connect_hint(exc, settings)) from exc
+
+
+def cut(conn: Connection) -> None:
+    """Close ``conn`` at once, even when the event loop it belongs to is closed (then
+    asyncpg's terminate() cannot run, and the server must still see the session end)."""
+    try:
+        conn.terminate()
+    except RuntimeError:
+        transport = getattr(conn, "_transport", None)
+        if transport is not None:
+            cut_transport(transport)
+
+
+def cut_transport(transport: asyncio.BaseTransport) -> None:
+    """Abort ``transport``; if its event loop is closed, shut its socket down instead (the
+    peer sees the end; the descriptor goes when the transport is collected)."""
+    try:
+        transport.abort()  # type: ignore[attr-defined]
+    except RuntimeError:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def server_error(exc: BaseException, what: str) -> CacheServerError:

@@ -20,16 +20,25 @@ from ._connect import (
     server_error,
     was_not_sent,
 )
-from ._errors import CacheConnectionError, PgCacheError
+from ._errors import CacheConnectionError, CacheStateError, PgCacheError
 from ._pool import Connection, ConnectionPool
 from ._settings import CacheSettings
 from ._stats import Counters
 
 
+def wrong_loop() -> CacheStateError:
+    """What a call on another event loop than the instance's raises."""
+    return CacheStateError(
+        "this PostgresCache is bound to the event loop it connected on; this call runs on "
+        "another event loop",
+        hint="connect, use and close an instance within one event loop (one asyncio.run); "
+             "make one instance per loop")
+
+
 class Database:
     """Statements on a pool, with pgcache's error mapping and its one retry."""
 
-    __slots__ = ("_counters", "address", "pool", "settings")
+    __slots__ = ("_counters", "address", "loop", "pool", "settings")
 
     def __init__(self, pool: ConnectionPool, settings: CacheSettings, address: str,
                  counters: Counters) -> None:
@@ -37,6 +46,10 @@ class Database:
         self.settings = settings
         self.address = address
         self._counters = counters
+        # Every connection belongs to this loop. A call on another one fails on the wire
+        # (a future of another loop, or a closed loop); that is checked on the failure path
+        # and here, never on the hot path.
+        self.loop = asyncio.get_running_loop()
 
     async def acquire(self) -> Connection:
         """A pooled connection (never suspends when one is idle)."""
@@ -44,6 +57,8 @@ class Database:
         conn = pool.try_acquire()
         if conn is not None:
             return conn
+        if asyncio.get_running_loop() is not self.loop:
+            raise wrong_loop()
         try:
             return await pool.acquire()
         except PgCacheError:
@@ -54,6 +69,9 @@ class Database:
     def failed(self, conn: Connection, exc: BaseException, what: str) -> BaseException:
         """Give ``conn`` back after ``exc`` (or drop it); return what to raise instead."""
         pool = self.pool
+        if asyncio.get_running_loop() is not self.loop:
+            pool.cut(conn)  # nothing of its loop may run from here, not even a wake-up
+            return wrong_loop()
         if is_server_rejection(exc):
             pool.release(conn)  # the server rejected the statement; the session is fine
             return server_error(exc, what)

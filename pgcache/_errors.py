@@ -71,7 +71,13 @@ class CacheServerError(PgCacheError):
 
 
 class CacheSerializationError(PgCacheError, TypeError):
-    """A value could not be serialized or a stored value could not be deserialized."""
+    """A value could not be serialized, or a stored value could not be read back (``key``:
+    the key whose row it is, when one was being read)."""
+
+    def __init__(self, message: str, *, key: str | None = None, detail: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, detail=detail, hint=hint)
+        self.key = key
 
 
 class CacheLockTimeoutError(PgCacheError, TimeoutError):

@@ -16,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._connect import cut
 from ._db import call_bounded
 from ._settings import CacheSettings
 
@@ -145,3 +146,10 @@ class Listener:
                 await asyncio.wait_for(conn.close(), 1.0)
             except (Exception, asyncio.CancelledError):
                 conn.terminate()
+
+    def abandon(self) -> None:
+        """Cut the connection without the event loop it belongs to (which may be closed)."""
+        conn, self._conn, self._task = self._conn, None, None
+        self.connected = False
+        if conn is not None:
+            cut(conn)

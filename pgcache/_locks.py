@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._connect import Connection, connection_error, is_server_rejection, server_error
+from ._connect import Connection, connection_error, cut, is_server_rejection, server_error
 from ._db import call_bounded
 from ._errors import PgCacheError
 from ._settings import CacheSettings
@@ -70,3 +70,9 @@ class AdvisoryLocks:
                 await asyncio.wait_for(conn.close(), 1.0)
             except (Exception, asyncio.CancelledError):
                 conn.terminate()
+
+    def abandon(self) -> None:
+        """Cut the session without the event loop it belongs to (which may be closed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            cut(conn)

@@ -32,7 +32,8 @@ from collections.abc import Awaitable, Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ._db import call_bounded
+from ._connect import cut
+from ._db import call_bounded, wrong_loop
 from ._keys import LONG_KEY_CHARS
 from ._listener import Backoff
 from ._payload import flush_all, header, heartbeat, name
@@ -119,6 +120,8 @@ class Notifier:
 
     async def drain(self, within_seconds: float) -> bool:
         """Wait until everything queued has been sent; False if not within that time."""
+        if self._task is not None and self._task.get_loop() is not asyncio.get_running_loop():
+            raise wrong_loop()  # its sending task cannot run from here
         try:
             async with asyncio.timeout(within_seconds):
                 await self._idle.wait()
@@ -253,3 +256,9 @@ class Notifier:
             except (Exception, asyncio.CancelledError):
                 self._conn.terminate()
             self._conn = None
+
+    def abandon(self) -> None:
+        """Cut the connection without the event loop it belongs to (which may be closed)."""
+        conn, self._conn, self._task = self._conn, None, None
+        if conn is not None:
+            cut(conn)

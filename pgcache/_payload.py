@@ -50,7 +50,9 @@ def own_prefix(sender: str) -> str:
     return f'["{sender}",'
 
 
-_DIGITS = re.compile(r"[0-9]+")
+# A seq is at most a bigint's 19 digits; anything longer is not ours (and int() of a
+# 5000-digit string would raise).
+_DIGITS = re.compile(r"[0-9]{1,19}(?![0-9])")
 
 
 def own_seq(payload: str, prefix: str) -> int | None:
@@ -83,10 +85,11 @@ def flush_all(sender: str, seq: int) -> str:
 
 
 def decode(payload: str) -> Notice | None:
-    """A payload of another pgcache instance, or None if it is not one (foreign, corrupt)."""
+    """A payload of another pgcache instance, or None if it is not one (foreign, corrupt).
+    Never raises, whatever another program NOTIFYs; its items are checked where applied."""
     try:
         items = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the stack allows
         return None
     if not isinstance(items, list) or len(items) < 2 or len(items) % 2:
         return None

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._connect import cut
 from ._errors import CacheStateError
 
 Connection = Any  # asyncpg.Connection; asyncpg ships no type information
@@ -43,18 +44,25 @@ class ConnectionPool:
         return len(self._idle)
 
     async def start(self) -> None:
-        """Open ``min_size`` connections; the first failure propagates (and nothing stays open)."""
+        """Open ``min_size`` connections; the first failure propagates, and nothing stays
+        open (nor when start() is cancelled: what opens later is closed as it opens)."""
         self._size += self._min_size
-        results = await asyncio.gather(*(self._connect() for _ in range(self._min_size)),
-                                       return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        opened = [r for r in results if not isinstance(r, BaseException)]
+        opening = [asyncio.ensure_future(self._connect()) for _ in range(self._min_size)]
+        try:
+            await asyncio.wait(opening)
+        except BaseException:
+            self._size -= self._min_size
+            for task in opening:
+                task.cancel()
+                task.add_done_callback(_close_opened)
+            raise
+        errors = [t.exception() for t in opening if t.exception() is not None]
         if errors:
             self._size -= self._min_size
-            for conn in opened:
-                conn.terminate()
-            raise errors[0]
-        self._idle.extend(opened)
+            for task in opening:
+                _close_opened(task)
+            raise errors[0]  # type: ignore[misc]
+        self._idle.extend(task.result() for task in opening)
 
     def try_acquire(self) -> Connection | None:
         """An idle, open connection, or None (never suspends)."""
@@ -119,6 +127,19 @@ class ConnectionPool:
         self._size -= 1
         self._wake_one(None)
 
+    def cut(self, conn: Connection) -> None:
+        """Close a connection without running anything of its event loop (which may be
+        closed); it no longer counts."""
+        cut(conn)
+        self._size -= 1
+
+    def abandon(self) -> None:
+        """Close the pool without its event loop: cut the idle connections."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self.cut(conn)
+
     def discard_idle(self) -> int:
         """Close every idle connection (after one failed, the others are suspect: a server
         restart ends them all); returns how many went."""
@@ -155,3 +176,9 @@ class ConnectionPool:
         for conn, result in zip(idle, results, strict=True):
             if isinstance(result, BaseException):
                 conn.terminate()
+
+
+def _close_opened(task: asyncio.Future[Connection]) -> None:
+    """A connection opened for nothing (its start() failed or was cancelled) is closed."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().terminate()

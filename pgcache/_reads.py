@@ -25,7 +25,7 @@ from ._keys import key_parts
 from ._local import LocalCache
 from ._schema import Statements
 from ._stats import Counters
-from ._values import COMPRESSED, KIND_BYTES, ValueCodec
+from ._values import KIND_BYTES, ValueCodec
 
 _monotonic = time.monotonic
 # What a shared fetch resolves to when it failed: each read that shared it fetches for itself.
@@ -71,7 +71,7 @@ class Reader:
                 row = await asyncio.shield(joined)
                 if row is not _FETCH_FAILED:
                     self._counters.shared_reads += 1
-                    return self._answer(row)
+                    return self._answer(key, row)
             shared = asyncio.get_running_loop().create_future()
             epoch = local.begin(key, shared)
             sql = self._sql.get
@@ -94,30 +94,32 @@ class Reader:
                 shared.set_result(_FETCH_FAILED)  # the sharers fetch for themselves
             raise
         if shared is None:
-            return self._answer(row)
+            return self._answer(key, row)
         assert local is not None
         announced = local.end(key, shared)
         shared.set_result(row)
-        if row is not None and row[2] >= announced and epoch == local.epoch \
+        if row is None:
+            return self._answer(key, row)
+        # Read first: a row another program wrote raises here, and nothing is installed.
+        value, data, kind = self._codec.read(key, row[0], row[1])
+        if row[2] >= announced and epoch == local.epoch \
                 and _monotonic() < local.trusted_until:
-            value, kind = row[0], row[1]
-            if kind & COMPRESSED:
-                value, kind = ValueCodec.unpack(value, kind)
-            local.install(key, value, kind, row[2], self.expires(row[3]))
-        return self._answer(row)
+            local.install(key, data, kind, row[2], self.expires(row[3]))
+        self._counters.remote_hits += 1
+        return value
 
-    def _answer(self, row: Any) -> Any:
+    def _answer(self, key: str, row: Any) -> Any:
         """The value of a fetched row (None: a miss), counted."""
         if row is None:
             self._counters.misses += 1
             return None
-        self._counters.remote_hits += 1
         kind = row[1]
         if kind == KIND_BYTES:
+            self._counters.remote_hits += 1
             return row[0]
-        if kind & COMPRESSED:
-            return self._codec.decode(*ValueCodec.unpack(row[0], kind))
-        return self._codec.decode(row[0], kind)
+        value = self._codec.read(key, row[0], kind)[0]
+        self._counters.remote_hits += 1
+        return value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of those ``keys`` that exist: local copies first, then one statement."""
@@ -160,16 +162,15 @@ class Reader:
             if trusted:
                 assert local is not None
                 announced = {key: local.end(key) for key in epochs}
-        for index, value, kind, version, ttl in rows:
+        for index, stored, stored_kind, version, ttl in rows:
             key = names[index - 1]
-            if kind & COMPRESSED:
-                value, kind = ValueCodec.unpack(value, kind)
+            # Read first: a row another program wrote raises here, and nothing is installed.
+            result[key], value, kind = self._codec.read(key, stored, stored_kind)
             if trusted:
                 assert local is not None
                 if version >= announced[key] and epochs[key] == local.epoch \
                         and _monotonic() < local.trusted_until:
                     local.install(key, value, kind, version, self.expires(ttl))
             counters.remote_hits += 1
-            result[key] = self._codec.decode(value, kind)
         counters.misses += len(wanted) - len(rows)
         return result

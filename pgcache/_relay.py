@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
+from ._connect import cut_transport
 from ._listener import Backoff, Listener
 from ._notifier import Notifier
 from ._payload import FOREIGN, Notice, decode, own_prefix, own_seq
@@ -171,6 +172,19 @@ class RelayServer:
         self._broadcast(_frame(b"R"))
         self._notifier.kick()
 
+    def abandon(self) -> None:
+        """Cut the PostgreSQL sessions and the clients without the event loop they belong
+        to (which may be closed)."""
+        server, self._server = self._server, None
+        if server is not None:
+            with contextlib.suppress(RuntimeError):
+                server.close()
+        for writer in list(self._clients):
+            cut_transport(writer.transport)
+        self._clients.clear()
+        self._notifier.abandon()
+        self._listener.abandon()
+
     async def close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
@@ -280,6 +294,22 @@ class RelayLink:
         relay, self._relay = self._relay, None
         if relay is not None:
             await relay.close()
+
+    def abandon(self, subscriber: Subscriber) -> None:
+        """``leave`` without the event loop the link belongs to (which may be closed)."""
+        self._subscribers.pop(subscriber.instance_id, None)
+        if self._subscribers:
+            return
+        if self._links.get(self._key) is self:
+            del self._links[self._key]
+        self._task = self._starting = None
+        if self._writer is not None:
+            cut_transport(self._writer.transport)
+            self._writer = None
+        self.connected = False
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.abandon()
 
     @property
     def runs_relay(self) -> bool:

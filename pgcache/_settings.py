@@ -7,7 +7,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ._errors import CacheConfigError
 from ._serializers import SERIALIZERS, Serializer
@@ -166,6 +166,10 @@ class CacheSettings:
                                        f"{self.max_age_seconds}")
         if not isinstance(self.application_name, str) or len(self.application_name) > 63:
             raise CacheConfigError("application_name", "must be a string of at most 63 chars")
+        if "\x00" in self.application_name:
+            raise CacheConfigError("application_name", "must not contain a NUL character",
+                                   hint="PostgreSQL cannot receive one in a connection's "
+                                        "settings: every connect would fail")
         if isinstance(self.serializer, str):
             if self.serializer not in SERIALIZERS:
                 raise CacheConfigError(
@@ -229,6 +233,12 @@ def _check_dsn(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise CacheConfigError(name, "must be a non-empty PostgreSQL URL",
                                hint="e.g. postgresql://user:password@host:5432/database")
+    # The driver percent-decodes every part (user, password, host, database, query).
+    if "\x00" in unquote(value):
+        raise CacheConfigError(name, "must not contain a NUL character, raw or as %00",
+                               hint="PostgreSQL cannot receive one in a connection's "
+                                    "parameters: every connect would fail; a literal '%' "
+                                    "is written %25")
     if not value.startswith(("postgresql://", "postgres://")):
         raise CacheConfigError(name, "must start with postgresql:// or postgres://",
                                hint="e.g. postgresql://user:password@host:5432/database")

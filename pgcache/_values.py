@@ -14,7 +14,7 @@ import math
 import zlib
 from typing import Any
 
-from ._errors import CacheArgumentError
+from ._errors import CacheArgumentError, CacheSerializationError, PgCacheError
 from ._serializers import Serializer
 from ._settings import MAX_TTL_SECONDS
 
@@ -52,7 +52,12 @@ class ValueCodec:
     def unpack(data: bytes, kind: int) -> tuple[bytes, int]:
         """Plain bytes and kind of what the table stored."""
         if kind & COMPRESSED:
-            return zlib.decompress(data), kind & ~COMPRESSED
+            try:
+                return zlib.decompress(data), kind & ~COMPRESSED
+            except zlib.error as exc:
+                raise CacheSerializationError(
+                    f"the stored value is marked compressed but is not zlib data: {exc}"
+                ) from None
         return data, kind
 
     def encode(self, value: Any) -> tuple[bytes, int]:
@@ -63,12 +68,49 @@ class ValueCodec:
         if value is None:
             raise CacheArgumentError("None cannot be cached: get() returns None for a miss",
                                      hint="delete the key instead, or store a sentinel value")
-        return self._serializer.dumps(value), KIND_SERIALIZED
+        try:
+            data = self._serializer.dumps(value)
+        except PgCacheError:
+            raise
+        except Exception as exc:  # a configured serializer's own error, RecursionError too
+            raise CacheSerializationError(
+                f"the serializer could not encode a value of type {type(value).__name__}: "
+                f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(data, bytes):
+            raise CacheSerializationError(
+                f"the serializer's dumps() returned {type(data).__name__}, not bytes")
+        return data, KIND_SERIALIZED
 
     def decode(self, data: bytes, kind: int) -> Any:
         if kind == KIND_BYTES:
             return data
-        return self._serializer.loads(data)
+        if kind != KIND_SERIALIZED:
+            raise CacheSerializationError(f"the stored value has kind {kind!r}, which pgcache "
+                                          "never writes")
+        try:
+            return self._serializer.loads(data)
+        except PgCacheError:
+            raise
+        except Exception as exc:  # a configured serializer's own error, RecursionError too
+            raise CacheSerializationError(
+                f"the serializer could not decode the stored value: "
+                f"{type(exc).__name__}: {exc}") from exc
+
+    def read(self, key: str, data: bytes, kind: int) -> tuple[Any, bytes, int]:
+        """The value of a stored row, with the plain bytes and kind a local copy keeps;
+        CacheSerializationError naming ``key`` when the row is not what pgcache writes
+        (another program wrote it): then nothing of it may be installed."""
+        if kind == KIND_BYTES:
+            return data, data, kind
+        try:
+            if kind & COMPRESSED:
+                data, kind = self.unpack(data, kind)
+            return self.decode(data, kind), data, kind
+        except CacheSerializationError as exc:
+            raise CacheSerializationError(
+                f"the stored value of key {key[:80]!r} cannot be read: {exc.message}",
+                key=key, hint="was the row written by another program or serializer? "
+                              "delete the key or set it again") from exc
 
 
 def check_ttl(ttl_seconds: Any, default: float | None) -> float | None:

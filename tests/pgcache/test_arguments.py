@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from support.caches import sql
 
 from pgcache import (
     CacheArgumentError,
     CacheConfigError,
+    CacheServerError,
     CacheSettings,
     PgCacheError,
     PostgresCache,
@@ -96,6 +99,44 @@ class TestBadArguments:
                 await call("postgresql://h/db")  # type: ignore[arg-type]
         with pytest.raises(CacheArgumentError):
             PostgresCache({"dsn": "postgresql://h/db"})  # type: ignore[arg-type]
+
+
+async def pool_pids(settings: CacheSettings) -> list[int]:
+    """Backend pids of the pool's sessions (the pool's application_name exactly)."""
+    rows = await sql(settings.dsn, "SELECT pid FROM pg_stat_activity WHERE "
+                     "application_name = $1 ORDER BY pid", settings.application_name)
+    return [row[0] for row in rows]
+
+
+class TestServerCancels:
+    async def test_statement_timeout_is_a_server_error_and_keeps_the_connection(
+            self, settings: CacheSettings) -> None:
+        """A statement the server cancels (statement_timeout, set in the DSN) raises
+        CacheServerError with sqlstate 57014 on get, set and get_many, is not retried, and
+        the pool keeps its session."""
+        dsn = settings.dsn + ("&" if "?" in settings.dsn else "?") + "statement_timeout=300"
+        trial = replace(settings, dsn=dsn, min_pool_size=1, max_pool_size=1)
+        async with PostgresCache(trial) as cache:
+            await cache.set("k", b"v")
+            pids = await pool_pids(trial)
+            holder = await asyncpg.connect(settings.dsn)
+            try:
+                await holder.execute("BEGIN")
+                await holder.execute(f'LOCK TABLE "{cache.table_name}" IN ACCESS EXCLUSIVE MODE')
+                calls: list[Call] = [lambda c: c.get("other"), lambda c: c.set("k", b"w"),
+                                     lambda c: c.get_many(["a", "b"])]
+                for call in calls:
+                    with pytest.raises(CacheServerError) as info:
+                        await call(cache)
+                    assert info.value.sqlstate == "57014", info.value
+                    assert "statement timeout" in str(info.value)
+            finally:
+                await holder.close()
+            assert cache.stats.retries == 0
+            assert await pool_pids(trial) == pids
+            await cache.set("k", b"x")
+            assert await cache.get("k") == b"x"
+            assert await pool_pids(trial) == pids
 
 
 # Anything a caller might pass by mistake.

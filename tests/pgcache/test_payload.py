@@ -59,6 +59,22 @@ class TestPayloads:
             assert decode(payload) is None, payload
 
 
+    def test_hostile_payloads_decode_to_none_without_raising(self) -> None:
+        """Nesting past the stack, numbers past int()'s digit limit, and 8000 bytes of
+        anything: None, never an exception."""
+        for payload in ["[" * 3999 + "]" * 3999, "[" * 7999, '["a",1,' + "9" * 5000 + ',"k"]',
+                        '{"a":' * 1500 + "1" + "}" * 1500, "x" * 7999, '"\\ud800"']:
+            assert decode(payload) is None, payload[:40]
+
+    def test_an_own_prefix_with_a_huge_number_is_no_echo(self) -> None:
+        """Our own prefix followed by more digits than a seq holds is not an echo (and
+        int() of them would raise)."""
+        prefix = own_prefix(SENDER)
+        assert own_seq(prefix + "9" * 5000 + "]", prefix) is None
+        assert own_seq(prefix + "9" * 20 + "]", prefix) is None
+        assert own_seq(prefix + "9" * 19 + "]", prefix) == int("9" * 19)
+
+
 class TestNotifierPayloads:
     def _notifier(self, **options: object) -> Notifier:
         settings = CacheSettings(dsn="postgresql://x@127.0.0.1/db", **options)  # type: ignore[arg-type]

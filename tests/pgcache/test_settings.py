@@ -71,6 +71,34 @@ class TestInvalidSettings:
         assert f"CacheSettings.{field}" in str(info.value)
         assert isinstance(info.value, PgCacheError) and isinstance(info.value, ValueError)
 
+    @pytest.mark.parametrize(("field", "value"), [
+        ("application_name", "app\x00name"),
+        ("dsn", "postgresql://u\x00:p@127.0.0.1:5432/db"),
+        ("dsn", "postgresql://u:p%00@127.0.0.1:5432/db"),
+        ("dsn", "postgresql://u%00:p@127.0.0.1:5432/db"),
+        ("dsn", "postgresql://u:p@127.0.0.1:5432/d%00b"),
+        ("dsn", "postgresql://u:p@h%00st:5432/db"),
+        ("dsn", "postgresql://u:p@127.0.0.1:5432/db?application_name=a%00b"),
+        ("dsn", "postgresql://u:p@127.0.0.1:5432/db?options=-c%20search_path%3Dx%00"),
+        ("listener_dsn", "postgresql://u:p@127.0.0.1:5432/db\x00"),
+        ("notify_channel", "ch\x00"),
+        ("schema_prefix", "p\x00"),
+        ("serializer", "json\x00"),
+    ])
+    def test_a_nul_in_a_string_setting_names_the_field(self, field: str, value: Any) -> None:
+        """A NUL (raw, or percent-encoded in a DSN) fails in the constructor naming the field:
+        PostgreSQL cannot receive one, and every connect would fail with a misleading hint."""
+        kwargs: dict[str, Any] = {"dsn": DSN, field: value}
+        with pytest.raises(CacheConfigError) as info:
+            CacheSettings(**kwargs)
+        assert info.value.field == field
+        if field in ("application_name", "dsn", "listener_dsn"):
+            assert "NUL" in str(info.value)
+
+    def test_an_encoded_percent_before_zeros_is_not_a_nul(self) -> None:
+        """A password holding a literal "%00" (written %2500) is accepted."""
+        assert CacheSettings(dsn="postgresql://u:p%2500@127.0.0.1:5432/db").dsn
+
     def test_min_pool_above_max_is_rejected(self) -> None:
         """min_pool_size may not exceed max_pool_size."""
         with pytest.raises(CacheConfigError, match="min_pool_size"):

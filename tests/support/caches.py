@@ -131,3 +131,49 @@ async def row_of(settings: CacheSettings, key: str) -> tuple[bytes, int] | None:
                      "WHERE key = $1 AND (expires_at IS NULL OR expires_at > now())",
                      key.encode("utf-8", "surrogatepass"))
     return (bytes(rows[0][0]), rows[0][1]) if rows else None
+
+
+async def sessions_of(dsn: str, application_prefix: str) -> list[str]:
+    """application_name of every server session whose name starts with the prefix, asked
+    on a connection of its own."""
+    rows = await sql(dsn, "SELECT application_name FROM pg_stat_activity WHERE "
+                     "starts_with(application_name, $1) ORDER BY 1", application_prefix)
+    return [row[0] for row in rows]
+
+
+async def wait_no_sessions(dsn: str, application_prefix: str, within: float = 20.0) -> None:
+    """Wait until the server has no session named with the prefix (a closed connection's
+    backend takes a moment to go); fail naming the ones left."""
+    deadline = time.monotonic() + within
+    while left := await sessions_of(dsn, application_prefix):
+        assert time.monotonic() < deadline, f"sessions left on the server: {left}"
+        await asyncio.sleep(0.05)
+
+
+async def put_row(conn: Any, settings: CacheSettings, key: str, value: bytes, kind: int,
+                  version: int, expires_at: str | None = None) -> None:
+    """Write a row as another program could, bypassing pgcache (``conn``: asyncpg's;
+    ``expires_at`` as PostgreSQL spells it, "infinity" for instance)."""
+    await conn.execute(
+        f'INSERT INTO "{settings.schema_prefix}pgcache_entries" '
+        "(key_hash, key, value, kind, version, expires_at) "
+        "VALUES (substring(sha256($1) FROM 1 FOR 16), $1, $2, $3, $4, $5::text::timestamptz) "
+        "ON CONFLICT (key_hash) DO UPDATE SET key = $1, value = $2, kind = $3, version = $4, "
+        "expires_at = $5::text::timestamptz",
+        key.encode("utf-8", "surrogatepass"), value, kind, version, expires_at)
+
+
+def nested_list(depth: int) -> Any:
+    """A list nested ``depth`` levels deep ([] is 1), built without recursion."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+async def at_depth(frames: int, call: Callable[[], Any]) -> Any:
+    """Await ``call()`` under ``frames`` more coroutine frames: as deep in the stack as a
+    read made from deep inside an application."""
+    if frames <= 0:
+        return await call()
+    return await at_depth(frames - 1, call)

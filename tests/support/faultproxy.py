@@ -5,8 +5,10 @@ every socket open but silently drops all bytes, also on connections accepted mea
 only a timeout or heartbeat can detect; ``recover()`` lets new connections through again
 (connections that lost bytes stay dead: their streams are corrupt). ``hold()`` keeps the
 server's answers in the proxy (nothing lost) until ``release()``: a read is then "in flight"
-for as long as a test needs. ``delay(seconds, jitter)`` holds every chunk, in each direction,
-for half of ``seconds +/- jitter`` (a round trip costs about ``seconds``), never reordering.
+for as long as a test needs; ``hold_after(n)`` does so only on the connections accepted after
+the first ``n`` (an instance stays stuck opening its next connection).
+``delay(seconds, jitter)`` holds every chunk, in each direction, for half of
+``seconds +/- jitter`` (a round trip costs about ``seconds``), never reordering.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 class _Link:
-    __slots__ = ("dead", "tasks", "writers")
+    __slots__ = ("dead", "number", "tasks", "writers")
 
-    def __init__(self) -> None:
+    def __init__(self, number: int = 0) -> None:
+        self.number = number
         self.dead = False
         self.writers: list[asyncio.StreamWriter] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -40,6 +43,7 @@ class FaultProxy:
         self._blackholed = False
         self.accepted = 0
         self._holding = False
+        self._hold_after: int | None = None
         self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
         self._held_event = asyncio.Event()
         self._delay = (0.0, 0.0)
@@ -103,10 +107,17 @@ class FaultProxy:
     def release(self) -> None:
         """Deliver the held answers, in order, and stop holding."""
         self._holding = False
+        self._hold_after = None
         held, self._held = self._held, []
         for writer, data in held:
             if not writer.is_closing():
                 writer.write(data)
+
+    def hold_after(self, connections: int) -> None:
+        """Hold the answers on every connection accepted after the first ``connections``
+        (counted since the proxy started) until ``release()``; the earlier ones flow."""
+        self._hold_after = connections
+        self._held_event.clear()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -130,7 +141,7 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        link = _Link()
+        link = _Link(self.accepted)
         link.dead = self._blackholed
         link.writers.append(writer)
         self._links.add(link)
@@ -175,7 +186,8 @@ class FaultProxy:
                     await asyncio.sleep(due - loop.time())
                     if link.dead:
                         continue
-                if held and self._holding:
+                if held and (self._holding or (self._hold_after is not None
+                                               and link.number > self._hold_after)):
                     self._held.append((writer, data))
                     self._held_event.set()
                     continue
