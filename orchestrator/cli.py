@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ from orchestrator.reports.answer import format_answer
 from orchestrator.reports.html import render_html
 from orchestrator.reports.suite_html import render_suite_html
 from orchestrator.reports.table import FORMATS, format_rows, format_summary
-from orchestrator.results import store, suites
+from orchestrator.results import interrupts, store, suites
 from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
@@ -81,6 +82,21 @@ def _results_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=store.DEFAULT_RESULTS,
                         metavar="PATH",
                         help=f"the DuckDB results database (default {store.DEFAULT_RESULTS})")
+
+
+# A query of the results that has not finished after five minutes has most likely gone wrong
+# (a cross join of ops with itself); --timeout 0 lets one run as long as it takes.
+DEFAULT_QUERY_TIMEOUT_S = 300.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(tables runs, ops, events; view summary).")
     query.add_argument("sql", help='e.g. "SELECT * FROM summary"')
     query.add_argument("--format", choices=FORMATS, default="table")
+    query.add_argument("--timeout", type=_seconds, default=DEFAULT_QUERY_TIMEOUT_S,
+                       metavar="SECONDS",
+                       help=f"stop the query after this long, exit 1 (default "
+                            f"{DEFAULT_QUERY_TIMEOUT_S:g}; 0: no limit)")
     _results_arg(query)
 
     ingest = commands.add_parser(
@@ -271,7 +291,8 @@ def _report_suite(args: argparse.Namespace, conn: Any) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     # The HTML report installs its analysis views, so it needs a writable database.
-    conn = store.connect(args.results, read_only=not args.html, external_access=False)
+    conn = interrupts.watched(store.connect(args.results, read_only=not args.html,
+                                            external_access=False))
     try:
         if args.suite is not None:
             return _report_suite(args, conn)
@@ -293,7 +314,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     # Read-only, and no file but the database itself: a query cannot write or read files.
-    conn = store.connect(args.results, read_only=True, external_access=False)
+    conn = interrupts.watched(store.connect(args.results, read_only=True,
+                                            external_access=False))
     try:
         columns, rows = store.query(conn, args.sql)
         print(format_rows(columns, rows, args.format))
@@ -350,8 +372,10 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 # Commands that hold files or servers while they work: Ctrl-C raises KeyboardInterrupt in
 # them, so that what they opened is closed on the way out. (`run` handles signals itself, as
-# does `suite` while one of its runs goes on; `validate` holds nothing.)
-_HOLDING = ("suite", "report", "query", "ingest", "services")
+# does `suite` while one of its runs goes on; `validate` holds nothing.) Those that run SQL
+# for as long as a query takes also have their queries interrupted (see interrupts).
+_HOLDING = ("suite", "ingest", "services")
+_RUNNING_SQL = ("report", "query")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -380,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                "query": _cmd_query, "ingest": _cmd_ingest,
                "services": _cmd_services}[args.command]
     try:
+        if args.command in _RUNNING_SQL:
+            with interrupts.stoppable(getattr(args, "timeout", None)):
+                return handler(args)
         if args.command in _HOLDING:
             with _interruptible():
                 return handler(args)
@@ -388,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        interrupts.say_interrupted()
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # e.g. `... query "..." | head`
         sys.stderr.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -77,3 +78,20 @@ def alive(pid: int) -> bool:
         return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     except OSError:
         return False
+
+
+def wait_until_open(proc: subprocess.Popen[str], path: Path, timeout: float = 30) -> None:
+    """Wait until process ``proc`` has ``path`` open (e.g. a command has opened its results
+    database, and so begun its SQL)."""
+    target = path.resolve()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended (exit {proc.returncode}) before it "
+                                 f"opened {path}")
+        with contextlib.suppress(OSError):  # a descriptor closed while being looked at
+            fds = Path(f"/proc/{proc.pid}/fd")
+            if any(Path(os.readlink(fd)) == target for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the command did not open {path} within {timeout:g} s")
