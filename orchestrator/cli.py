@@ -32,6 +32,7 @@ from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
+from orchestrator.workload.capacity import check_capacity
 from orchestrator.workload.loading import load_workload
 from orchestrator.workload.model import EXECUTORS, Workload
 from orchestrator.workload.suite import Suite, load_suite, parse_target, suite_id_for
@@ -76,6 +77,13 @@ def _add_workload_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f"seed_{path}", type=kind, metavar="N",
                             help=f"{text} (= --set {path}=N)")
     _add_executor_args(parser)
+    _force_arg(parser)
+
+
+def _force_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="run even more worker processes or memory than this machine "
+                             "is judged to hold (see README, Workload YAML)")
 
 
 def _results_arg(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "duration_s=1 (repeatable; VALUE is YAML)")
     suite.add_argument("--list", action="store_true",
                        help="list the points and which are measured already; run nothing")
+    _force_arg(suite)
     _results_arg(suite)
 
     report = commands.add_parser("report", help="show the summary of a run, or a suite's",
@@ -206,6 +215,8 @@ def _load(args: argparse.Namespace) -> Workload:
     workload = load_workload(args.workload, _overrides(args))
     if args.backends:
         select_backends(workload, args.backends)  # reports unknown names before anything runs
+    if not args.force:
+        check_capacity([("", workload)], args.workload)
     return workload
 
 
@@ -245,6 +256,8 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     suite_id = suite_id_for(suite, args.suite_id, quick=args.quick)
     if args.list:
         return _list_suite(suite, suite_id, args.results)
+    if not args.force:
+        check_capacity([(f"point {p.key}: ", p.workload) for p in suite.points], args.suite)
     outcome = run_suite(suite, SuiteOptions(suite_id=suite_id, results_path=args.results))
     return outcome.exit_code
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 from support.commands import (
     alive,
     cli,
@@ -84,6 +85,31 @@ class TestValidate:
         assert "on Ray at auto (STRICT_SPREAD)" in result.stdout
         assert "on Ray" not in cli("validate", "workloads/default.yaml").stdout
         assert cli("validate", "workloads/default.yaml", "--executor", "k8s").returncode == 2
+
+    def test_impossible_sizes_refused(self, tmp_path: Path) -> None:
+        """processes: 512 is refused by validate, run and suite (exit 2, the limit and --force
+        named, nothing written); validate --force lets it through."""
+        path = write_workload(tmp_path, {"processes": 512, "backends": ["null"]})
+        db = tmp_path / "r.duckdb"
+        result = cli("validate", str(path))
+        assert result.returncode == 2, result.stdout
+        assert (f"error: {path}: 2 problems:\n  - processes: expected at most "
+                f"{8 * len(os.sched_getaffinity(0))} worker processes on this machine (8 per "
+                "CPU") in result.stderr
+        assert "--force" in result.stderr
+        assert cli("validate", str(path), "--force").returncode == 0
+        run = cli("run", str(path), "--results", str(db))
+        assert run.returncode == 2 and "processes: expected at most" in run.stderr
+        suite = tmp_path / "s.yaml"
+        suite.write_text(yaml.safe_dump({
+            "workload": {"processes": 2, "writers": 2, "readers": 2, "duration_s": 1,
+                         "backends": ["null"]},
+            "axes": {"processes": [1, 512]}, "base": {"processes": 1},
+            "target": "get.p99_ms < 1"}))
+        result = cli("suite", str(suite), "--results", str(db))
+        assert result.returncode == 2
+        assert "point processes=512: processes: expected at most" in result.stderr
+        assert not db.exists() and not (tmp_path / "logs").exists()
 
     def test_bad_set_and_backend(self) -> None:
         """A malformed --set or an unknown --backends name is exit 2."""
