@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,31 @@ def wait_until_open(proc: subprocess.Popen[str], path: Path, timeout: float = 30
                 return
         time.sleep(0.05)
     raise AssertionError(f"the command did not open {path} within {timeout:g} s")
+
+
+def stderr_after(proc: subprocess.Popen[str], marker: str,
+                 timeout: float = 60) -> tuple[str, float | None]:
+    """All of ``proc``'s stderr once it ended, and how long it ran on after printing the
+    line that contains ``marker`` (None if it never did)."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    seen: list[float] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if not seen and marker in line:
+                seen.append(time.monotonic())
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    ended = time.monotonic()
+    reader.join(5)
+    return "".join(lines), (ended - seen[0]) if seen else None
