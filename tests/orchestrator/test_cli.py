@@ -394,3 +394,4 @@ class TestStopping:
         assert by_process.get(1, 0) > 0
         assert backends == [("valkey",)]  # the run stopped before the next backend
 
+

@@ -124,3 +124,11 @@ def stderr_after(proc: subprocess.Popen[str], marker: str,
     ended = time.monotonic()
     reader.join(5)
     return "".join(lines), (ended - seen[0]) if seen else None
+
+
+def holding(path: Path) -> list[int]:
+    """The pids of the processes that hold a lock on ``path`` (DuckDB locks its database
+    file while a connection is open), from /proc/locks."""
+    inode = f":{path.stat().st_ino} "
+    return [int(line.split()[4]) for line in Path("/proc/locks").read_text().splitlines()
+            if inode in line and line.split()[4].isdigit()]
