@@ -322,7 +322,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(format_summary(rows, args.format, title=title))
         return 0
     finally:
-        conn.close()
+        interrupts.close(conn)
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -334,7 +334,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         print(format_rows(columns, rows, args.format))
         return 0
     finally:
-        conn.close()
+        interrupts.close(conn)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:

@@ -69,12 +69,19 @@ class SqlStop:
             threading.Thread(target=self._keep_interrupting, name="sql-stop",
                              daemon=True).start()
 
-    def _interrupt_all(self) -> None:
+    def close(self, conn: Any) -> None:
+        """Close ``conn``, never while it is being interrupted."""
         with self._lock:
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(duckdb.Error):  # closed already: nothing to stop
-                conn.interrupt()
+            if conn in self._connections:
+                self._connections.remove(conn)
+            conn.close()
+
+    def _interrupt_all(self) -> None:
+        # Under the lock: a connection is not closed in the middle of its interrupt.
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(duckdb.Error):  # nothing to stop
+                    conn.interrupt()
 
     def _keep_interrupting(self) -> None:
         while True:
@@ -85,16 +92,28 @@ class SqlStop:
     def end(self) -> None:
         self._done.set()
 
+    def wait_ended(self, timeout_s: float) -> bool:
+        """Whether the command ended within ``timeout_s``."""
+        return self._done.wait(timeout_s)
+
 
 _active: SqlStop | None = None
 
 
 def watched(conn: Any) -> Any:
     """``conn``, stopped with the running command's SQL (if a command runs under
-    :func:`stoppable`)."""
+    :func:`stoppable`); close it with :func:`close`."""
     if _active is not None:
         _active.watch(conn)
     return conn
+
+
+def close(conn: Any) -> None:
+    """Close a connection :func:`watched` returned."""
+    if _active is not None:
+        _active.close(conn)
+    else:
+        conn.close()
 
 
 # Whoever says "interrupted" first (the command on its way out, or the grace timer) says it
@@ -110,8 +129,8 @@ def say_interrupted() -> bool:
     return True
 
 
-def _end_after_grace(done: threading.Event) -> None:
-    if done.wait(GRACE_S):
+def _end_after_grace(stop: SqlStop) -> None:
+    if stop.wait_ended(GRACE_S):
         return
     # The command did not end in time: end the process as the command would have.
     with contextlib.suppress(OSError):
@@ -130,7 +149,7 @@ def _read_signals(fd: int, stop: SqlStop) -> None:
             return
         if any(number in (int(s) for s in _SIGNALS) for number in data):
             stop.stop(Reason.SIGNAL)
-            threading.Thread(target=_end_after_grace, args=(stop._done,), name="sql-grace",
+            threading.Thread(target=_end_after_grace, args=(stop,), name="sql-grace",
                              daemon=True).start()
 
 
