@@ -18,7 +18,6 @@ import contextlib
 import enum
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -132,9 +131,8 @@ def say_interrupted() -> bool:
 def _end_after_grace(stop: SqlStop) -> None:
     if stop.wait_ended(GRACE_S):
         return
-    # The command did not end in time: end the process as the command would have.
-    with contextlib.suppress(OSError):
-        sys.stdout.flush()
+    # The command did not end in time: end the process as the command would have (without
+    # flushing its output, which may be what it is stuck on: a pipe nobody reads).
     say_interrupted()
     os._exit(ExitCode.INTERRUPTED)
 
