@@ -1,7 +1,8 @@
 """The command line: ``python -m orchestrator run|suite|validate|report|query|ingest|services``.
 
 Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or failed
-thresholds), 2 bad input (workload, arguments), 130 an interrupted run. Every error the
+thresholds, or a query past its --timeout), 2 bad input (workload, arguments, a workload this
+machine cannot hold), 130 an interrupted command (SIGINT or SIGTERM). Every error the
 orchestrator raises is an :class:`~orchestrator.errors.OrchestratorError` that carries its exit
 code; :func:`main` prints its message, one ``error:`` line, and ends with that code.
 """
