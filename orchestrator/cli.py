@@ -1,8 +1,9 @@
 """The command line: ``python -m orchestrator run|suite|validate|report|query|ingest|services``.
 
 Exit codes (:class:`~orchestrator.errors.ExitCode`): 0 success, 1 a failed run (or errors
-beyond the workload's allowance), 2 bad input (workload, arguments), 99 a run that worked and
-whose thresholds (a suite: its target) failed, 130 an interrupted run. Every error the
+beyond the workload's allowance, or a query past its --timeout), 2 bad input (workload,
+arguments, a workload this machine cannot hold), 99 a run that worked and whose thresholds (a
+suite: its target) failed, 130 an interrupted command (SIGINT or SIGTERM). Every error the
 orchestrator raises is an :class:`~orchestrator.errors.OrchestratorError` that carries its exit
 code; :func:`main` prints its message, one ``error:`` line, and ends with that code.
 """
@@ -13,6 +14,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import math
 import signal
 import sys
 import threading
@@ -30,11 +32,12 @@ from orchestrator.reports.html import render_html
 from orchestrator.reports.output import check_target, write_report
 from orchestrator.reports.suite_html import render_suite_html
 from orchestrator.reports.table import FORMATS, QUERY_FORMATS, format_rows, format_summary
-from orchestrator.results import store, suites
+from orchestrator.results import interrupts, store, suites
 from orchestrator.results.answer import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
+from orchestrator.workload.capacity import check_capacity
 from orchestrator.workload.loading import load_workload, recorded_workload
 from orchestrator.workload.model import EXECUTORS, Workload
 from orchestrator.workload.suite import (
@@ -85,6 +88,13 @@ def _add_workload_args(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=f"seed_{path}", type=kind, metavar="N",
                             help=f"{text} (= --set {path}=N)")
     _add_executor_args(parser)
+    _force_arg(parser)
+
+
+def _force_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="run even more worker processes or memory than this machine "
+                             "is judged to hold (see README, Workload YAML)")
 
 
 def _results_arg(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +113,21 @@ def _version() -> str:
         return importlib.metadata.version("pgcache")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
         return "unknown"
+
+
+# A query of the results that has not finished after five minutes has most likely gone wrong
+# (a cross join of ops with itself); --timeout 0 lets one run as long as it takes.
+DEFAULT_QUERY_TIMEOUT_S = 300.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, found {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--list", action="store_true",
                        help="list the points and which are measured already; run nothing")
     _quiet_arg(suite)
+    _force_arg(suite)
     _results_arg(suite)
 
     report = commands.add_parser("report", help="show the summary of a run, or a suite's",
@@ -176,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(tables runs, ops, events; view summary).")
     query.add_argument("sql", help='e.g. "SELECT * FROM summary"')
     query.add_argument("--format", choices=QUERY_FORMATS, default="table")
+    query.add_argument("--timeout", type=_seconds, default=DEFAULT_QUERY_TIMEOUT_S,
+                       metavar="SECONDS",
+                       help=f"stop the query after this long, exit 1 (default "
+                            f"{DEFAULT_QUERY_TIMEOUT_S:g}; 0: no limit)")
     _results_arg(query)
 
     ingest = commands.add_parser(
@@ -217,6 +247,8 @@ def _load(args: argparse.Namespace) -> Workload:
     workload = load_workload(args.workload, _overrides(args))
     if args.backends:
         select_backends(workload, args.backends)  # reports unknown names before anything runs
+    if not args.force:
+        check_capacity([("", workload)], args.workload)
     return workload
 
 
@@ -233,6 +265,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise UsageError("--backends selects a workload's backends; a suite names its own")
         suite = load_suite(args.workload, overrides=_overrides(args))
         quick = load_suite(args.workload, quick=True, overrides=_overrides(args))
+        if not args.force:
+            check_capacity([(f"point {p.key}: ", p.workload) for p in suite.points],
+                           args.workload)
         print(f"{args.workload}: OK — a suite {suite.name!r}: {len(suite.points)} points "
               f"({len(quick.points)} with --quick) along "
               f"{', '.join(a.name for a in suite.axes)}, target {suite.target_text!r}; run it "
@@ -262,6 +297,8 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     suite_id = suite_id_for(suite, args.suite_id, quick=args.quick)
     if args.list:
         return _list_suite(suite, suite_id, args.results)
+    if not args.force:
+        check_capacity([(f"point {p.key}: ", p.workload) for p in suite.points], args.suite)
     outcome = run_suite(suite, SuiteOptions(suite_id=suite_id, results_path=args.results,
                                             quiet=args.quiet))
     return outcome.exit_code
@@ -314,7 +351,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
                              "print to the console)")
         check_target(args.output, force=args.force, databases=(args.results,))
     # The HTML report installs its analysis views, so it needs a writable database.
-    conn = store.connect(args.results, read_only=not args.html, external_access=False)
+    conn = interrupts.watched(store.connect(args.results, read_only=not args.html,
+                                            external_access=False))
     try:
         if args.suite is not None:
             return _report_suite(args, conn)
@@ -336,18 +374,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(format_summary(store.summary(conn, run_id), args.format, title=title))
         return 0
     finally:
-        conn.close()
+        interrupts.close(conn)
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
     # Read-only, and no file but the database itself: a query cannot write or read files.
-    conn = store.connect(args.results, read_only=True, external_access=False)
+    conn = interrupts.watched(store.connect(args.results, read_only=True,
+                                            external_access=False))
     try:
         columns, rows = store.query(conn, args.sql)
         print(format_rows(columns, rows, args.format))
         return 0
     finally:
-        conn.close()
+        interrupts.close(conn)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -398,8 +437,10 @@ def _cmd_services(args: argparse.Namespace) -> int:
 
 # Commands that hold files or servers while they work: Ctrl-C raises KeyboardInterrupt in
 # them, so that what they opened is closed on the way out. (`run` handles signals itself, as
-# does `suite` while one of its runs goes on; `validate` holds nothing.)
-_HOLDING = ("suite", "report", "query", "ingest", "services")
+# does `suite` while one of its runs goes on; `validate` holds nothing.) Those that run SQL
+# for as long as a query takes also have their queries interrupted (see interrupts).
+_HOLDING = ("suite", "ingest", "services")
+_RUNNING_SQL = ("report", "query")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -429,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
                "query": _cmd_query, "ingest": _cmd_ingest,
                "services": _cmd_services}[args.command]
     try:
+        if args.command in _RUNNING_SQL:
+            with interrupts.stoppable(getattr(args, "timeout", None)):
+                return handler(args)
         if args.command in _HOLDING:
             with _interruptible():
                 return handler(args)
@@ -437,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        interrupts.say_interrupted()
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # e.g. `... query "..." | head`
         sys.stderr.close()

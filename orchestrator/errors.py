@@ -127,3 +127,13 @@ class ResultsUnopenable(ResultsError):
 class ResultsInUse(ResultsError):
     """Another process (a run still going) holds the results database; DuckDB lets no other
     process open it meanwhile."""
+
+
+class QueryTimeout(ResultsError):
+    """A query ran longer than ``query --timeout`` allows and was stopped."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the query ran for --timeout {timeout_s:g} s without finishing and "
+                         "was stopped; narrow it (a WHERE, a LIMIT) or allow it longer: "
+                         "--timeout SECONDS (0: no limit)")
+        self.timeout_s = timeout_s

@@ -22,8 +22,9 @@ STATE_FILE = "state.json"
 
 
 def services_dir() -> Path:
-    """Where kept-running servers live: ``$PGCACHE_SERVICES_DIR`` or ``./.services``."""
-    return Path(os.environ.get("PGCACHE_SERVICES_DIR", ".services"))
+    """Where kept-running servers live: ``$PGCACHE_SERVICES_DIR`` or ``./.services``, made
+    absolute (PostgreSQL runs in its data folder, where a relative socket directory is not)."""
+    return Path(os.environ.get("PGCACHE_SERVICES_DIR", ".services")).absolute()
 
 
 def read_state(base: Path | None = None) -> dict[str, dict[str, object]]:

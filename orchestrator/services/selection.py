@@ -21,6 +21,7 @@ from pathlib import Path
 from orchestrator.errors import ServiceError
 from orchestrator.services import strays
 from orchestrator.services.embedded import EmbeddedPostgres, EmbeddedValkey
+from orchestrator.services.endpoints import check_postgres, check_valkey
 from orchestrator.services.kept import read_state
 from orchestrator.services.watchdog import Watchdog
 
@@ -126,6 +127,11 @@ def services_for_run(*, need_postgres: bool, need_valkey: bool,
                                      svc.valkey_url))
             if parts:
                 say("services: " + "; ".join(parts))
+            # Servers started here speak their protocol; an address given may not.
+            if need_postgres and svc.postgres is None:
+                check_postgres(svc.postgres_dsn, _source("POSTGRES_DSN", env))
+            if need_valkey and svc.valkey is None:
+                check_valkey(svc.valkey_url, _source("VALKEY_URL", env))
             yield svc
     finally:
         for var, value in saved.items():
@@ -133,6 +139,10 @@ def services_for_run(*, need_postgres: bool, need_valkey: bool,
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+
+
+def _source(var: str, kept_env: dict[str, str]) -> str:
+    return f"the state of `services up` ({var})" if var in kept_env else f"${var}"
 
 
 def _origin(what: str, var: str, kept_env: dict[str, str], embedded: bool, url: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 from support.commands import (
     alive,
     cli,
@@ -23,6 +24,7 @@ from support.commands import (
 from support.repo import ROOT, WORKLOADS
 
 from orchestrator.backends.registry import PRESETS
+from orchestrator.cli import main
 from orchestrator.errors import ExitCode, OrchestratorError
 from orchestrator.services import Services, free_port
 
@@ -84,6 +86,36 @@ class TestValidate:
         assert "on Ray at auto (STRICT_SPREAD)" in result.stdout
         assert "on Ray" not in cli("validate", "workloads/default.yaml").stdout
         assert cli("validate", "workloads/default.yaml", "--executor", "k8s").returncode == 2
+
+    def test_impossible_sizes_refused(self, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        """processes: 512 is refused by validate, run and suite (exit 2, the limit and --force
+        named, nothing written); validate --force lets it through."""
+        # Were the run not refused, it would fail at once on a dead Valkey, before a worker.
+        monkeypatch.setenv("VALKEY_URL", f"redis://127.0.0.1:{free_port()}/0")
+        monkeypatch.setenv("PGCACHE_SERVICES_DIR", str(tmp_path / "services"))
+        path = write_workload(tmp_path, {"processes": 512, "backends": ["valkey"]})
+        db = tmp_path / "r.duckdb"
+        result = cli("validate", str(path))
+        assert result.returncode == 2, result.stdout
+        assert (f"error: {path}: 2 problems:\n  - processes: expected at most "
+                f"{8 * len(os.sched_getaffinity(0))} worker processes on this machine (8 per "
+                "CPU") in result.stderr
+        assert "--force" in result.stderr
+        # The same command line in this process (cheaper than more processes; each refuses
+        # before it starts anything).
+        assert main(["validate", str(path), "--force"]) == 0
+        assert main(["run", str(path), "--results", str(db)]) == 2
+        assert "processes: expected at most" in capsys.readouterr().err
+        suite = tmp_path / "s.yaml"
+        suite.write_text(yaml.safe_dump({
+            "workload": {"processes": 2, "writers": 2, "readers": 2, "duration_s": 1,
+                         "backends": ["valkey"]},
+            "axes": {"processes": [1, 512]}, "base": {"processes": 1},
+            "target": "get.p99_ms < 1"}))
+        assert main(["suite", str(suite), "--results", str(db)]) == 2
+        assert "point processes=512: processes: expected at most" in capsys.readouterr().err
+        assert not db.exists() and not (tmp_path / "logs").exists()
 
     def test_bad_set_and_backend(self) -> None:
         """A malformed --set or an unknown --backends name is exit 2."""
@@ -371,4 +403,5 @@ class TestStopping:
             backends = con.execute("SELECT DISTINCT backend FROM ops").fetchall()
         assert by_process.get(1, 0) > 0
         assert backends == [("valkey",)]  # the run stopped before the next backend
+
 

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 import yaml
-from support.commands import cli, env_for, start, wait_for_ops
+from support.commands import alive, cli, env_for, holding, start, wait_for_ops, worker_pids
 from support.readme import about_suites, commands
 from support.repo import ROOT
 
@@ -43,7 +43,11 @@ def quick(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[
     took = time.monotonic() - started
     # 99: a point where no backend met the target, which depends on the machine's speed.
     assert result.returncode in (0, 99), result.stderr[-3000:]
-    report = cli("report", "--suite", "suite-quick", "--format", "json", "--results",
+    # Run right after the suite, as a script would: nothing the suite started holds the
+    # database, or runs, any more.
+    assert holding(db) == []
+    assert not any(alive(pid) for pid in worker_pids(tmp / "logs"))
+    report = cli("report", "--suite", "latest", "--format", "json", "--results",
                  str(db), env=env)
     assert report.returncode == 0, report.stderr
     page = cli("report", "--suite", "suite-quick", "--html", "-o", str(tmp / "s.html"),

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,56 @@ def alive(pid: int) -> bool:
         return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
     except OSError:
         return False
+
+
+def wait_until_open(proc: subprocess.Popen[str], path: Path, timeout: float = 30) -> None:
+    """Wait until process ``proc`` has ``path`` open (e.g. a command has opened its results
+    database, and so begun its SQL)."""
+    target = path.resolve()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended (exit {proc.returncode}) before it "
+                                 f"opened {path}")
+        with contextlib.suppress(OSError):  # a descriptor closed while being looked at
+            fds = Path(f"/proc/{proc.pid}/fd")
+            if any(Path(os.readlink(fd)) == target for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the command did not open {path} within {timeout:g} s")
+
+
+def stderr_after(proc: subprocess.Popen[str], marker: str,
+                 timeout: float = 60) -> tuple[str, float | None]:
+    """All of ``proc``'s stderr once it ended, and how long it ran on after printing the
+    line that contains ``marker`` (None if it never did)."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    seen: list[float] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if not seen and marker in line:
+                seen.append(time.monotonic())
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    ended = time.monotonic()
+    reader.join(5)
+    return "".join(lines), (ended - seen[0]) if seen else None
+
+
+def holding(path: Path) -> list[int]:
+    """The pids of the processes that hold a lock on ``path`` (DuckDB locks its database
+    file while a connection is open), from /proc/locks."""
+    inode = f":{path.stat().st_ino} "
+    return [int(line.split()[4]) for line in Path("/proc/locks").read_text().splitlines()
+            if inode in line and line.split()[4].isdigit()]

@@ -14,7 +14,9 @@ from orchestrator.services import read_state
 
 def _services(action: str, base: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_DSN", "VALKEY_URL")}
-    env["PGCACHE_SERVICES_DIR"] = str(base)
+    # Relative, as the default `.services` is: PostgreSQL, which runs in its data folder,
+    # must still find its socket directory.
+    env["PGCACHE_SERVICES_DIR"] = os.path.relpath(base, ROOT)
     return subprocess.run([sys.executable, "-m", "orchestrator", "services", action, *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
                           check=False)

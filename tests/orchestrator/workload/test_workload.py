@@ -6,10 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.repo import WORKLOADS
+from support.repo import SUITES, WORKLOADS
 
 from orchestrator.errors import UsageError, WorkloadError
+from orchestrator.workload.capacity import (
+    Machine,
+    capacity_issues,
+    check_capacity,
+    memory_estimate_bytes,
+)
 from orchestrator.workload.loading import apply_overrides, load_workload
+from orchestrator.workload.suite import load_suite
 from orchestrator.workload.validation import parse_workload, select_backends
 
 
@@ -410,3 +417,73 @@ class TestExecutor:
         issues = _issues({"ray_address": "auto", "placement": {"strategy": "SPREAD"}})
         assert "only with executor: ray" in issues["ray_address"]
         assert "only with executor: ray" in issues["placement"]
+
+
+# The machine this project's figures come from: 2 CPUs, 24 GiB.
+SMALL = Machine(cpus=2, memory_bytes=24 * 1024**3)
+_GIB = 1024**3
+
+
+class TestCapacity:
+    """Worker processes and memory beyond what the machine holds are refused at their path."""
+
+    def test_processes_beyond_eight_per_cpu(self) -> None:
+        """processes: 512 on 2 CPUs is refused by both limits, naming the limit and --force;
+        16 (8 per CPU) fits."""
+        w = parse_workload({"processes": 512, "backends": ["null"]})
+        issues = {i.expected: i.found for i in capacity_issues(w, SMALL)}
+        assert [i.path for i in capacity_issues(w, SMALL)] == ["processes", "processes"]
+        assert issues["at most 16 worker processes on this machine (8 per CPU, 2 CPUs; "
+                      "--force runs more)"] == "512"
+        memory = [found for expected, found in issues.items() if "fit in 12.0 GiB" in expected]
+        assert memory == ["512 processes x 1 instances, about 24.0 GiB (48 MiB a process, "
+                          "1 MiB an instance, and the local caches)"]
+        assert capacity_issues(parse_workload({"processes": 16}), SMALL) == []
+
+    def test_memory_counts_instances_and_local_caches(self) -> None:
+        """The estimate grows with instances and their local caches' values, and is refused
+        at instances_per_process past half the machine's memory."""
+        w = parse_workload({"processes": 16, "instances_per_process": 256, "keyspace": 100_000,
+                            "value_size": 4096, "backends": ["postgres-cache"]})
+        cache = 4096 * (4096 + 200)  # the default local_max_entries, each value and entry
+        assert memory_estimate_bytes(w) == 16 * 48 * 2**20 + 4080 * 2**20 + 4096 * cache
+        assert memory_estimate_bytes(w) > 12 * _GIB
+        (issue,) = capacity_issues(w, SMALL)
+        assert issue.path == "instances_per_process"
+        assert "16 processes x 256 instances, about 71.9 GiB" in issue.found
+        without = parse_workload({"processes": 16, "instances_per_process": 256,
+                                  "backends": ["valkey"]})
+        assert capacity_issues(without, SMALL) == []
+
+    def test_ray_workers_are_not_this_machine_s(self) -> None:
+        """With executor ray the workers run on the cluster: nothing is judged here."""
+        w = parse_workload({"processes": 512, "executor": "ray"})
+        assert capacity_issues(w, SMALL) == []
+
+    def test_unknown_memory_judges_processes_only(self) -> None:
+        """Where MemTotal cannot be read, only the CPU limit applies."""
+        w = parse_workload({"processes": 16, "instances_per_process": 256})
+        assert capacity_issues(w, Machine(cpus=2, memory_bytes=None)) == []
+
+    def test_suite_points(self) -> None:
+        """A suite's sweep is judged point by point, each issue at its point's path."""
+        suite = load_suite(SUITES[0])
+        points = [(f"point {p.key}: ", p.workload) for p in suite.points]
+        check_capacity(points, "suite.yaml", SMALL)
+        tiny = Machine(cpus=2, memory_bytes=256 * 2**20)  # 128 MiB for the workers
+        with pytest.raises(WorkloadError) as info:
+            check_capacity(points, "suite.yaml", tiny)
+        paths = [i.path for i in info.value.issues]
+        assert "point latency_ms=0.5 read_share=0.9 instances=32: instances_per_process" \
+            in paths
+        assert str(info.value).startswith("suite.yaml: ")
+
+    @pytest.mark.parametrize("path", WORKLOADS + SUITES, ids=[p.name for p in WORKLOADS + SUITES])
+    def test_shipped_files_fit_two_cpus(self, path: Path) -> None:
+        """Every shipped workload and suite (and its quick variant) fits a 2-CPU machine."""
+        if path in SUITES:
+            for quick in (False, True):
+                suite = load_suite(path, quick=quick)
+                check_capacity([(p.key, p.workload) for p in suite.points], path.name, SMALL)
+        else:
+            assert capacity_issues(load_workload(path), SMALL) == []
