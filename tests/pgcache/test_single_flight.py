@@ -5,6 +5,7 @@ lock session outlives any one call, and a loader cannot wait for its own key."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from collections.abc import AsyncIterator
@@ -188,14 +189,15 @@ class TestCancellation:
         loads the key."""
         async with no_unretrieved_errors(), PostgresCache(settings) as a, \
                 PostgresCache(replace(settings, lock_timeout_seconds=30)) as b:
-            release = asyncio.Event()
+            started, release = asyncio.Event(), asyncio.Event()
 
             async def slow() -> str:
+                started.set()  # A holds the lock
                 await release.wait()
                 return "A's"
 
             loading = asyncio.ensure_future(a.get_or_set("busy", slow))
-            await eventually(lambda: a.stats.misses >= 1)
+            await started.wait()
             b_loads = 0
 
             def b_loader() -> str:
@@ -311,6 +313,35 @@ async def _eventually_free(conn: asyncpg.Connection, table: str, key: str) -> No
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"the advisory lock of {key!r} was never released")
+
+
+class TestLockSession:
+    async def test_lost_session_is_logged_not_silent(
+            self, settings: CacheSettings, caplog: pytest.LogCaptureFixture) -> None:
+        """A's lock session is killed while a load holds its lock: the next statement on a
+        new session logs that the lock was lost, and the load still ends cleanly."""
+        caplog.set_level(logging.WARNING, logger="pgcache")
+        async with no_unretrieved_errors(), PostgresCache(settings) as a:
+            started, release = asyncio.Event(), asyncio.Event()
+
+            async def slow() -> str:
+                started.set()  # A holds the lock
+                await release.wait()
+                return "loaded"
+
+            loading = asyncio.ensure_future(a.get_or_set("busy", slow))
+            await started.wait()
+            await _sql(settings.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = $1", f"{settings.application_name}-lock")
+            assert a._locks is not None
+            session = a._locks._conn
+            assert session is not None
+            await eventually(session.is_closed)
+            assert await a.get_or_set("other", lambda: "x") == "x"
+            assert any("lock session was lost while it held 1 lock" in r.getMessage()
+                       for r in caplog.records)
+            release.set()
+            assert await loading == "loaded"
 
 
 class TestLoaderOfItsOwnKey:
