@@ -547,8 +547,10 @@ class PostgresCache:
         value = await self.get(key)
         if value is not None:
             return value
-        assert self._loads is not None  # get() found the cache open
-        return await self._loads.get_or_set(key, loader, ttl, timeout)
+        loads = self._loads
+        if loads is None:  # closed while get() was on the wire
+            raise self._not_open()
+        return await loads.get_or_set(key, loader, ttl, timeout)
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -357,7 +357,8 @@ class TestStopping:
     """Interrupts and dead workers end the run cleanly, with data ingested."""
 
     def test_sigint(self, services: Services, tmp_path: Path) -> None:
-        """Ctrl-C (SIGINT to the process group) stops within 5 s; the run is interrupted."""
+        """Ctrl-C (SIGINT to the process group) stops the 60 s run within 20 s (a few on a
+        quiet host; the margin is for a loaded one); the run is interrupted."""
         path = write_workload(tmp_path, {"processes": 2, "writers": 1, "readers": 2,
                                  "duration_s": 60, "backends": ["valkey"]})
         db = tmp_path / "r.duckdb"
@@ -367,8 +368,8 @@ class TestStopping:
             pids = worker_pids(tmp_path / "logs")
             started = time.monotonic()
             os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(10)
-            assert time.monotonic() - started < 5
+            proc.wait(40)
+            assert time.monotonic() - started < 20
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -67,7 +67,8 @@ class TestOnceAcrossInstances:
             filled_at = time.monotonic()
             assert await loading == "filled"
             assert await waiting == "filled"
-            assert time.monotonic() - filled_at < 0.1
+            # Woken by the fill, not after B's lock wait (5 s): 2 s of margin for a loaded host.
+            assert time.monotonic() - filled_at < 2.0
             assert b.stats.loads == 0
 
 
@@ -90,7 +91,7 @@ class TestBoundedWaits:
             with pytest.raises(CacheLockTimeoutError) as info:
                 await b.get_or_set("user:42", lambda: "B")
             waited = time.monotonic() - started
-            assert 0.5 <= waited < 1.5
+            assert 0.5 <= waited < 4.0  # gave up at its timeout, not much later (loaded host)
             assert "user:42" in str(info.value) and "another instance" in str(info.value)
             assert info.value.key == "user:42" and isinstance(info.value, TimeoutError)
             hang.set()
@@ -117,7 +118,7 @@ class TestBoundedWaits:
             await b.set("other", b"v")
             assert await b.get("unrelated") is None
             assert await b.get_many(["other"]) == {"other": b"v"}
-            assert time.monotonic() - started < 0.3
+            assert time.monotonic() - started < 3.0  # not held to a 5 s lock wait
             hang.set()
             assert await asyncio.gather(*loads, *waits) == ["late"] * 4
 
@@ -135,7 +136,7 @@ class TestBoundedWaits:
             assert await a.get("k") is None
             started = time.monotonic()
             assert await b.get_or_set("k", lambda: "next") == "next"  # the lock is free
-            assert time.monotonic() - started < 0.3
+            assert time.monotonic() - started < 3.0  # not held to a 5 s lock wait
             with pytest.raises(CacheLoaderTimeoutError):
                 await b.get_or_set("j", slow, loader_timeout_seconds=0.05)
 

@@ -68,12 +68,14 @@ async def sql_script(dsn: str, script: str) -> None:
         await conn.close()
 
 
-async def eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll a condition no event announces (bounded)."""
+async def eventually(predicate: Callable[[], bool], within: float = 10.0,
+                     interval: float = 0.01) -> None:
+    """Poll a condition no event announces (bounded); ``interval=0`` looks at every turn of
+    the event loop, for a state that lasts only a round trip."""
     deadline = time.monotonic() + within
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)
 
 
 async def last_served(read: Callable[[], object | None], within: float = 10.0) -> float:

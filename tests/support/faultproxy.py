@@ -100,6 +100,11 @@ class FaultProxy:
         self._holding = True
         self._held_event.clear()
 
+    @property
+    def held_connections(self) -> int:
+        """How many connections have answers held right now."""
+        return len({id(writer) for writer, _ in self._held})
+
     async def wait_held(self) -> None:
         """Return once some answer is being held."""
         await self._held_event.wait()
