@@ -91,7 +91,9 @@ class _Report:
     def answer(self) -> str:
         """The box the report opens with, the thresholds as a matrix (backends x
         conditions, coloured, with the measured value), and the cautions."""
-        parts = [answer_box(meaning.sentences(self.con, self.run_id, self.workload))]
+        lines = meaning.lines(self.con, self.run_id)
+        notes = meaning.cautions(self.con, self.run_id, lines, self.workload)
+        parts = [answer_box(meaning.sentences(self.con, self.run_id, lines, notes))]
         if self.exists("threshold_results"):
             rows = self.q("SELECT backend, expression, measured, passed FROM threshold_results "
                           "WHERE run_id = ?")
@@ -114,8 +116,6 @@ class _Report:
             if body:
                 parts.append("<table><tr><th class='l'>backend</th>" + head + "</tr>"
                              + "".join(body) + "</table>")
-        notes = meaning.cautions(self.con, self.run_id,
-                                 meaning.lines(self.con, self.run_id), self.workload)
         if notes:
             parts.append("<p class='muted'>Cautions, each from a measured fact:</p><ul>"
                          + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")

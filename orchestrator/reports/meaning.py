@@ -250,10 +250,10 @@ def _p99s(rows: Sequence[Line], ops: tuple[str, ...]) -> str:
     return ", ".join(f"{r.backend} {_num(r.p99_ms, 3)} ms" for r in ranked)
 
 
-def sentences(conn: Any, run_id: str, workload: Workload | None) -> list[str]:
+def sentences(conn: Any, run_id: str, rows: Sequence[Line], notes: Sequence[str]) -> list[str]:
     """At most five sentences a reader needs first: read and write p99 by backend, fastest
-    first; the stale reads; the thresholds; the cautions."""
-    rows = lines(conn, run_id)
+    first; the stale reads; the thresholds; the cautions (``rows`` and ``notes``: the run's
+    :func:`lines` and :func:`cautions`, which the caller shows too)."""
     if not rows:
         return ["This run recorded no operations."]
     out = []
@@ -277,7 +277,6 @@ def sentences(conn: Any, run_id: str, workload: Workload | None) -> list[str]:
         out.append(f"Thresholds: {len(found) - len(failed)} of {len(found)} passed"
                    + (f"; failed: {'; '.join(v.removeprefix('FAIL  ') for v in failed[:3])}"
                       + (" ..." if len(failed) > 3 else "") if failed else "") + ".")
-    notes = cautions(conn, run_id, rows, workload)
     if notes:
         kinds = list(dict.fromkeys(n.split(":", 1)[0] for n in notes))
         out.append(f"Cautions before comparing: {', '.join(kinds)} (listed below).")
