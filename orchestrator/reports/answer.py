@@ -179,7 +179,12 @@ def _as_json(data: SuiteData, result: Answer) -> dict[str, Any]:
                       "passes_met": v.passes_met, "passes": v.passes,
                       "text": v.describe(),
                       "conditions": [{"expression": c.threshold.expression,
-                                      "measured": c.measured, "passed": c.passed}
+                                      "metric": c.threshold.column,
+                                      "op": c.threshold.op_filter,
+                                      "comparison": c.threshold.comparison,
+                                      "limit": c.threshold.limit,
+                                      "measured": c.measured, "passed": c.passed,
+                                      "miss": c.miss() if c.passed is False else None}
                                      for c in v.conditions]}
                      for v in result.verdicts],
         "verdict_sentences": dict(result.verdict_sentences),
