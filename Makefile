@@ -7,7 +7,8 @@ ARGS ?=
 COMPOSE := docker compose -f compose.yaml
 
 .PHONY: run test test-slow lint bench-pgcache bench-fanout benchmark benchmark-simulated-network \
-        benchmark-suite benchmark-suite-quick benchmark-cleanup services-up services-down clean
+        benchmark-suite benchmark-suite-quick benchmark-cleanup services-up services-down clean \
+        answer answer-render
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,24 @@ benchmark-suite: $(VENV)/.installed
 
 benchmark-suite-quick: $(VENV)/.installed
 	$(call run_benchmark,suite workloads/suite.yaml --quick)
+
+## The README's answer. `make answer` measures it again: the shipped suite into a fresh results
+## database (about 10 min on 2 cores; exit 99, a point no backend meets, is an answer too),
+## exported to $(ANSWER) (verdicts, metrics, commit, machine, command), rendered into README.md.
+## `make answer-render` only renders the committed $(ANSWER) into README.md.
+ANSWER ?= docs/answer/suite.json
+ANSWER_COMMAND := python -m orchestrator suite workloads/suite.yaml
+
+answer: $(VENV)/.installed
+	@db=$$(mktemp -d)/suite.duckdb; \
+	$(PY) -m orchestrator suite workloads/suite.yaml --results $$db $(ARGS); rc=$$?; \
+	if [ $$rc -ne 0 ] && [ $$rc -ne 99 ]; then exit $$rc; fi; \
+	$(PY) -m orchestrator.reports.readme_answer export --results $$db --suite suite \
+	  --command "$(ANSWER_COMMAND)" -o $(ANSWER) || exit $$?; \
+	$(PY) -m orchestrator.reports.readme_answer render $(ANSWER) README.md
+
+answer-render: $(VENV)/.installed
+	$(PY) -m orchestrator.reports.readme_answer render $(ANSWER) README.md
 
 ## Remove the compose containers and volumes, or stop the kept-running embedded servers and
 ## delete their data; and stop the strays (embedded servers of runs that are gone) and delete
