@@ -14,7 +14,7 @@ import pytest
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 from support.ray_fixtures import RayCluster
-from support.readme import about_suites, commands
+from support.readme import DOCS, about_suites, commands
 from support.repo import ROOT
 
 from orchestrator.services import Services
@@ -77,6 +77,14 @@ class TestReadmeCommands:
             for _, line in commands("duckdb "):
                 sql = shlex.split(line)[-1]
                 assert con.execute(sql).fetchall()
+
+    def test_modules_are_not_the_command_line(self) -> None:
+        """A dated measurement's `python -m orchestrator.microbench ...` (minutes long) is
+        shown but is not one of the command line's lines, which this class runs."""
+        assert any("```bash\npython -m orchestrator.microbench" in doc.read_text()
+                   for doc in DOCS)
+        assert {shlex.split(line)[2] for _, line in commands("python -m orchestrator")} \
+            == {"orchestrator"}
 
     @pytest.mark.parametrize("line", sorted({line for _, line in commands("make ")}))
     def test_make_targets_exist(self, line: str) -> None:
