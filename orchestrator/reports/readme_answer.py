@@ -21,10 +21,13 @@ Format history (``version``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
 import os
+import platform
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,7 +37,6 @@ from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.reports.answer import format_answer
 from orchestrator.results import store, suites
 from orchestrator.results.answer import answer, axis_label, number
-from orchestrator.run.provenance import machine
 from orchestrator.workload.loading import recorded_workload
 from orchestrator.workload.suite import parse_target
 
@@ -51,6 +53,27 @@ _PEER = "valkey-tracking"
 
 
 # -- export -----------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    """This host: CPU model, CPUs, memory and kernel (None where the system does not say).
+    The runs record their host's name only; the export reads the rest here."""
+    model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+                break
+    uname = platform.uname()
+    return {"host": socket.gethostname(), "cpu_model": model or uname.processor or None,
+            "cpus": os.cpu_count(), "memory_bytes": memory,
+            "kernel": f"{uname.system} {uname.release}", "machine": uname.machine}
+
 
 def export(conn: Any, suite_id: str, *, command: str) -> dict[str, Any]:
     """The answer file of suite ``suite_id``, judged by the suite's own target."""

@@ -1,14 +1,10 @@
 """Provenance of a run: the versions and the commit it ran with (``runs.versions``,
-``runs.git_commit``), so that two runs can be told apart later; and the machine (CPU, memory,
-kernel) a result was measured on."""
+``runs.git_commit``), so that two runs can be told apart later."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import platform
-import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -62,24 +58,3 @@ async def versions(postgres_dsn: str, valkey_url: str) -> dict[str, Any]:
             finally:
                 await client.aclose()
     return versions
-
-
-def machine() -> dict[str, Any]:
-    """This host: CPU model, CPUs, memory and kernel, for a result's provenance (None where
-    the system does not say)."""
-    model = None
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    memory = None
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = int(line.split()[1]) * 1024
-                break
-    uname = platform.uname()
-    return {"host": socket.gethostname(), "cpu_model": model or uname.processor or None,
-            "cpus": os.cpu_count(), "memory_bytes": memory,
-            "kernel": f"{uname.system} {uname.release}", "machine": uname.machine}
