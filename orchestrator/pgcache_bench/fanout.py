@@ -2,9 +2,8 @@
 multiply, with a listener per instance, with one shared listener per host, and for the Valkey
 client-tracking peer.
 
-    python -m orchestrator.fanout [--instances 1 4 16 64 128] [--rates 500 2000]
-                                  [--seconds 5] [--processes 4] [--paths own shared valkey]
-                                  [--json]
+    python -m orchestrator.pgcache_bench.fanout [--instances 1 4 16 64 128]
+        [--rates 500 2000] [--seconds 5] [--processes 4] [--paths own shared valkey] [--json]
 
 For every rate, instance count and path, N listening instances are spread over
 ``--processes`` worker processes and one writer sets 1 000 keys at a fixed rate, open loop.
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
-from orchestrator.microbench import percentile
+from orchestrator.pgcache_bench.microbench import percentile
 from orchestrator.results.servercost import ServerCostSampler
 from orchestrator.services import running_services
 from pgcache import CacheSettings, PostgresCache
@@ -401,7 +400,7 @@ def render(points: list[Point], header: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.fanout",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.pgcache_bench.fanout",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 4, 16, 64, 128])
     parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000])
