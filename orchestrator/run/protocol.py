@@ -12,7 +12,8 @@ gives it a :class:`WorkerSpec`; then they exchange messages, one JSON object per
 
 :func:`encode` and :func:`decode` are the only translation to and from the wire; both sides
 use them. The executor decides how the lines travel: a local process's stdin/stdout
-(:mod:`orchestrator.run.executor`), or Ray actor calls (:mod:`orchestrator.run.cluster`).
+(:mod:`orchestrator.run.local_executor`), or Ray actor calls
+(:mod:`orchestrator.run.ray_executor`).
 """
 
 from __future__ import annotations

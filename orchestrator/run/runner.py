@@ -66,20 +66,20 @@ from orchestrator.results.logs import (
     configure_events,
 )
 from orchestrator.results.store import RunStatus
-from orchestrator.run.cluster import RayExecutor
 from orchestrator.run.executor import (
     STOP_GRACE_S,
     Executor,
-    LocalProcessExecutor,
     Placement,
     WorkerHandle,
     loopback_problem,
 )
 from orchestrator.run.keys import task_rng, value_maker
+from orchestrator.run.local_executor import LocalProcessExecutor
 from orchestrator.run.network import ParentRoute, open_route
 from orchestrator.run.origin import prepare_origin
 from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, WorkerSpec
 from orchestrator.run.provenance import git_commit, versions
+from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.services import services_for_run
 from orchestrator.workload.model import BackendSpec, Workload
 from orchestrator.workload.validation import select_backends

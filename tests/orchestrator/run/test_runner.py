@@ -13,8 +13,9 @@ import pytest
 import structlog
 
 from orchestrator.errors import ExitCode
-from orchestrator.run.cluster import RayExecutor
-from orchestrator.run.executor import LocalProcessExecutor, Placement, Slot
+from orchestrator.run.executor import Placement, Slot
+from orchestrator.run.local_executor import LocalProcessExecutor
+from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.run.protocol import WorkerSpec
 from orchestrator.run.runner import RunOptions, executor_for, run_workload
 from orchestrator.services import Services
