@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from orchestrator.backends.registry import PRESETS, TYPES, option_issues
-from orchestrator.errors import Issue, ThresholdError, WorkloadError
+from orchestrator.errors import ThresholdError, WorkloadError
 from orchestrator.workload.model import (
     DISTRIBUTIONS,
     EXECUTORS,
@@ -31,7 +31,7 @@ from orchestrator.workload.model import (
     Workload,
 )
 from orchestrator.workload.thresholds import ALL_BACKENDS, Threshold, parse_threshold
-from proxies import ROUTE_NAMES, Fault, ProxyConfigError, parse_faults
+from proxies import ROUTE_NAMES, ConfigProblem, Fault, ProxyConfigError, parse_faults
 from proxies.toxiproxy import DEFAULT_URL
 
 DEFAULT_BACKENDS = ("postgres-cache", "postgres-no-local-cache", "postgres-no-notify", "valkey")
@@ -63,11 +63,11 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
 class _Checker:
     """Collects issues while reading fields of one mapping."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    def __init__(self, issues: list[ConfigProblem]) -> None:
         self.issues = issues
 
     def add(self, path: str, expected: str, found: Any, *, raw: bool = False) -> None:
-        self.issues.append(Issue(path, expected, found if raw else _describe(found)))
+        self.issues.append(ConfigProblem(path, expected, found if raw else _describe(found)))
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
         if value is None:
@@ -174,7 +174,7 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
                    default_name: str = "workload") -> Workload:
     """Validate workload data and build the model; raise WorkloadError with every issue."""
     walked = list(_non_finite(data, ""))
-    issues: list[Issue] = list(walked)
+    issues: list[ConfigProblem] = list(walked)
     c = _Checker(issues)
     if data is None:
         data = {}
@@ -184,8 +184,8 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     if top.get("processes", "auto") != "auto":
         processes = c.integer(top, "processes", "", 1, minimum=1, maximum=1024)
         if isinstance(top.get("processes"), str):
-            issues[-1] = Issue("processes", "'auto' or an integer >= 1",
-                               _describe(top["processes"]))
+            issues[-1] = ConfigProblem("processes", "'auto' or an integer >= 1",
+                                       _describe(top["processes"]))
     writers = c.integer(top, "writers", "", 16, minimum=0, maximum=100_000)
     readers = c.integer(top, "readers", "", 32, minimum=0, maximum=100_000)
     if "writers" in top and "readers" in top and writers + readers == 0:
@@ -255,14 +255,14 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     return workload
 
 
-def _non_finite(data: Any, path: str) -> Iterator[Issue]:
+def _non_finite(data: Any, path: str) -> Iterator[ConfigProblem]:
     """Every NaN or infinity anywhere in the document (options and faults included): no
     setting means anything with one."""
     stack = [(data, path)]
     while stack:
         value, where = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            yield Issue(where or "(document)", "a finite number", _describe(value))
+            yield ConfigProblem(where or "(document)", "a finite number", _describe(value))
         elif isinstance(value, Mapping):
             stack.extend((v, _join(where, str(k))) for k, v in reversed(list(value.items())))
         elif isinstance(value, list):
@@ -412,8 +412,9 @@ def select_backends(workload: Workload, names: list[str]) -> tuple[BackendSpec, 
     for i, name in enumerate(names):
         spec = own.get(name) or backend_spec_for(name)
         if spec is None:
-            issues.append(Issue(f"--backends[{i}]", "a backend of the workload or a preset name",
-                                repr(name) + did_you_mean(name, [*own, *PRESETS])))
+            issues.append(ConfigProblem(f"--backends[{i}]",
+                                        "a backend of the workload or a preset name",
+                                        repr(name) + did_you_mean(name, [*own, *PRESETS])))
         else:
             chosen.append(spec)
     if issues:
@@ -502,8 +503,7 @@ def _faults(c: _Checker, value: Any) -> tuple[Fault, ...]:
     try:
         return parse_faults(value, "network.faults")
     except ProxyConfigError as exc:
-        for problem in exc.problems:
-            c.add(problem.path, problem.expected, problem.found, raw=True)
+        c.issues.extend(exc.problems)  # the same problem class as the workload's own
         return ()
 
 

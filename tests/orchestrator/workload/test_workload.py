@@ -18,6 +18,7 @@ from orchestrator.workload.capacity import (
 from orchestrator.workload.loading import apply_overrides, load_workload
 from orchestrator.workload.suite import load_suite
 from orchestrator.workload.validation import parse_workload, select_backends
+from proxies import ConfigProblem, ProxyConfigError, parse_faults
 
 
 def _issues(data: object) -> dict[str, str]:
@@ -151,6 +152,20 @@ class TestValidation:
             {"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down", "colour": 1}]}})
         assert {"writers", "network.faults[0].at_s", "network.faults[0].colour"} <= set(issues)
         assert issues["network.faults[0].at_s"] == "a number of seconds >= 0 | -1"
+
+    def test_one_problem_class_for_the_workload_and_its_faults(self) -> None:
+        """A fault's problem (found by proxies) and a key's (found here) are one class,
+        proxies.ConfigProblem, the fault's passed on as it was found."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload({"writers": -1, "network": {"mode": "toxiproxy", "faults": [
+                {"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down"}]}})
+        issues = {issue.path: issue for issue in info.value.issues}
+        assert {type(issues["writers"]), type(issues["network.faults[0].at_s"])} == {
+            ConfigProblem}
+        with pytest.raises(ProxyConfigError) as fault:
+            parse_faults([{"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down"}],
+                         "network.faults")
+        assert fault.value.problems == (issues["network.faults[0].at_s"],)
 
     def test_faults_become_the_fault_model(self) -> None:
         """Valid faults are proxies.Fault objects with their route resolved."""
