@@ -22,7 +22,7 @@ from orchestrator.redaction import redact_data
 from orchestrator.run.executor import STOP_GRACE_S, Placement, Slot, WorkerHandle, ask_to_stop
 from orchestrator.run.protocol import (
     ParentMessage,
-    ProtocolError,
+    WorkerProtocolError,
     WorkerMessage,
     WorkerSpec,
     decode,
@@ -52,7 +52,7 @@ class _LocalWorker:
         while line := await self.proc.stdout.readline():
             try:
                 message = decode(line)
-            except ProtocolError:
+            except WorkerProtocolError:
                 continue  # not ours (e.g. a library printing to stdout): the parent ignores it
             if isinstance(message, WorkerMessage):
                 yield message

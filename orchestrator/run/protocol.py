@@ -140,7 +140,7 @@ _NAMES = {cls: name for name, cls in _TYPES.items()}
 _FIELD_TYPES: dict[str, type[int] | type[str]] = {"int": int, "str": str}
 
 
-class ProtocolError(WorkerError):
+class WorkerProtocolError(WorkerError):
     """A line that is not a message of this protocol."""
 
 
@@ -150,7 +150,7 @@ def encode(message: Message) -> bytes:
 
 
 def decode(line: bytes | str) -> Message:
-    """The message of one JSON line; :class:`ProtocolError` when it is not one."""
+    """The message of one JSON line; :class:`WorkerProtocolError` when it is not one."""
     try:
         data = json.loads(line)
         cls = _TYPES[data.pop("type")]
@@ -158,4 +158,4 @@ def decode(line: bytes | str) -> Message:
                                   for f in fields(cls)}
         return cls(**values)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"not a worker protocol message: {line!r:.200}") from exc
+        raise WorkerProtocolError(f"not a worker protocol message: {line!r:.200}") from exc

@@ -51,7 +51,7 @@ from orchestrator.run.protocol import (
     Go,
     ParentMessage,
     Progress,
-    ProtocolError,
+    WorkerProtocolError,
     Ready,
     Stop,
     WorkerMessage,
@@ -295,7 +295,7 @@ async def _stdin_messages() -> AsyncIterator[ParentMessage]:
     while line := await reader.readline():
         try:
             message = decode(line)
-        except ProtocolError:
+        except WorkerProtocolError:
             continue
         if isinstance(message, Go | Stop):
             yield message

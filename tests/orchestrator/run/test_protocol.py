@@ -12,7 +12,7 @@ from orchestrator.run.protocol import (
     Go,
     Message,
     Progress,
-    ProtocolError,
+    WorkerProtocolError,
     Ready,
     Stop,
     WorkerSpec,
@@ -45,8 +45,8 @@ class TestMessages:
     @pytest.mark.parametrize("line", [b"hello\n", b"{}\n", b'{"type": "dance"}\n',
                                       b'{"type": "go"}\n', b"[1]\n"])
     def test_not_a_message(self, line: bytes) -> None:
-        """Anything else is a ProtocolError, never a half-made message."""
-        with pytest.raises(ProtocolError):
+        """Anything else is a WorkerProtocolError, never a half-made message."""
+        with pytest.raises(WorkerProtocolError):
             decode(line)
 
 
