@@ -39,7 +39,7 @@ from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
 from orchestrator.workload.capacity import check_capacity
 from orchestrator.workload.loading import load_workload, recorded_workload
-from orchestrator.workload.model import EXECUTORS, Workload
+from orchestrator.workload.model import EXECUTORS, ExecutorKind, Workload
 from orchestrator.workload.suite import (
     Suite,
     is_suite_file,
@@ -237,7 +237,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         if value is not None:
             overrides.append(f"{path}={value}")
     if args.executor or args.ray_address:
-        overrides.append(f"executor={args.executor or 'ray'}")
+        overrides.append(f"executor={args.executor or ExecutorKind.RAY}")
     if args.ray_address:
         overrides.append(f"ray_address={json.dumps(args.ray_address)}")
     return overrides + list(args.overrides)
@@ -280,8 +280,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.workload}: OK — workload {w.name!r}: {w.writers} writers, {w.readers} "
           f"readers, {mode}, keyspace {w.keyspace} ({w.key_distribution.kind}), "
           f"{w.process_count} processes"
-          + (f" on Ray at {w.ray_address} ({w.placement.strategy})" if w.executor == "ray"
-             else "")
+          + (f" on Ray at {w.ray_address} ({w.placement.strategy})"
+             if w.executor == ExecutorKind.RAY else "")
           + f", network {w.network.mode}, backends "
           f"{', '.join(b.name for b in backends)}, repeat {w.repeat}")
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 from orchestrator.errors import WorkerError
 from orchestrator.redaction import learn_secrets
 from orchestrator.results.logs import WorkerFiles, instance_files, worker_stem
-from orchestrator.workload.model import BackendSpec
+from orchestrator.workload.model import BackendSpec, NetworkMode
 from proxies import Endpoints
 
 
@@ -41,7 +41,7 @@ class WorkerSpec:
     processes: int
     workload: dict[str, Any]  # the workload's data; the worker validates it again
     endpoints: Endpoints  # through the network emulation the parent set up, if any
-    network_mode: str  # what the worker itself does: "none" or "inprocess"
+    network_mode: NetworkMode  # what the worker itself does: none or inprocess
     log_dir: str
     # Added to every timestamp the worker records (its clock runs this far ahead): an
     # artificial skew, for tests of the clock mapping; 0 in every real run.
@@ -83,7 +83,8 @@ class WorkerSpec:
         data = json.loads(text)
         learn_secrets(data["endpoints"], data["workload"])
         return cls(**dict(data, backend=BackendSpec(**data["backend"]),
-                          endpoints=Endpoints(**data["endpoints"])))
+                          endpoints=Endpoints(**data["endpoints"]),
+                          network_mode=NetworkMode(data["network_mode"])))
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,7 @@ from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, W
 from orchestrator.run.provenance import git_commit, versions
 from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.services import services_for_run
-from orchestrator.workload.model import BackendSpec, Workload
+from orchestrator.workload.model import BackendSpec, ExecutorKind, ReadOp, Workload
 from orchestrator.workload.validation import select_backends
 from proxies import Endpoints
 
@@ -110,7 +110,7 @@ class PlacementRefused(OrchestratorError):
 
 def executor_for(workload: Workload) -> Executor:
     """The executor the workload asks for: local processes, or Ray actors."""
-    if workload.executor == "ray":
+    if workload.executor == ExecutorKind.RAY:
         p = workload.placement
         return RayExecutor(workload.ray_address, strategy=p.strategy,
                            workers_per_node=p.workers_per_node,
@@ -393,7 +393,7 @@ class Runner:
                      f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
                      f"processes{_instances_text(w)}, results in {self.options.results_path}")
             async with self.executor.reserve(w.process_count) as placement:
-                if w.executor != "local" or len(placement.nodes) > 1:
+                if w.executor != ExecutorKind.LOCAL or len(placement.nodes) > 1:
                     self.note(f"executor {w.executor}: {w.process_count} workers on "
                              f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
                              f"host(s) ({', '.join(placement.hosts)})")
@@ -663,7 +663,7 @@ async def prepare(workload: Workload, spec: BackendSpec, endpoints: Endpoints,
 
 def needs_origin(w: Workload) -> bool:
     """Whether the workload's loader queries the origin table in PostgreSQL."""
-    return w.read_op == "get_or_set" and w.loader.type == "query"
+    return w.read_op == ReadOp.GET_OR_SET and w.loader.type == "query"
 
 
 async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: Any) -> None:

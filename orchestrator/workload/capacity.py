@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import WorkloadError
-from orchestrator.workload.model import Workload
+from orchestrator.workload.model import ExecutorKind, Workload
 from proxies import ConfigProblem
 
 # Worker processes per CPU: more only time-share the cores, and what they measure is the
@@ -99,7 +99,7 @@ def _gib(n: float) -> str:
 
 def capacity_issues(w: Workload, machine: Machine, where: str = "") -> list[ConfigProblem]:
     """What of ``w`` this machine cannot hold, each at its YAML path (``where`` + path)."""
-    if w.executor != "local":
+    if w.executor != ExecutorKind.LOCAL:
         return []
     issues = []
     if w.process_count > machine.max_processes:

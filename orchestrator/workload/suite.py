@@ -34,7 +34,7 @@ import yaml
 
 from orchestrator.errors import ThresholdError, UsageError, WorkloadError
 from orchestrator.workload.loading import apply_overrides, read_workload_text
-from orchestrator.workload.model import Workload
+from orchestrator.workload.model import NetworkMode, Workload
 from orchestrator.workload.thresholds import Threshold, parse_threshold
 from orchestrator.workload.validation import DEFAULT_BACKENDS, did_you_mean, parse_workload
 from proxies import ConfigProblem
@@ -198,8 +198,9 @@ def _point_overrides(axis: str, value: float, base: Workload) -> list[str]:
     """The ``--set`` overrides that put the base workload at ``axis = value``."""
     if axis == LATENCY:
         mode = base.network.mode
-        if mode not in ("toxiproxy", "auto"):
-            mode = "inprocess" if value > 0 or base.network.jitter_ms > 0 else "none"
+        if mode not in (NetworkMode.TOXIPROXY, NetworkMode.AUTO):
+            mode = (NetworkMode.INPROCESS if value > 0 or base.network.jitter_ms > 0
+                    else NetworkMode.NONE)
         return [f"network.latency_ms={value!r}", f"network.mode={mode}"]
     if axis == READ_SHARE:
         total = (base.target_rate.reads or 0.0) + (base.target_rate.writes or 0.0)

@@ -23,10 +23,14 @@ from orchestrator.workload.model import (
     PLACEMENT_STRATEGIES,
     READ_OPS,
     BackendSpec,
+    ExecutorKind,
     KeyDistribution,
     LoaderSpec,
     Network,
+    NetworkMode,
+    PlacementStrategy,
     Rates,
+    ReadOp,
     WorkerPlacement,
     Workload,
 )
@@ -201,9 +205,10 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     backends = _backends(c, top.get("backends", list(DEFAULT_BACKENDS)))
     network = _network(c, top.get("network"))
     thresholds = _thresholds(c, top.get("thresholds"), {b.name for b in backends})
-    executor = c.string(top, "executor", "", "local", choices=EXECUTORS)
+    executor = ExecutorKind(c.string(top, "executor", "", ExecutorKind.LOCAL,
+                                     choices=EXECUTORS))
     # With an executor that is not one, whether the Ray keys fit it cannot be said.
-    said = executor if top.get("executor", "local") in EXECUTORS else None
+    said = executor if top.get("executor", ExecutorKind.LOCAL) in EXECUTORS else None
     ray_address = _ray_address(c, top, said)
     placement = _placement(c, top, said)
     workload = Workload(
@@ -232,7 +237,7 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         target_rate=rate,
         delete_ratio=c.number(top, "delete_ratio", "", 0.0, minimum=0.0, maximum=1.0) or 0.0,
         prefill=_boolean(c, top, "prefill", False),
-        read_op=c.string(top, "read_op", "", "get", choices=READ_OPS),
+        read_op=ReadOp(c.string(top, "read_op", "", ReadOp.GET, choices=READ_OPS)),
         loader=_loader(c, top.get("loader")),
         backends=backends,
         repeat=c.integer(top, "repeat", "", 1, minimum=1, maximum=1000),
@@ -303,27 +308,29 @@ _RAY_ADDRESS = re.compile(
     r"^(auto|local|(ray://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5})$")
 
 
-def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str | None) -> str:
+def _ray_address(c: _Checker, top: Mapping[str, Any], executor: ExecutorKind | None) -> str:
     address = c.string(top, "ray_address", "", "auto")
     if "ray_address" in top and isinstance(top["ray_address"], str):
         if not _RAY_ADDRESS.match(address):
             c.add("ray_address", "auto, local, ray://HOST:PORT (the Ray client) or HOST:PORT "
                   "(a cluster's head)", address)
-        elif executor == "local":
+        elif executor == ExecutorKind.LOCAL:
             c.add("ray_address", "ray_address only with executor: ray (the local executor "
                   "runs no Ray)", address)
     return address
 
 
-def _placement(c: _Checker, top: Mapping[str, Any], executor: str | None) -> WorkerPlacement:
+def _placement(c: _Checker, top: Mapping[str, Any],
+               executor: ExecutorKind | None) -> WorkerPlacement:
     path = "placement"
     value = top.get(path)
     data = c.mapping(value, path, PLACEMENT_KEYS)
-    if value is not None and executor == "local":
+    if value is not None and executor == ExecutorKind.LOCAL:
         c.add(path, "placement only with executor: ray (the local executor places nothing)",
               value)
     return WorkerPlacement(
-        strategy=c.string(data, "strategy", path, "SPREAD", choices=PLACEMENT_STRATEGIES),
+        strategy=PlacementStrategy(c.string(data, "strategy", path, PlacementStrategy.SPREAD,
+                                            choices=PLACEMENT_STRATEGIES)),
         workers_per_node=c.integer(data, "workers_per_node", path, 1, minimum=1,
                                    maximum=1024),
         cpus_per_worker=c.number(data, "cpus_per_worker", path, 1.0, minimum=0.0,
@@ -473,9 +480,9 @@ def _network(c: _Checker, value: Any) -> Network:
     data = c.mapping(value, path, NETWORK_KEYS)
     latency = c.number(data, "latency_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
     jitter = c.number(data, "jitter_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
-    default_mode = "inprocess" if latency or jitter else "none"
-    mode = c.string(data, "mode", path, default_mode, choices=NETWORK_MODES)
-    if mode == "none" and (latency or jitter):
+    default_mode = NetworkMode.INPROCESS if latency or jitter else NetworkMode.NONE
+    mode = NetworkMode(c.string(data, "mode", path, default_mode, choices=NETWORK_MODES))
+    if mode == NetworkMode.NONE and (latency or jitter):
         c.add("network.mode", "inprocess, toxiproxy or auto when latency_ms/jitter_ms is set",
               mode)
     url = c.string(data, "toxiproxy_url", path, DEFAULT_URL)
@@ -492,7 +499,7 @@ def _network(c: _Checker, value: Any) -> Network:
             proxies[key] = address
     raw_faults = data.get("faults") or []
     faults = _faults(c, raw_faults)
-    if raw_faults and mode in ("none", "inprocess"):
+    if raw_faults and mode in (NetworkMode.NONE, NetworkMode.INPROCESS):
         c.add("network.faults", "mode toxiproxy or auto (faults need Toxiproxy)", mode)
     return Network(mode=mode, latency_ms=latency, jitter_ms=jitter, toxiproxy_url=url,
                    proxies=proxies, faults=faults)
