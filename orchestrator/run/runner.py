@@ -82,7 +82,6 @@ from orchestrator.run.provenance import git_commit, versions
 from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.services import services_for_run
 from orchestrator.workload.model import BackendSpec, ExecutorKind, ReadOp, Workload
-from orchestrator.workload.validation import select_backends
 from proxies import Endpoints
 
 _READY_TIMEOUT_S = 60.0
@@ -96,7 +95,8 @@ class RunOptions:
     """How to run: where results go, which backends, where output goes, how workers start."""
 
     results_path: Path = store.DEFAULT_RESULTS
-    backends: list[str] | None = None
+    # The backends to run, resolved by the caller (the CLI's --backends); None: the workload's.
+    backends: tuple[BackendSpec, ...] | None = None
     console: IO[str] = field(default_factory=lambda: sys.stderr)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     executor: Executor | None = None  # None: as the workload says (executor_for)
@@ -214,8 +214,8 @@ class Runner:
         check_environment()
         self.workload = workload
         self.options = options
-        self.backends = (select_backends(workload, options.backends) if options.backends
-                         else workload.backends)
+        self.backends = (workload.backends if options.backends is None
+                         else options.backends)
         self.executor = options.executor or executor_for(workload)
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
