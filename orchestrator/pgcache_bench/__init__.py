@@ -1,6 +1,5 @@
 """pgcache's own benchmarks: the library measured directly, without a workload or a run.
 
-``microbench``: pgcache's performance targets side by side with raw asyncpg and the Valkey
-clients (``make bench-pgcache``). ``fanout``: what one writer's invalidations cost as listening
-instances multiply (``make bench-fanout``).
+``microbench``: pgcache's targets beside raw asyncpg and the Valkey clients (bench-pgcache).
+``fanout``: one writer's invalidations as listening instances multiply (bench-fanout).
 """

@@ -2,6 +2,8 @@
 workers, and the workers that generate the load.
 
 ``runner``: the parent process, one backend pass after another.
+``console``: what a run says: progress, failures, cautions, and its summary.
+``signals``: SIGINT/SIGTERM of a run, noted at once and reacted to by the event loop.
 ``sweep``: a suite's points, one run each, in one results database.
 ``executor``: the seam every executor implements: placement, worker handles, reachability.
 ``local_executor``: workers as child processes of this host (the default).

@@ -22,8 +22,8 @@ from orchestrator.redaction import redact_data
 from orchestrator.run.executor import STOP_GRACE_S, Placement, Slot, WorkerHandle, ask_to_stop
 from orchestrator.run.protocol import (
     ParentMessage,
-    WorkerProtocolError,
     WorkerMessage,
+    WorkerProtocolError,
     WorkerSpec,
     decode,
     encode,

@@ -9,13 +9,15 @@ run one after another, repetitions interleaved (A B C, A B C, ...), all with the
 Before any server starts, the results database is opened and the run's log directory
 written (a location that cannot be written is bad input). The executor stops and reaps the
 workers of a pass whatever ends it (no orphans). SIGINT/SIGTERM, from the run's first moment
-to its last: the workers are told to stop, are killed if they have not exited within the grace
+to its last (:mod:`orchestrator.run.signals`, installed by :func:`run_workload`): the workers
+are told to stop, are killed if they have not exited within the grace
 period, what was measured is ingested and the run is marked ``interrupted``. A worker that
 exits without finishing (it died, or its files could not be written) marks the run ``failed``;
 the other workers are stopped and their data ingested. When the database cannot take what was
 measured, the console says where the logs are and how to ``ingest`` them later. At the end,
 failed operations beyond the workload's ``allowed_error_rate`` make the run
-``completed_with_errors`` (:mod:`orchestrator.results.errors`).
+``completed_with_errors`` (:mod:`orchestrator.results.errors`). What the run says, progress
+and summary, goes through its :class:`~orchestrator.run.console.Console`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -54,10 +55,7 @@ from orchestrator.redaction import (
     check_environment,
     learn_environment,
     learn_secrets,
-    redact,
 )
-from orchestrator.reports import meaning
-from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
     PARENT_EVENTS,
@@ -66,6 +64,7 @@ from orchestrator.results.logs import (
     configure_events,
 )
 from orchestrator.results.store import RunStatus
+from orchestrator.run.console import Console
 from orchestrator.run.executor import (
     STOP_GRACE_S,
     Executor,
@@ -80,6 +79,7 @@ from orchestrator.run.origin import prepare_origin
 from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, WorkerSpec
 from orchestrator.run.provenance import git_commit, versions
 from orchestrator.run.ray_executor import RayExecutor
+from orchestrator.run.signals import RunSignals
 from orchestrator.services import services_for_run
 from orchestrator.workload.model import BackendSpec, ExecutorKind, ReadOp, Workload
 from proxies import Endpoints
@@ -87,7 +87,6 @@ from proxies import Endpoints
 _READY_TIMEOUT_S = 60.0
 _BARRIER_DELAY_NS = 100_000_000
 _PREPARE_TIMEOUT_S = 60.0
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -208,7 +207,8 @@ class _Crew:
 class Runner:
     """Runs one workload; see the module docstring."""
 
-    def __init__(self, workload: Workload, options: RunOptions) -> None:
+    def __init__(self, workload: Workload, options: RunOptions, console: Console,
+                 signals: RunSignals) -> None:
         learn_secrets(workload.raw)  # before anything is said or written
         learn_environment()
         check_environment()
@@ -220,59 +220,27 @@ class Runner:
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
-        self.interrupted = False
+        self.console = console
+        self.say, self.note = console.say, console.note
+        self.signals = signals
+        signals.react(self._interrupt)
         self.failed: str | None = None
-        self.signals = 0  # signals received
-        self._reactions = 0  # signals the event loop has reacted to
-        self._signal_name = ""
         self._interrupt_said = False
         self.unrecorded = False  # something measured is not (or may not be) in the database
         self._crew = _Crew([], {})  # the workers of the current pass
         self._route: ParentRoute | None = None  # the run's network route, once open
-        self._tty = options.console.isatty()
         self.log: Any = None
 
-    # -- console -------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        text = redact(text)
-        if self._tty:
-            text = "\r\x1b[K" + text
-        print(text, file=self.options.console, flush=True)
+    # -- interrupts ----------------------------------------------------------------------
+    @property
+    def interrupted(self) -> bool:
+        return self.signals.interrupted
 
-    def note(self, text: str) -> None:
-        """A progress line: said unless the run is quiet."""
-        if not self.options.quiet:
-            self.say(text)
-
-    def _progress(self, label: str, started: float, expected: int | None) -> None:
-        if self.options.quiet:
-            return
-        ops, errors = self._crew.ops, self._crew.errors
-        elapsed = time.monotonic() - started
-        rate = ops / elapsed if elapsed > 0 else 0.0
-        share = f"/{expected:,} ({100 * ops / expected:.0f}%)" if expected else ""
-        line = (f"{label}: {ops:,}{share} ops, {rate:,.0f} ops/s, {errors} errors, "
-                f"{elapsed:.1f} s")
-        if self._tty:
-            print("\r\x1b[K" + line, end="", file=self.options.console, flush=True)
-        else:
-            print(line, file=self.options.console, flush=True)
-
-    # -- signals -------------------------------------------------------------------------
-    def _note_signal(self, sig: int, frame: Any) -> None:
-        """The interpreter's handler: notes the interrupt at once, whatever the main thread
-        is doing (also synchronous work such as starting a server); the event loop, woken by
-        the signal, then calls :meth:`_on_signal`."""
-        self.signals += 1
-        self.interrupted = True
-        self._signal_name = self._signal_name or signal.Signals(sig).name
-
-    def _on_signal(self, sig: int) -> None:
-        self._reactions += 1
-        name = signal.Signals(sig).name
+    def _interrupt(self, name: str, count: int) -> None:
+        """A signal the event loop reacted to: the first stops the workers, more kill them."""
         if self.log is not None:
-            self.log.warning("interrupted", signal=name, count=self._reactions)
-        if self._reactions == 1:
+            self.log.warning("interrupted", signal=name, count=count)
+        if count == 1:
             self._say_interrupted(f"{name}: stopping the run (again to kill its workers at "
                                   "once)")
             self._crew.send(Stop())
@@ -285,61 +253,34 @@ class Runner:
             self._interrupt_said = True
             self.say(text)
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM handled by this run from its first moment to its last: the loop
-        wakes and reacts (asyncio's handler), and the flag is set even while the loop is
-        busy (ours, which replaces asyncio's no-op at the interpreter level)."""
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            loop.add_signal_handler(sig, self._on_signal, sig)
-            signal.signal(sig, self._note_signal)
-        try:
-            yield
-        finally:
-            for sig in _SIGNALS:
-                loop.remove_signal_handler(sig)
-
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> RunOutcome:
-        with self._signals():
-            conn = self._preflight()
-            events = BufferedStream(self.log_dir / PARENT_EVENTS, autosync=True)
-            configure_events(events, {"run_id": self.run_id, "backend": None,
-                                      "repetition": None, "process": -1})
-            self.log = structlog.get_logger()
-            try:
-                status, passed = await self._run(conn)
-                status, passed, rows = self._finish(conn, status, passed, events)
-                if self.interrupted:  # also when the loop never got to react (no await)
-                    self._say_interrupted(f"{self._signal_name}: run interrupted")
-                text = self._summary_text(conn, status, rows)
-            finally:
-                events.close()
-                with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
-                    conn.close()
-            if self._tty:
-                print(file=self.options.console)
-            print(text, file=self.options.out, flush=True)
+        """The run, from the preflight to the summary (signals are handled by the caller:
+        :func:`run_workload`)."""
+        conn = self._preflight()
+        events = BufferedStream(self.log_dir / PARENT_EVENTS, autosync=True)
+        configure_events(events, {"run_id": self.run_id, "backend": None,
+                                  "repetition": None, "process": -1})
+        self.log = structlog.get_logger()
+        try:
+            status, passed = await self._run(conn)
+            status, passed, rows = self._finish(conn, status, passed, events)
+            if self.interrupted:  # also when the loop never got to react (no await)
+                self._say_interrupted(f"{self.signals.name}: run interrupted")
+            text = self.console.summary_text(
+                conn, self.run_id, status, rows, workload=self.workload,
+                results=str(self.options.results_path), recorded=not self.unrecorded,
+                next_steps=not self.options.in_suite)
+        finally:
+            events.close()
+            with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
+                conn.close()
+        self.console.summary(text)
         code = (ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED or self.interrupted
                 else ExitCode.FAILED if status != RunStatus.COMPLETED
                 else ExitCode.THRESHOLDS_FAILED if passed is False
                 else ExitCode.OK)
         return RunOutcome(self.run_id, status, code, rows)
-
-    def _summary_text(self, conn: Any, status: RunStatus, rows: list[dict[str, Any]]) -> str:
-        """What the run's figures are and mean (:mod:`orchestrator.reports.console`); the bare
-        table when the database cannot say more (the run's end was not recorded)."""
-        title = f"run {self.run_id} ({self.workload.name}): {status}"
-        if not self.unrecorded:
-            try:
-                return meaning.render(conn, self.run_id, title=title,
-                                      results=str(self.options.results_path),
-                                      workload=self.workload,
-                                      next_steps=not self.options.in_suite)
-            except duckdb.Error as exc:
-                self.say(f"run {self.run_id}: could not summarise the run: {exc}")
-        return format_summary(rows, "table", title=title)
 
     def _preflight(self) -> Any:
         """The results database and the run's log directory, both writable, before any server
@@ -603,13 +544,17 @@ class Runner:
                 self.say(message)
                 self._crew.send(Stop())
 
+    def _progress(self, label: str, started: float, expected: int | None) -> None:
+        self.console.progress(label, self._crew.ops, self._crew.errors,
+                              time.monotonic() - started, expected)
+
     async def _monitor(self, label: str) -> None:
         w = self.workload
         expected = None if w.duration_s else (w.writers * w.write_iterations
                                               + w.readers * w.read_iterations)
         started = time.monotonic()
         last_print = 0.0
-        interval = 0.5 if self._tty else 2.0
+        interval = self.console.progress_interval_s
         stop_sent_at: float | None = None
         while self._crew.running:
             self._check_workers()
@@ -625,8 +570,7 @@ class Runner:
             await asyncio.sleep(0.05)
         self._check_workers()
         self._progress(label, started, expected)
-        if self._tty:
-            print(file=self.options.console)
+        self.console.end_line()
         for worker in self._crew.workers:
             self.log.info("worker_exit", process=worker.handle.process,
                           exit_code=worker.handle.exit_code, ops=worker.ops,
@@ -693,8 +637,17 @@ async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: An
 
 
 def run_workload(workload: Workload, options: RunOptions | None = None) -> RunOutcome:
-    """Run a workload to the end (or interruption) and return its outcome."""
-    runner = Runner(workload, options or RunOptions())
+    """Run a workload to the end (or interruption) and return its outcome: the runner, its
+    console, and SIGINT/SIGTERM handled from the run's first moment to its last."""
+    options = options or RunOptions()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(runner.run())
+    return asyncio.run(_run_handled(workload, options))
+
+
+async def _run_handled(workload: Workload, options: RunOptions) -> RunOutcome:
+    signals = RunSignals()
+    console = Console(options.console, options.out, quiet=options.quiet)
+    runner = Runner(workload, options, console, signals)
+    with signals.installed():
+        return await runner.run()
 

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from proxies import ConfigProblem
 
+from proxies import ConfigProblem
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32

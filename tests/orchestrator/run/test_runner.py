@@ -15,8 +15,8 @@ import structlog
 from orchestrator.errors import ExitCode
 from orchestrator.run.executor import Placement, Slot
 from orchestrator.run.local_executor import LocalProcessExecutor
-from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.run.protocol import WorkerSpec
+from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.run.runner import RunOptions, executor_for, run_workload
 from orchestrator.services import Services
 from orchestrator.workload.model import BackendSpec
