@@ -72,7 +72,7 @@ class _Start:
 
 
 @dataclass(frozen=True, slots=True)
-class Point:
+class FanoutPoint:
     """One measured point of the fan-out table."""
 
     path: str
@@ -315,7 +315,7 @@ def _lags_by_key(writes: list[tuple[int, int, int]],
 
 
 async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seconds: float,
-                  processes: int) -> Point:
+                  processes: int) -> FanoutPoint:
     base: dict[str, Any] = dict(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
                                 application_name="fanout", sweep_interval_seconds=0,
                                 min_pool_size=1, max_pool_size=2,
@@ -366,14 +366,14 @@ async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seco
     lags.sort()
     latencies.sort()
     spent = (cpu[-1] - first[0]) if cpu and first else float("nan")
-    return Point(path, instances, rate, sets, _quantile(lags, 0.5), _quantile(lags, 0.99),
+    return FanoutPoint(path, instances, rate, sets, _quantile(lags, 0.5), _quantile(lags, 0.99),
                  (lags[-1] / 1e6) if lags else float("nan"), missing,
                  spent / max(1, sets) * 1000, _quantile(latencies, 0.99))
 
 
 async def run(instances: list[int], rates: list[int], seconds: float, processes: int,
-              paths: list[str]) -> list[Point]:
-    points: list[Point] = []
+              paths: list[str]) -> list[FanoutPoint]:
+    points: list[FanoutPoint] = []
     with running_services(need_valkey="valkey" in paths) as services:
         for rate in rates:
             for count in instances:
@@ -387,7 +387,7 @@ async def run(instances: list[int], rates: list[int], seconds: float, processes:
     return points
 
 
-def render(points: list[Point], header: bool = True) -> str:
+def render(points: list[FanoutPoint], header: bool = True) -> str:
     lines = []
     if header:
         lines.append(f"{'path':<7}{'N':>5}{'sets/s':>8}{'lag p50':>9}{'p99':>8}{'max ms':>8}"
