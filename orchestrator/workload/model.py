@@ -108,6 +108,10 @@ class Network:
     proxies: Mapping[str, str] = field(default_factory=dict)  # route name -> listen address
     faults: tuple[Fault, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A model built by hand from the word ("toxiproxy") holds the member too.
+        object.__setattr__(self, "mode", NetworkMode(self.mode))
+
     def to_dict(self) -> dict[str, Any]:
         """The run's metadata (``runs.network``) as far as the workload knows it."""
         return {
@@ -125,6 +129,9 @@ class WorkerPlacement:
     strategy: PlacementStrategy = PlacementStrategy.SPREAD
     workers_per_node: int = 1
     cpus_per_worker: float = 1.0  # CPUs each worker's actor reserves (0: none)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", PlacementStrategy(self.strategy))
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy.value, "workers_per_node": self.workers_per_node,

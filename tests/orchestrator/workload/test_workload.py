@@ -23,9 +23,11 @@ from orchestrator.workload.model import (
     PLACEMENT_STRATEGIES,
     READ_OPS,
     ExecutorKind,
+    Network,
     NetworkMode,
     PlacementStrategy,
     ReadOp,
+    WorkerPlacement,
 )
 from orchestrator.workload.suite import load_suite
 from orchestrator.workload.validation import parse_workload, select_backends
@@ -420,6 +422,14 @@ class TestEnums:
                                                  ExecutorKind.LOCAL, PlacementStrategy.SPREAD)
         assert all(type(m) is NetworkMode for m in (defaults.network.mode,
                                                      parse_workload({}).network.mode))
+
+    def test_a_model_built_from_words_holds_members(self) -> None:
+        """Network and WorkerPlacement made by hand from the words hold the members."""
+        assert Network(mode="toxiproxy").mode is NetworkMode.TOXIPROXY  # type: ignore[arg-type]
+        placement = WorkerPlacement(strategy="STRICT_SPREAD")  # type: ignore[arg-type]
+        assert placement.strategy is PlacementStrategy.STRICT_SPREAD
+        with pytest.raises(ValueError):
+            Network(mode="carrier-pigeon")  # type: ignore[arg-type]
 
     def test_written_out_as_plain_words(self) -> None:
         """What the results record (runs.network, placement) carries plain strings, which any
