@@ -221,7 +221,6 @@ class Runner:
         self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
         self.console = console
-        self.say, self.note = console.say, console.note
         self.signals = signals
         signals.react(self._interrupt)
         self.failed: str | None = None
@@ -251,7 +250,7 @@ class Runner:
         """The one line an interrupt gets on the console."""
         if not self._interrupt_said:
             self._interrupt_said = True
-            self.say(text)
+            self.console.say(text)
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> RunOutcome:
@@ -330,14 +329,15 @@ class Runner:
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
         need_pg, need_vk = "postgres" in servers or needs_origin(w), "valkey" in servers
         try:
-            self.note(f"run {self.run_id}: workload {w.name}, backends "
-                     f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
-                     f"processes{_instances_text(w)}, results in {self.options.results_path}")
+            self.console.note(
+                f"run {self.run_id}: workload {w.name}, backends "
+                f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
+                f"processes{_instances_text(w)}, results in {self.options.results_path}")
             async with self.executor.reserve(w.process_count) as placement:
                 if w.executor != ExecutorKind.LOCAL or len(placement.nodes) > 1:
-                    self.note(f"executor {w.executor}: {w.process_count} workers on "
-                             f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
-                             f"host(s) ({', '.join(placement.hosts)})")
+                    self.console.note(f"executor {w.executor}: {w.process_count} workers on "
+                                      f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
+                                      f"host(s) ({', '.join(placement.hosts)})")
                 self.log.info("placement", executor=w.executor, **placement.describe())
                 if self.interrupted:
                     raise InterruptedRun("interrupted while the workers' room was reserved")
@@ -349,7 +349,7 @@ class Runner:
                 self.unrecorded = True
             self.failed = str(exc)
             if not isinstance(exc, InterruptedRun):  # the signal's own line said that one
-                self.say(f"run {self.run_id} failed: {exc}")
+                self.console.say(f"run {self.run_id} failed: {exc}")
             self.log.error("run_failed", error=str(exc))
             return (RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED), None
         finally:
@@ -363,7 +363,7 @@ class Runner:
         """The servers, the run's row, the network route, then every pass."""
         w = self.workload
         with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
-                              say=self.note) as svc:
+                              say=self.console.note) as svc:
             upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
             record = store.RunRecord(
                 run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
@@ -379,7 +379,7 @@ class Runner:
                           processes=w.process_count,
                           instances_per_process=w.instances_per_process,
                           services=svc.description)
-            self._route = route = open_route(w.network, upstream, self.say, self.log)
+            self._route = route = open_route(w.network, upstream, self.console.say, self.log)
             store.update_run(conn, self.run_id, network=route.config)
             problem = loopback_problem(route.endpoints, placement)
             if problem:
@@ -411,11 +411,11 @@ class Runner:
                 passed = self._judge(conn)
         except (ResultsError, duckdb.Error) as exc:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id} failed: could not judge the run: {exc}")
+            self.console.say(f"run {self.run_id} failed: could not judge the run: {exc}")
         if events.error is not None:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id} failed: could not write its events: "
-                     f"{events.error.strerror} ({events.error.filename})")
+            self.console.say(f"run {self.run_id} failed: could not write its events: "
+                             f"{events.error.strerror} ({events.error.filename})")
         self.log.info("run_finished", status=status, failure=self.failed)
         events.sync()
         try:
@@ -426,11 +426,11 @@ class Runner:
             rows = store.summary(conn, self.run_id)
         except (ResultsError, duckdb.Error) as exc:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id}: could not record its end: {exc}")
+            self.console.say(f"run {self.run_id}: could not record its end: {exc}")
         if self.unrecorded:
-            self.say(f"what was measured is kept in {self.log_dir}; once the results' file "
-                     f"system can be written again: python -m orchestrator ingest "
-                     f"{self.log_dir} --results {self.options.results_path}")
+            self.console.say(f"what was measured is kept in {self.log_dir}; once the results' file "
+                             f"system can be written again: python -m orchestrator ingest "
+                             f"{self.log_dir} --results {self.options.results_path}")
         return status, passed, rows
 
     def _errors_allowed(self, conn: Any) -> bool:
@@ -439,7 +439,7 @@ class Runner:
         verdicts = errors.judge(errors.error_report(conn, self.run_id),
                                 self.workload.allowed_error_rate, self.workload.thresholds)
         for entry in verdicts:
-            self.say(f"errors: {entry.describe()}")
+            self.console.say(f"errors: {entry.describe()}")
         if verdicts:
             self.log.warning("errors_judged", backends={
                 e.backend: {"ops": e.ops, "errors": e.errors, "allowed": e.allowed,
@@ -457,8 +457,8 @@ class Runner:
         for v in verdicts:
             mark = {True: "pass", False: "FAIL", None: "n/a "}[v.passed]
             measured = "-" if v.measured is None else f"{v.measured:.4g}"
-            self.note(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
-                     + (f" — {v.note}" if v.note else ""))
+            self.console.note(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
+                              + (f" — {v.note}" if v.note else ""))
         return thresholds.all_passed(verdicts)
 
     # -- one pass ------------------------------------------------------------------------
@@ -482,7 +482,7 @@ class Runner:
             rows = store.ingest_pass(conn, self.run_id, spec.name, repetition, files)
             took = time.monotonic() - started
             self.log.info("pass_ingested", ops=rows, seconds=round(took, 3))
-            self.note(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
+            self.console.note(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
         finally:
             structlog.contextvars.unbind_contextvars("backend", "repetition")
 
@@ -541,7 +541,7 @@ class Runner:
                 raise WorkerError(message)
             if self.failed is None:
                 self.failed = message
-                self.say(message)
+                self.console.say(message)
                 self._crew.send(Stop())
 
     def _progress(self, label: str, started: float, expected: int | None) -> None:
