@@ -40,11 +40,11 @@ lint: $(VENV)/.installed
 
 ## pgcache micro-benchmark against raw asyncpg and redis-py, side by side, with its targets.
 bench-pgcache: $(VENV)/.installed
-	$(PY) -m orchestrator.microbench $(ARGS)
+	$(PY) -m orchestrator.pgcache_bench.microbench $(ARGS)
 
 ## Invalidation fan-out as listening instances multiply (own listeners, shared, Valkey peer).
 bench-fanout: $(VENV)/.installed
-	$(PY) -m orchestrator.fanout $(ARGS)
+	$(PY) -m orchestrator.pgcache_bench.fanout $(ARGS)
 
 ## The seed's benchmark targets. With a working Docker engine they run on the compose stack
 ## (started before, stopped after, even on failure); without one, on the embedded PostgreSQL 18

@@ -39,7 +39,7 @@ from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
 from orchestrator.workload.capacity import check_capacity
 from orchestrator.workload.loading import load_workload, recorded_workload
-from orchestrator.workload.model import EXECUTORS, Workload
+from orchestrator.workload.model import EXECUTORS, BackendSpec, ExecutorKind, Workload
 from orchestrator.workload.suite import (
     Suite,
     is_suite_file,
@@ -237,25 +237,26 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         if value is not None:
             overrides.append(f"{path}={value}")
     if args.executor or args.ray_address:
-        overrides.append(f"executor={args.executor or 'ray'}")
+        overrides.append(f"executor={args.executor or ExecutorKind.RAY}")
     if args.ray_address:
         overrides.append(f"ray_address={json.dumps(args.ray_address)}")
     return overrides + list(args.overrides)
 
 
-def _load(args: argparse.Namespace) -> Workload:
+def _load(args: argparse.Namespace) -> tuple[Workload, tuple[BackendSpec, ...]]:
+    """The workload and the backends to run: resolved here, once (an unknown --backends name
+    is reported before anything runs), and passed on."""
     workload = load_workload(args.workload, _overrides(args))
-    if args.backends:
-        select_backends(workload, args.backends)  # reports unknown names before anything runs
+    backends = select_backends(workload, args.backends) if args.backends else workload.backends
     if not args.force:
         check_capacity([("", workload)], args.workload)
-    return workload
+    return workload, backends
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    workload = _load(args)
-    outcome = run_workload(workload, RunOptions(results_path=args.results,
-                                                backends=args.backends, quiet=args.quiet))
+    workload, backends = _load(args)
+    outcome = run_workload(workload, RunOptions(results_path=args.results, backends=backends,
+                                                quiet=args.quiet))
     return outcome.exit_code
 
 
@@ -273,15 +274,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
               f"{', '.join(a.name for a in suite.axes)}, target {suite.target_text!r}; run it "
               f"with: python -m orchestrator suite {args.workload}")
         return 0
-    w = _load(args)
-    backends = select_backends(w, args.backends) if args.backends else w.backends
+    w, backends = _load(args)
     mode = f"duration {w.duration_s:g} s" if w.duration_s else (
         f"{w.write_iterations} writes/writer, {w.read_iterations} reads/reader")
     print(f"{args.workload}: OK — workload {w.name!r}: {w.writers} writers, {w.readers} "
           f"readers, {mode}, keyspace {w.keyspace} ({w.key_distribution.kind}), "
           f"{w.process_count} processes"
-          + (f" on Ray at {w.ray_address} ({w.placement.strategy})" if w.executor == "ray"
-             else "")
+          + (f" on Ray at {w.ray_address} ({w.placement.strategy})"
+             if w.executor == ExecutorKind.RAY else "")
           + f", network {w.network.mode}, backends "
           f"{', '.join(b.name for b in backends)}, repeat {w.repeat}")
     return 0

@@ -4,14 +4,16 @@ Every error the orchestrator raises on purpose is an :class:`OrchestratorError` 
 exit code the command line ends with. Errors of the layers below are mapped into these where
 the orchestrator calls them: :class:`proxies.ProxyError` into :class:`NetworkError` (or into
 workload issues, for an invalid fault), pgcache's and the drivers' errors into
-:class:`BackendError`.
+:class:`BackendError`. One problem found in a workload or a suite is a
+:class:`proxies.errors.ConfigProblem`, the class the network emulation's checks use too.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from proxies.errors import ConfigProblem
 
 
 class ExitCode(enum.IntEnum):
@@ -31,23 +33,6 @@ class OrchestratorError(Exception):
     exit_code = ExitCode.FAILED
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One problem found in a workload: where, what was expected, what was found."""
-
-    path: str
-    expected: str
-    found: str
-
-    def __str__(self) -> str:
-        return f"{_short(self.path)}: expected {self.expected}, found {_short(self.found)}"
-
-
-def _short(text: str, limit: int = 160) -> str:
-    """``text`` cut to ``limit`` characters: a path or value from a hostile file may be huge."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 class WorkloadError(OrchestratorError):
     """The workload file is missing, unreadable, or invalid; every issue is kept, the first
     ``MAX_LISTED`` are in the message (then "and N more")."""
@@ -55,7 +40,7 @@ class WorkloadError(OrchestratorError):
     exit_code = ExitCode.BAD_INPUT
     MAX_LISTED = 20
 
-    def __init__(self, source: str, issues: Sequence[Issue]) -> None:
+    def __init__(self, source: str, issues: Sequence[ConfigProblem]) -> None:
         self.source = source
         self.issues = tuple(issues)
         count = len(self.issues)

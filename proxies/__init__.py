@@ -1,10 +1,12 @@
 """Network emulation between the benchmark's workers and the servers.
 
 The lower layer of the benchmark: it knows routes, faults and proxies, never the orchestrator.
-``routes``: the three routes, the endpoints and URL rewriting. ``faults``: the fault model and
-its validation. ``inprocess``: an asyncio TCP relay inside each worker that delays every byte.
-``toxiproxy``: real TCP through Toxiproxy with latency/jitter and fault toxics. ``errors``: one
-root, :class:`ProxyError`.
+
+``routes``: the three routes, the endpoints and URL rewriting.
+``faults``: the fault model and its validation.
+``inprocess``: an asyncio TCP relay inside each worker that delays every byte.
+``toxiproxy``: real TCP through Toxiproxy with latency/jitter and fault toxics.
+``errors``: one root, :class:`ProxyError`, and the one problem class of every config check.
 """
 
 from proxies.errors import (

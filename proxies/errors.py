@@ -12,14 +12,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
-    """One invalid value: where (a dotted path), what was expected, what was found."""
+    """One invalid value: where (a dotted path), what was expected, what was found.
+
+    The one problem class of every configuration check, this package's (a fault schedule) and
+    the orchestrator's (a workload, a suite): it lives here because the orchestrator may import
+    this package and never the other way round.
+    """
 
     path: str
     expected: str
     found: str
 
     def __str__(self) -> str:
-        return f"{self.path}: expected {self.expected}, found {self.found}"
+        return f"{_short(self.path)}: expected {self.expected}, found {_short(self.found)}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters: a path or value from a hostile file may be huge."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class ProxyError(Exception):

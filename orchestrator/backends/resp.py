@@ -35,7 +35,7 @@ class ConnectionLost(ConnectionError):
     """The connection closed (or was closed) before the command's reply arrived."""
 
 
-class ProtocolError(ConnectionError):
+class RespProtocolError(ConnectionError):
     """The server sent something that is not RESP3 (the connection is closed)."""
 
 
@@ -155,7 +155,7 @@ class RespParser:
             if kind == 33:
                 return ReplyError(data.decode("utf-8", "replace")), stop + 2
             return data[4:], stop + 2  # "txt:" / "mkd:" format prefix
-        raise ProtocolError(f"not a RESP3 reply: type byte {chr(kind)!r}")
+        raise RespProtocolError(f"not a RESP3 reply: type byte {chr(kind)!r}")
 
 
 class _Gather:
@@ -226,8 +226,8 @@ class RespConnection(asyncio.Protocol):
                         entry.set_exception(reply)  # type: ignore[union-attr]
                     else:
                         entry.set_result(reply)  # type: ignore[union-attr]
-        except (ProtocolError, IndexError, ValueError) as exc:
-            self.abort(ProtocolError(f"unexpected data from the server: {exc}"))
+        except (RespProtocolError, IndexError, ValueError) as exc:
+            self.abort(RespProtocolError(f"unexpected data from the server: {exc}"))
             return
         parser.compact()
 

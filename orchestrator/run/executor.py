@@ -1,4 +1,4 @@
-"""How workers are started: the :class:`Executor` seam, and local processes behind it.
+"""How workers are started: the :class:`Executor` seam every executor implements.
 
 A run first reserves room for its workers: ``async with executor.reserve(processes) as
 placement`` says where each worker slot goes (:class:`Placement`: which node, which host),
@@ -9,37 +9,23 @@ starts one worker per :class:`~orchestrator.run.protocol.WorkerSpec`, and leavin
 stops whatever still runs (:class:`~orchestrator.run.protocol.Stop`, then a kill after the
 grace period) and reaps every worker, also when the block raises, so that no worker outlives
 its pass. Each :class:`WorkerHandle` gives the parent the worker's typed messages, its exit
-code, and a way to send it messages or kill it. Nothing here is specific to processes except
-:class:`LocalProcessExecutor`, which runs each worker as ``python -m orchestrator.run.worker
-SPEC.json`` on this host and speaks the protocol over its stdin/stdout; the Ray executor
-(:mod:`orchestrator.run.cluster`) runs them as Ray actors.
+code, and a way to send it messages or kill it. Nothing here is specific to where workers run:
+:mod:`orchestrator.run.local_executor` runs them as child processes of this host,
+:mod:`orchestrator.run.ray_executor` as Ray actors on a cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
-import json
 import socket
-import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.redaction import redact_data
-from orchestrator.run.protocol import (
-    ParentMessage,
-    ProtocolError,
-    Stop,
-    WorkerMessage,
-    WorkerSpec,
-    decode,
-    encode,
-)
+from orchestrator.run.protocol import ParentMessage, Stop, WorkerMessage, WorkerSpec
 from proxies import Endpoints
 
 STOP_GRACE_S = 4.0  # how long a stopped worker may take to write its data and exit
@@ -171,114 +157,3 @@ class Executor(Protocol):
     def workers(self, specs: Sequence[WorkerSpec]) -> contextlib.AbstractAsyncContextManager[
             Sequence[WorkerHandle]]:
         """Start one worker per spec; on exit, stop, kill after the grace period, reap."""
-
-
-class _LocalWorker:
-    """A worker in a child process of this one, its protocol on stdin/stdout."""
-
-    def __init__(self, process: int, proc: asyncio.subprocess.Process,
-                 stderr_path: Path) -> None:
-        self._process = process
-        self.proc = proc
-        self.stderr_path = stderr_path
-
-    @property
-    def process(self) -> int:
-        return self._process
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.proc.returncode
-
-    async def messages(self) -> AsyncIterator[WorkerMessage]:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            try:
-                message = decode(line)
-            except ProtocolError:
-                continue  # not ours (e.g. a library printing to stdout): the parent ignores it
-            if isinstance(message, WorkerMessage):
-                yield message
-
-    def send(self, message: ParentMessage) -> None:
-        stdin = self.proc.stdin
-        if stdin is not None and not stdin.is_closing() and self.proc.returncode is None:
-            # The worker may exit at any moment: a message it can no longer read is moot.
-            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                stdin.write(encode(message))
-
-    def close_input(self) -> None:
-        """End the worker's input: a worker whose input ends stops by itself."""
-        if self.proc.stdin is not None:
-            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-                self.proc.stdin.close()
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-
-    def describe(self) -> dict[str, Any]:
-        return {"pid": self.proc.pid}
-
-    def failure_detail(self, lines: int = 15) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.strip().splitlines()[-lines:])
-
-
-class LocalProcessExecutor:
-    """Runs each worker as a child process on this host (``python -m orchestrator.run.worker
-    -``).
-
-    The spec is the first line of the worker's stdin (it holds the servers' passwords, which
-    never touch the disk); ``<log_dir>/<stem>.spec.json`` keeps a copy with the passwords
-    redacted, for the record. The worker's stderr goes to ``<log_dir>/<stem>.stderr``; a worker
-    whose stdin closes (the parent died) stops by itself.
-    """
-
-    def __init__(self, *, python: str = sys.executable, grace_s: float = STOP_GRACE_S) -> None:
-        self.python = python
-        self.grace_s = grace_s
-
-    @contextlib.asynccontextmanager
-    async def reserve(self, processes: int) -> AsyncIterator[Placement]:
-        """Every worker on this host: nothing to reserve."""
-        yield Placement(tuple(Slot("local", socket.gethostname()) for _ in range(processes)))
-
-    @contextlib.asynccontextmanager
-    async def workers(self, specs: Sequence[WorkerSpec]) -> AsyncIterator[
-            Sequence[WorkerHandle]]:
-        started: list[_LocalWorker] = []
-        try:
-            for spec in specs:
-                started.append(await self._start(spec))
-            yield started
-        finally:
-            await self._stop(started)
-
-    async def _start(self, spec: WorkerSpec) -> _LocalWorker:
-        log_dir = Path(spec.log_dir)
-        record = redact_data(json.loads(spec.to_json()))
-        (log_dir / f"{spec.stem}.spec.json").write_text(json.dumps(record))
-        stderr_path = log_dir / f"{spec.stem}.stderr"
-        with open(stderr_path, "ab") as stderr:  # noqa: ASYNC230 - handed to the child
-            proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "orchestrator.run.worker", "-",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr)
-        assert proc.stdin is not None
-        proc.stdin.write(spec.to_json().encode() + b"\n")
-        return _LocalWorker(spec.process, proc, stderr_path)
-
-    async def _stop(self, workers: Sequence[_LocalWorker]) -> None:
-        """Ask every worker still running to stop; kill and reap whatever does not."""
-        deadline = ask_to_stop(workers, self.grace_s)
-        for worker in workers:
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                await asyncio.wait_for(worker.proc.wait(), remaining)
-            except TimeoutError:
-                worker.kill()
-                await worker.proc.wait()

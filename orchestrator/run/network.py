@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.errors import NetworkError
-from orchestrator.workload.model import Network
+from orchestrator.workload.model import Network, NetworkMode
 from proxies import Endpoints, ProxyError
 from proxies import toxiproxy as toxiproxy_mode
 
@@ -28,7 +28,7 @@ class ParentRoute(Protocol):
     """What the runner needs from a parent-side network route."""
 
     endpoints: Endpoints
-    worker_mode: str  # what each worker does itself: "none" or "inprocess"
+    worker_mode: NetworkMode  # what each worker does itself: none or inprocess
     config: dict[str, Any]
 
     def pass_started(self, backend: str, repetition: int, measure_start_ns: int) -> None: ...
@@ -44,7 +44,7 @@ class DirectRoute:
     """A route that needs nothing from the parent (modes none and inprocess)."""
 
     endpoints: Endpoints
-    worker_mode: str
+    worker_mode: NetworkMode
     config: dict[str, Any] = field(default_factory=dict)
 
     def pass_started(self, backend: str, repetition: int, measure_start_ns: int) -> None:
@@ -60,7 +60,7 @@ class DirectRoute:
 class ToxiproxyParentRoute:
     """Mode ``toxiproxy``: every route through Toxiproxy, the fault schedule with each pass."""
 
-    worker_mode = "none"
+    worker_mode = NetworkMode.NONE
 
     def __init__(self, route: toxiproxy_mode.ToxiproxyRoute, config: dict[str, Any]) -> None:
         self.route = route
@@ -87,7 +87,7 @@ def _toxiproxy_route(network: Network, endpoints: Endpoints, log: Any) -> Parent
             jitter_ms=network.jitter_ms, listen=network.proxies, faults=network.faults)
     except ProxyError as exc:  # its message says what and how to fix it
         raise NetworkError(f"Toxiproxy set-up failed: {exc}") from exc
-    config = dict(network.to_dict(), mode="toxiproxy", toxiproxy=route.metadata)
+    config = dict(network.to_dict(), mode=NetworkMode.TOXIPROXY.value, toxiproxy=route.metadata)
     return ToxiproxyParentRoute(route, config)
 
 
@@ -95,25 +95,27 @@ def open_route(network: Network, endpoints: Endpoints,
                say: Callable[[str], None], log: Any) -> ParentRoute:
     """Set up the run's network emulation; ``say`` prints to the console."""
     config: dict[str, Any] = network.to_dict()
-    if network.mode == "none":
-        return DirectRoute(endpoints, "none", config)
-    if network.mode == "inprocess":
-        return DirectRoute(endpoints, "inprocess", config)
-    if network.mode == "toxiproxy":
+    if network.mode == NetworkMode.NONE:
+        return DirectRoute(endpoints, NetworkMode.NONE, config)
+    if network.mode == NetworkMode.INPROCESS:
+        return DirectRoute(endpoints, NetworkMode.INPROCESS, config)
+    if network.mode == NetworkMode.TOXIPROXY:
         return _toxiproxy_route(network, endpoints, log)
-    # auto
+    assert network.mode == NetworkMode.AUTO
     if toxiproxy_mode.available(network.toxiproxy_url):
         say(f"network: Toxiproxy answers at {network.toxiproxy_url}; using it")
-        log.info("network_mode", requested="auto", used="toxiproxy")
+        log.info("network_mode", requested=NetworkMode.AUTO.value,
+                 used=NetworkMode.TOXIPROXY.value)
         return _toxiproxy_route(network, endpoints, log)
     why = f"no Toxiproxy API answers at {network.toxiproxy_url}"
     say(f"network: {why}; using in-process delay ({network.latency_ms} ms ± "
         f"{network.jitter_ms} ms per round trip)")
-    log.info("network_mode", requested="auto", used="inprocess", reason=why)
-    config["mode"] = "inprocess"
-    config["requested_mode"] = "auto"
+    log.info("network_mode", requested=NetworkMode.AUTO.value,
+             used=NetworkMode.INPROCESS.value, reason=why)
+    config["mode"] = NetworkMode.INPROCESS.value
+    config["requested_mode"] = NetworkMode.AUTO.value
     config["faults"] = []
     if network.faults:
         say("network: the fault schedule needs Toxiproxy and is skipped")
         log.warning("faults_skipped", count=len(network.faults), reason=why)
-    return DirectRoute(endpoints, "inprocess", config)
+    return DirectRoute(endpoints, NetworkMode.INPROCESS, config)

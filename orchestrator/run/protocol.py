@@ -12,7 +12,8 @@ gives it a :class:`WorkerSpec`; then they exchange messages, one JSON object per
 
 :func:`encode` and :func:`decode` are the only translation to and from the wire; both sides
 use them. The executor decides how the lines travel: a local process's stdin/stdout
-(:mod:`orchestrator.run.executor`), or Ray actor calls (:mod:`orchestrator.run.cluster`).
+(:mod:`orchestrator.run.local_executor`), or Ray actor calls
+(:mod:`orchestrator.run.ray_executor`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from orchestrator.errors import WorkerError
 from orchestrator.redaction import learn_secrets
 from orchestrator.results.logs import WorkerFiles, instance_files, worker_stem
-from orchestrator.workload.model import BackendSpec
+from orchestrator.workload.model import BackendSpec, NetworkMode
 from proxies import Endpoints
 
 
@@ -40,7 +41,7 @@ class WorkerSpec:
     processes: int
     workload: dict[str, Any]  # the workload's data; the worker validates it again
     endpoints: Endpoints  # through the network emulation the parent set up, if any
-    network_mode: str  # what the worker itself does: "none" or "inprocess"
+    network_mode: NetworkMode  # what the worker itself does: none or inprocess
     log_dir: str
     # Added to every timestamp the worker records (its clock runs this far ahead): an
     # artificial skew, for tests of the clock mapping; 0 in every real run.
@@ -82,7 +83,8 @@ class WorkerSpec:
         data = json.loads(text)
         learn_secrets(data["endpoints"], data["workload"])
         return cls(**dict(data, backend=BackendSpec(**data["backend"]),
-                          endpoints=Endpoints(**data["endpoints"])))
+                          endpoints=Endpoints(**data["endpoints"]),
+                          network_mode=NetworkMode(data["network_mode"])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,7 @@ _NAMES = {cls: name for name, cls in _TYPES.items()}
 _FIELD_TYPES: dict[str, type[int] | type[str]] = {"int": int, "str": str}
 
 
-class ProtocolError(WorkerError):
+class WorkerProtocolError(WorkerError):
     """A line that is not a message of this protocol."""
 
 
@@ -149,7 +151,7 @@ def encode(message: Message) -> bytes:
 
 
 def decode(line: bytes | str) -> Message:
-    """The message of one JSON line; :class:`ProtocolError` when it is not one."""
+    """The message of one JSON line; :class:`WorkerProtocolError` when it is not one."""
     try:
         data = json.loads(line)
         cls = _TYPES[data.pop("type")]
@@ -157,4 +159,4 @@ def decode(line: bytes | str) -> Message:
                                   for f in fields(cls)}
         return cls(**values)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ProtocolError(f"not a worker protocol message: {line!r:.200}") from exc
+        raise WorkerProtocolError(f"not a worker protocol message: {line!r:.200}") from exc

@@ -9,13 +9,15 @@ run one after another, repetitions interleaved (A B C, A B C, ...), all with the
 Before any server starts, the results database is opened and the run's log directory
 written (a location that cannot be written is bad input). The executor stops and reaps the
 workers of a pass whatever ends it (no orphans). SIGINT/SIGTERM, from the run's first moment
-to its last: the workers are told to stop, are killed if they have not exited within the grace
+to its last (:mod:`orchestrator.run.signals`, installed by :func:`run_workload`): the workers
+are told to stop, are killed if they have not exited within the grace
 period, what was measured is ingested and the run is marked ``interrupted``. A worker that
 exits without finishing (it died, or its files could not be written) marks the run ``failed``;
 the other workers are stopped and their data ingested. When the database cannot take what was
 measured, the console says where the logs are and how to ``ingest`` them later. At the end,
 failed operations beyond the workload's ``allowed_error_rate`` make the run
-``completed_with_errors`` (:mod:`orchestrator.results.errors`).
+``completed_with_errors`` (:mod:`orchestrator.results.errors`). What the run says, progress
+and summary, goes through its :class:`~orchestrator.run.console.Console`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -54,10 +55,7 @@ from orchestrator.redaction import (
     check_environment,
     learn_environment,
     learn_secrets,
-    redact,
 )
-from orchestrator.reports import meaning
-from orchestrator.reports.table import format_summary
 from orchestrator.results import errors, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
     PARENT_EVENTS,
@@ -66,29 +64,29 @@ from orchestrator.results.logs import (
     configure_events,
 )
 from orchestrator.results.store import RunStatus
-from orchestrator.run.cluster import RayExecutor
+from orchestrator.run.console import Console
 from orchestrator.run.executor import (
     STOP_GRACE_S,
     Executor,
-    LocalProcessExecutor,
     Placement,
     WorkerHandle,
     loopback_problem,
 )
 from orchestrator.run.keys import task_rng, value_maker
+from orchestrator.run.local_executor import LocalProcessExecutor
 from orchestrator.run.network import ParentRoute, open_route
 from orchestrator.run.origin import prepare_origin
 from orchestrator.run.protocol import Done, Failed, Go, Progress, Ready, Stop, WorkerSpec
 from orchestrator.run.provenance import git_commit, versions
+from orchestrator.run.ray_executor import RayExecutor
+from orchestrator.run.signals import RunSignals
 from orchestrator.services import services_for_run
-from orchestrator.workload.model import BackendSpec, Workload
-from orchestrator.workload.validation import select_backends
+from orchestrator.workload.model import BackendSpec, ExecutorKind, ReadOp, Workload
 from proxies import Endpoints
 
 _READY_TIMEOUT_S = 60.0
 _BARRIER_DELAY_NS = 100_000_000
 _PREPARE_TIMEOUT_S = 60.0
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -96,7 +94,8 @@ class RunOptions:
     """How to run: where results go, which backends, where output goes, how workers start."""
 
     results_path: Path = store.DEFAULT_RESULTS
-    backends: list[str] | None = None
+    # The backends to run, resolved by the caller (the CLI's --backends); None: the workload's.
+    backends: tuple[BackendSpec, ...] | None = None
     console: IO[str] = field(default_factory=lambda: sys.stderr)
     out: IO[str] = field(default_factory=lambda: sys.stdout)
     executor: Executor | None = None  # None: as the workload says (executor_for)
@@ -110,7 +109,7 @@ class PlacementRefused(OrchestratorError):
 
 def executor_for(workload: Workload) -> Executor:
     """The executor the workload asks for: local processes, or Ray actors."""
-    if workload.executor == "ray":
+    if workload.executor == ExecutorKind.RAY:
         p = workload.placement
         return RayExecutor(workload.ray_address, strategy=p.strategy,
                            workers_per_node=p.workers_per_node,
@@ -208,71 +207,39 @@ class _Crew:
 class Runner:
     """Runs one workload; see the module docstring."""
 
-    def __init__(self, workload: Workload, options: RunOptions) -> None:
+    def __init__(self, workload: Workload, options: RunOptions, console: Console,
+                 signals: RunSignals) -> None:
         learn_secrets(workload.raw)  # before anything is said or written
         learn_environment()
         check_environment()
         self.workload = workload
         self.options = options
-        self.backends = (select_backends(workload, options.backends) if options.backends
-                         else workload.backends)
+        self.backends = (workload.backends if options.backends is None
+                         else options.backends)
         self.executor = options.executor or executor_for(workload)
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.log_dir = Path(options.results_path).parent / "logs" / self.run_id
-        self.interrupted = False
+        self.console = console
+        self.signals = signals
+        signals.react(self._interrupt)
         self.failed: str | None = None
-        self.signals = 0  # signals received
-        self._reactions = 0  # signals the event loop has reacted to
-        self._signal_name = ""
         self._interrupt_said = False
         self.unrecorded = False  # something measured is not (or may not be) in the database
         self._crew = _Crew([], {})  # the workers of the current pass
         self._route: ParentRoute | None = None  # the run's network route, once open
-        self._tty = options.console.isatty()
         self.log: Any = None
 
-    # -- console -------------------------------------------------------------------------
-    def say(self, text: str) -> None:
-        text = redact(text)
-        if self._tty:
-            text = "\r\x1b[K" + text
-        print(text, file=self.options.console, flush=True)
+    # -- interrupts ----------------------------------------------------------------------
+    @property
+    def interrupted(self) -> bool:
+        return self.signals.interrupted
 
-    def note(self, text: str) -> None:
-        """A progress line: said unless the run is quiet."""
-        if not self.options.quiet:
-            self.say(text)
-
-    def _progress(self, label: str, started: float, expected: int | None) -> None:
-        if self.options.quiet:
-            return
-        ops, errors = self._crew.ops, self._crew.errors
-        elapsed = time.monotonic() - started
-        rate = ops / elapsed if elapsed > 0 else 0.0
-        share = f"/{expected:,} ({100 * ops / expected:.0f}%)" if expected else ""
-        line = (f"{label}: {ops:,}{share} ops, {rate:,.0f} ops/s, {errors} errors, "
-                f"{elapsed:.1f} s")
-        if self._tty:
-            print("\r\x1b[K" + line, end="", file=self.options.console, flush=True)
-        else:
-            print(line, file=self.options.console, flush=True)
-
-    # -- signals -------------------------------------------------------------------------
-    def _note_signal(self, sig: int, frame: Any) -> None:
-        """The interpreter's handler: notes the interrupt at once, whatever the main thread
-        is doing (also synchronous work such as starting a server); the event loop, woken by
-        the signal, then calls :meth:`_on_signal`."""
-        self.signals += 1
-        self.interrupted = True
-        self._signal_name = self._signal_name or signal.Signals(sig).name
-
-    def _on_signal(self, sig: int) -> None:
-        self._reactions += 1
-        name = signal.Signals(sig).name
+    def _interrupt(self, name: str, count: int) -> None:
+        """A signal the event loop reacted to: the first stops the workers, more kill them."""
         if self.log is not None:
-            self.log.warning("interrupted", signal=name, count=self._reactions)
-        if self._reactions == 1:
+            self.log.warning("interrupted", signal=name, count=count)
+        if count == 1:
             self._say_interrupted(f"{name}: stopping the run (again to kill its workers at "
                                   "once)")
             self._crew.send(Stop())
@@ -283,63 +250,36 @@ class Runner:
         """The one line an interrupt gets on the console."""
         if not self._interrupt_said:
             self._interrupt_said = True
-            self.say(text)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM handled by this run from its first moment to its last: the loop
-        wakes and reacts (asyncio's handler), and the flag is set even while the loop is
-        busy (ours, which replaces asyncio's no-op at the interpreter level)."""
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            loop.add_signal_handler(sig, self._on_signal, sig)
-            signal.signal(sig, self._note_signal)
-        try:
-            yield
-        finally:
-            for sig in _SIGNALS:
-                loop.remove_signal_handler(sig)
+            self.console.say(text)
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> RunOutcome:
-        with self._signals():
-            conn = self._preflight()
-            events = BufferedStream(self.log_dir / PARENT_EVENTS, autosync=True)
-            configure_events(events, {"run_id": self.run_id, "backend": None,
-                                      "repetition": None, "process": -1})
-            self.log = structlog.get_logger()
-            try:
-                status, passed = await self._run(conn)
-                status, passed, rows = self._finish(conn, status, passed, events)
-                if self.interrupted:  # also when the loop never got to react (no await)
-                    self._say_interrupted(f"{self._signal_name}: run interrupted")
-                text = self._summary_text(conn, status, rows)
-            finally:
-                events.close()
-                with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
-                    conn.close()
-            if self._tty:
-                print(file=self.options.console)
-            print(text, file=self.options.out, flush=True)
+        """The run, from the preflight to the summary (signals are handled by the caller:
+        :func:`run_workload`)."""
+        conn = self._preflight()
+        events = BufferedStream(self.log_dir / PARENT_EVENTS, autosync=True)
+        configure_events(events, {"run_id": self.run_id, "backend": None,
+                                  "repetition": None, "process": -1})
+        self.log = structlog.get_logger()
+        try:
+            status, passed = await self._run(conn)
+            status, passed, rows = self._finish(conn, status, passed, events)
+            if self.interrupted:  # also when the loop never got to react (no await)
+                self._say_interrupted(f"{self.signals.name}: run interrupted")
+            text = self.console.summary_text(
+                conn, self.run_id, status, rows, workload=self.workload,
+                results=str(self.options.results_path), recorded=not self.unrecorded,
+                next_steps=not self.options.in_suite)
+        finally:
+            events.close()
+            with contextlib.suppress(duckdb.Error):  # whatever it holds is reported
+                conn.close()
+        self.console.summary(text)
         code = (ExitCode.INTERRUPTED if status == RunStatus.INTERRUPTED or self.interrupted
                 else ExitCode.FAILED if status != RunStatus.COMPLETED
                 else ExitCode.THRESHOLDS_FAILED if passed is False
                 else ExitCode.OK)
         return RunOutcome(self.run_id, status, code, rows)
-
-    def _summary_text(self, conn: Any, status: RunStatus, rows: list[dict[str, Any]]) -> str:
-        """What the run's figures are and mean (:mod:`orchestrator.reports.console`); the bare
-        table when the database cannot say more (the run's end was not recorded)."""
-        title = f"run {self.run_id} ({self.workload.name}): {status}"
-        if not self.unrecorded:
-            try:
-                return meaning.render(conn, self.run_id, title=title,
-                                      results=str(self.options.results_path),
-                                      workload=self.workload,
-                                      next_steps=not self.options.in_suite)
-            except duckdb.Error as exc:
-                self.say(f"run {self.run_id}: could not summarise the run: {exc}")
-        return format_summary(rows, "table", title=title)
 
     def _preflight(self) -> Any:
         """The results database and the run's log directory, both writable, before any server
@@ -389,14 +329,15 @@ class Runner:
         servers = frozenset().union(*(TYPES[spec.type].servers for spec in self.backends))
         need_pg, need_vk = "postgres" in servers or needs_origin(w), "valkey" in servers
         try:
-            self.note(f"run {self.run_id}: workload {w.name}, backends "
-                     f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
-                     f"processes{_instances_text(w)}, results in {self.options.results_path}")
+            self.console.note(
+                f"run {self.run_id}: workload {w.name}, backends "
+                f"{', '.join(b.name for b in self.backends)}, {w.process_count} worker "
+                f"processes{_instances_text(w)}, results in {self.options.results_path}")
             async with self.executor.reserve(w.process_count) as placement:
-                if w.executor != "local" or len(placement.nodes) > 1:
-                    self.note(f"executor {w.executor}: {w.process_count} workers on "
-                             f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
-                             f"host(s) ({', '.join(placement.hosts)})")
+                if w.executor != ExecutorKind.LOCAL or len(placement.nodes) > 1:
+                    self.console.note(f"executor {w.executor}: {w.process_count} workers on "
+                                      f"{len(placement.nodes)} node(s) of {len(placement.hosts)} "
+                                      f"host(s) ({', '.join(placement.hosts)})")
                 self.log.info("placement", executor=w.executor, **placement.describe())
                 if self.interrupted:
                     raise InterruptedRun("interrupted while the workers' room was reserved")
@@ -408,7 +349,7 @@ class Runner:
                 self.unrecorded = True
             self.failed = str(exc)
             if not isinstance(exc, InterruptedRun):  # the signal's own line said that one
-                self.say(f"run {self.run_id} failed: {exc}")
+                self.console.say(f"run {self.run_id} failed: {exc}")
             self.log.error("run_failed", error=str(exc))
             return (RunStatus.INTERRUPTED if self.interrupted else RunStatus.FAILED), None
         finally:
@@ -422,7 +363,7 @@ class Runner:
         """The servers, the run's row, the network route, then every pass."""
         w = self.workload
         with services_for_run(need_postgres=need_pg, need_valkey=need_vk,
-                              say=self.note) as svc:
+                              say=self.console.note) as svc:
             upstream = Endpoints(svc.postgres_dsn, svc.valkey_url, svc.postgres_dsn)
             record = store.RunRecord(
                 run_id=self.run_id, workload=w.name, workload_yaml=w.text, seed=w.seed,
@@ -438,7 +379,7 @@ class Runner:
                           processes=w.process_count,
                           instances_per_process=w.instances_per_process,
                           services=svc.description)
-            self._route = route = open_route(w.network, upstream, self.say, self.log)
+            self._route = route = open_route(w.network, upstream, self.console.say, self.log)
             store.update_run(conn, self.run_id, network=route.config)
             problem = loopback_problem(route.endpoints, placement)
             if problem:
@@ -470,11 +411,11 @@ class Runner:
                 passed = self._judge(conn)
         except (ResultsError, duckdb.Error) as exc:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id} failed: could not judge the run: {exc}")
+            self.console.say(f"run {self.run_id} failed: could not judge the run: {exc}")
         if events.error is not None:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id} failed: could not write its events: "
-                     f"{events.error.strerror} ({events.error.filename})")
+            self.console.say(f"run {self.run_id} failed: could not write its events: "
+                             f"{events.error.strerror} ({events.error.filename})")
         self.log.info("run_finished", status=status, failure=self.failed)
         events.sync()
         try:
@@ -485,11 +426,11 @@ class Runner:
             rows = store.summary(conn, self.run_id)
         except (ResultsError, duckdb.Error) as exc:
             status, self.unrecorded = RunStatus.FAILED, True
-            self.say(f"run {self.run_id}: could not record its end: {exc}")
+            self.console.say(f"run {self.run_id}: could not record its end: {exc}")
         if self.unrecorded:
-            self.say(f"what was measured is kept in {self.log_dir}; once the results' file "
-                     f"system can be written again: python -m orchestrator ingest "
-                     f"{self.log_dir} --results {self.options.results_path}")
+            self.console.say(f"what was measured is kept in {self.log_dir}; once the results' file "
+                             f"system can be written again: python -m orchestrator ingest "
+                             f"{self.log_dir} --results {self.options.results_path}")
         return status, passed, rows
 
     def _errors_allowed(self, conn: Any) -> bool:
@@ -498,7 +439,7 @@ class Runner:
         verdicts = errors.judge(errors.error_report(conn, self.run_id),
                                 self.workload.allowed_error_rate, self.workload.thresholds)
         for entry in verdicts:
-            self.say(f"errors: {entry.describe()}")
+            self.console.say(f"errors: {entry.describe()}")
         if verdicts:
             self.log.warning("errors_judged", backends={
                 e.backend: {"ops": e.ops, "errors": e.errors, "allowed": e.allowed,
@@ -516,8 +457,8 @@ class Runner:
         for v in verdicts:
             mark = {True: "pass", False: "FAIL", None: "n/a "}[v.passed]
             measured = "-" if v.measured is None else f"{v.measured:.4g}"
-            self.note(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
-                     + (f" — {v.note}" if v.note else ""))
+            self.console.note(f"threshold {mark}  {v.backend}: {v.expression} (measured {measured})"
+                              + (f" — {v.note}" if v.note else ""))
         return thresholds.all_passed(verdicts)
 
     # -- one pass ------------------------------------------------------------------------
@@ -541,7 +482,7 @@ class Runner:
             rows = store.ingest_pass(conn, self.run_id, spec.name, repetition, files)
             took = time.monotonic() - started
             self.log.info("pass_ingested", ops=rows, seconds=round(took, 3))
-            self.note(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
+            self.console.note(f"{label}: {rows:,} operations recorded, ingested in {took:.2f} s")
         finally:
             structlog.contextvars.unbind_contextvars("backend", "repetition")
 
@@ -600,8 +541,12 @@ class Runner:
                 raise WorkerError(message)
             if self.failed is None:
                 self.failed = message
-                self.say(message)
+                self.console.say(message)
                 self._crew.send(Stop())
+
+    def _progress(self, label: str, started: float, expected: int | None) -> None:
+        self.console.progress(label, self._crew.ops, self._crew.errors,
+                              time.monotonic() - started, expected)
 
     async def _monitor(self, label: str) -> None:
         w = self.workload
@@ -609,7 +554,7 @@ class Runner:
                                               + w.readers * w.read_iterations)
         started = time.monotonic()
         last_print = 0.0
-        interval = 0.5 if self._tty else 2.0
+        interval = self.console.progress_interval_s
         stop_sent_at: float | None = None
         while self._crew.running:
             self._check_workers()
@@ -625,8 +570,7 @@ class Runner:
             await asyncio.sleep(0.05)
         self._check_workers()
         self._progress(label, started, expected)
-        if self._tty:
-            print(file=self.options.console)
+        self.console.end_line()
         for worker in self._crew.workers:
             self.log.info("worker_exit", process=worker.handle.process,
                           exit_code=worker.handle.exit_code, ops=worker.ops,
@@ -663,7 +607,7 @@ async def prepare(workload: Workload, spec: BackendSpec, endpoints: Endpoints,
 
 def needs_origin(w: Workload) -> bool:
     """Whether the workload's loader queries the origin table in PostgreSQL."""
-    return w.read_op == "get_or_set" and w.loader.type == "query"
+    return w.read_op == ReadOp.GET_OR_SET and w.loader.type == "query"
 
 
 async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: Any) -> None:
@@ -693,8 +637,17 @@ async def _prepare(w: Workload, spec: BackendSpec, endpoints: Endpoints, log: An
 
 
 def run_workload(workload: Workload, options: RunOptions | None = None) -> RunOutcome:
-    """Run a workload to the end (or interruption) and return its outcome."""
-    runner = Runner(workload, options or RunOptions())
+    """Run a workload to the end (or interruption) and return its outcome: the runner, its
+    console, and SIGINT/SIGTERM handled from the run's first moment to its last."""
+    options = options or RunOptions()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return asyncio.run(runner.run())
+    return asyncio.run(_run_handled(workload, options))
+
+
+async def _run_handled(workload: Workload, options: RunOptions) -> RunOutcome:
+    signals = RunSignals()
+    console = Console(options.console, options.out, quiet=options.quiet)
+    runner = Runner(workload, options, console, signals)
+    with signals.installed():
+        return await runner.run()
 

@@ -51,10 +51,10 @@ from orchestrator.run.protocol import (
     Go,
     ParentMessage,
     Progress,
-    ProtocolError,
     Ready,
     Stop,
     WorkerMessage,
+    WorkerProtocolError,
     WorkerSpec,
     decode,
     encode,
@@ -295,7 +295,7 @@ async def _stdin_messages() -> AsyncIterator[ParentMessage]:
     while line := await reader.readline():
         try:
             message = decode(line)
-        except ProtocolError:
+        except WorkerProtocolError:
             continue
         if isinstance(message, Go | Stop):
             yield message

@@ -1,7 +1,9 @@
 """The servers a run talks to: embedded PostgreSQL 18 and Valkey 9, or external ones.
 
-``embedded``: the servers started from PyPI wheels. ``kept``: servers kept running between
-runs (``services up|down|status``). ``selection``: which servers a run or a test session uses.
+``embedded``: the servers started from PyPI wheels.
+``kept``: servers kept running between runs (``services up|down|status``).
+``selection``: which servers a run or a test session uses.
+``endpoints``: whether the server at a configured address speaks the expected protocol.
 ``watchdog``: stops a run's embedded servers when the run is gone, however it ended.
 ``strays``: servers left behind anyway, found and removed (``services status|cleanup``).
 ``processes``: other processes, seen through /proc.

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import Issue, WorkloadError
-from orchestrator.workload.model import Workload
+from orchestrator.errors import WorkloadError
+from orchestrator.workload.model import ExecutorKind, Workload
+from proxies import ConfigProblem
 
 # Worker processes per CPU: more only time-share the cores, and what they measure is the
 # scheduler's queue.
@@ -96,13 +97,13 @@ def _gib(n: float) -> str:
     return f"{n / 1024**3:.1f} GiB"
 
 
-def capacity_issues(w: Workload, machine: Machine, where: str = "") -> list[Issue]:
+def capacity_issues(w: Workload, machine: Machine, where: str = "") -> list[ConfigProblem]:
     """What of ``w`` this machine cannot hold, each at its YAML path (``where`` + path)."""
-    if w.executor != "local":
+    if w.executor != ExecutorKind.LOCAL:
         return []
     issues = []
     if w.process_count > machine.max_processes:
-        issues.append(Issue(
+        issues.append(ConfigProblem(
             where + "processes",
             f"at most {machine.max_processes} worker processes on this machine "
             f"({PROCESSES_PER_CPU} per CPU, {machine.cpus} CPUs; --force runs more)",
@@ -111,7 +112,7 @@ def capacity_issues(w: Workload, machine: Machine, where: str = "") -> list[Issu
     estimate = memory_estimate_bytes(w)
     if limit is not None and estimate > limit:
         path = "instances_per_process" if w.instances_per_process > 1 else "processes"
-        issues.append(Issue(
+        issues.append(ConfigProblem(
             where + path,
             f"workers that fit in {_gib(limit)} ({MEMORY_SHARE:.0%} of this machine's "
             f"{_gib(machine.memory_bytes or 0)}; --force runs them anyway)",

@@ -1,7 +1,7 @@
 """Reading a YAML document a user handed us, whatever it holds: bounded, strict, never a crash.
 
 A workload is a small file (the shipped ones are under 2 KB), so anything that makes reading
-it expensive or ambiguous is refused with an :class:`~orchestrator.errors.Issue` naming where
+it expensive or ambiguous is refused with an :class:`~proxies.errors.ConfigProblem` naming where
 and what, before a single value is used:
 
 * more than :data:`MAX_BYTES` (a 17 MB file is a mistake, and parsing it would take a minute);
@@ -26,7 +26,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from orchestrator.errors import Issue
+from proxies import ConfigProblem
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
@@ -36,7 +36,7 @@ class DocumentError(Exception):
     """A document that cannot be read; carries the issues found (internal to this module's
     callers, which turn them into a WorkloadError or UsageError)."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    def __init__(self, issues: list[ConfigProblem]) -> None:
         super().__init__("; ".join(str(i) for i in issues))
         self.issues = issues
 
@@ -65,13 +65,13 @@ class _Loader(yaml.SafeLoader):
         path = path.lstrip(".") or "(document)"
         if self.check_event(AliasEvent):
             event = events.get_event()
-            raise DocumentError([Issue(
+            raise DocumentError([ConfigProblem(
                 path, "a value written out (YAML aliases such as *name are not allowed in a "
                 "workload)", f"the alias *{event.anchor} at {_where(event.start_mark)}")])
         if len(self._path) >= MAX_DEPTH:
             where = _where(events.peek_event().start_mark)
-            raise DocumentError([Issue(path, f"at most {MAX_DEPTH} levels of nesting",
-                                       f"deeper nesting at {where}")])
+            raise DocumentError([ConfigProblem(path, f"at most {MAX_DEPTH} levels of nesting",
+                                               f"deeper nesting at {where}")])
         self._path.append(part)
         try:
             node = super().compose_node(parent, index)
@@ -80,7 +80,7 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
-def _duplicate_keys(root: Node) -> Iterator[Issue]:
+def _duplicate_keys(root: Node) -> Iterator[ConfigProblem]:
     """Every key that appears twice in one mapping, with its path."""
     stack: list[tuple[Node, str]] = [(root, "")]
     while stack:
@@ -92,9 +92,9 @@ def _duplicate_keys(root: Node) -> Iterator[Issue]:
                 if isinstance(key, ScalarNode):
                     seen = first.setdefault((key.tag, key.value), key.start_mark)
                     if seen is not key.start_mark:
-                        yield Issue(_child(path, name), "each key once in a mapping",
-                                    f"{name!r} again at {_where(key.start_mark)} (first at "
-                                    f"{_where(seen)})")
+                        yield ConfigProblem(_child(path, name), "each key once in a mapping",
+                                            f"{name!r} again at {_where(key.start_mark)} (first at "
+                                            f"{_where(seen)})")
                 stack.append((value, _child(path, name)))
         elif isinstance(node, SequenceNode):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
@@ -106,28 +106,28 @@ def decode(data: bytes, size: int | None = None) -> str:
     if len(data) > MAX_BYTES:
         found = f"{size:,} bytes" if size is not None and size > MAX_BYTES else \
             f"more than {MAX_BYTES:,} bytes"
-        raise DocumentError([Issue("(file)", f"a workload file of at most {MAX_BYTES:,} bytes",
-                                   found)])
+        raise DocumentError([ConfigProblem(
+            "(file)", f"a workload file of at most {MAX_BYTES:,} bytes", found)])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DocumentError([Issue("(file)", "UTF-8 text",
-                                   f"the byte 0x{data[exc.start]:02x} at offset {exc.start}, "
-                                   "which is not UTF-8 (is this a YAML file?)")]) from None
+        raise DocumentError([ConfigProblem(
+            "(file)", "UTF-8 text", f"the byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+            "which is not UTF-8 (is this a YAML file?)")]) from None
 
 
 def parse_yaml(text: str) -> Any:
     """The data of one YAML document; DocumentError listing what makes it unreadable."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise DocumentError([Issue("(file)", f"a document of at most {MAX_BYTES:,} bytes",
-                                   f"{len(text):,} characters")])
+        raise DocumentError([ConfigProblem("(file)", f"a document of at most {MAX_BYTES:,} bytes",
+                                           f"{len(text):,} characters")])
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         line = text.count("\n", 0, exc.position) + 1
-        raise DocumentError([Issue(f"line {line}", "valid YAML",
-                                   f"the character #x{exc.character:04x}, which YAML does not "
-                                   "allow")]) from None
+        raise DocumentError([ConfigProblem(
+            f"line {line}", "valid YAML",
+            f"the character #x{exc.character:04x}, which YAML does not allow")]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -139,9 +139,9 @@ def parse_yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise DocumentError([Issue(_where(mark), "valid YAML", str(problem))]) from None
+        raise DocumentError([ConfigProblem(_where(mark), "valid YAML", str(problem))]) from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits
-        raise DocumentError([Issue("(file)", "values YAML and Python can read",
-                                   str(exc)[:200])]) from None
+        raise DocumentError([ConfigProblem("(file)", "values YAML and Python can read",
+                                           str(exc)[:200])]) from None
     finally:
         loader.dispose()

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import Issue, UsageError, WorkloadError
+from orchestrator.errors import UsageError, WorkloadError
 from orchestrator.workload.document import MAX_BYTES, DocumentError, decode, parse_yaml
 from orchestrator.workload.model import Workload
 from orchestrator.workload.validation import parse_workload
+from proxies import ConfigProblem
 
 
 def read_workload_text(path: str | Path) -> tuple[str, Any]:
@@ -27,15 +28,15 @@ def read_workload_text(path: str | Path) -> tuple[str, Any]:
             raw = stream.read(MAX_BYTES + 1)
             size = os.fstat(stream.fileno()).st_size
     except OSError as exc:
-        raise WorkloadError(source, [Issue("(file)", "a readable YAML file",
-                                           exc.strerror or str(exc))]) from exc
+        raise WorkloadError(source, [ConfigProblem("(file)", "a readable YAML file",
+                                                   exc.strerror or str(exc))]) from exc
     try:
         text = decode(raw, size)
         data = parse_yaml(text)
     except DocumentError as exc:
         raise WorkloadError(source, exc.issues) from None
     if data is None:
-        raise WorkloadError(source, [Issue(
+        raise WorkloadError(source, [ConfigProblem(
             "(document)", "a mapping of workload settings (write `{}` to mean every default)",
             "an empty document" if not text.strip() else "only comments, or a bare null")])
     return text, data

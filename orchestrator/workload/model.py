@@ -8,6 +8,7 @@ A workload is a YAML mapping (see ``workloads/*.yaml`` and the README for every 
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,11 +18,45 @@ from orchestrator.workload.thresholds import Threshold
 from proxies import Fault
 from proxies.toxiproxy import DEFAULT_URL
 
-NETWORK_MODES = ("none", "inprocess", "toxiproxy", "auto")
-EXECUTORS = ("local", "ray")
-PLACEMENT_STRATEGIES = ("SPREAD", "STRICT_SPREAD")
+
+# The closed sets of values a workload names. Each member equals its string (StrEnum), so the
+# YAML, the JSON a worker gets and the results keep the plain words.
+class NetworkMode(enum.StrEnum):
+    """How the network between workers and servers is emulated."""
+
+    NONE = "none"  # workers connect directly
+    INPROCESS = "inprocess"  # each worker delays its own round trips
+    TOXIPROXY = "toxiproxy"  # real TCP through Toxiproxy
+    AUTO = "auto"  # Toxiproxy when its API answers, in-process otherwise
+
+
+class ExecutorKind(enum.StrEnum):
+    """Where the workers run."""
+
+    LOCAL = "local"  # child processes of this host
+    RAY = "ray"  # Ray actors on a cluster
+
+
+class PlacementStrategy(enum.StrEnum):
+    """How ``executor: ray`` spreads its bundles of workers over the nodes (Ray's names)."""
+
+    SPREAD = "SPREAD"  # as far as the cluster allows
+    STRICT_SPREAD = "STRICT_SPREAD"  # each bundle on a node of its own, or no run
+
+
+class ReadOp(enum.StrEnum):
+    """What a reader task does."""
+
+    GET = "get"
+    GET_OR_SET = "get_or_set"  # with the workload's loader on a miss
+
+
+# Their words, for validation messages and argparse choices.
+NETWORK_MODES = tuple(m.value for m in NetworkMode)
+EXECUTORS = tuple(e.value for e in ExecutorKind)
+PLACEMENT_STRATEGIES = tuple(s.value for s in PlacementStrategy)
+READ_OPS = tuple(r.value for r in ReadOp)
 DISTRIBUTIONS = ("uniform", "zipfian", "hotspot")
-READ_OPS = ("get", "get_or_set")
 LOADER_TYPES = ("sleep", "query")
 
 
@@ -66,17 +101,21 @@ class BackendSpec:
 class Network:
     """Network emulation between each worker and the servers."""
 
-    mode: str = "none"
+    mode: NetworkMode = NetworkMode.NONE
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     toxiproxy_url: str = DEFAULT_URL
     proxies: Mapping[str, str] = field(default_factory=dict)  # route name -> listen address
     faults: tuple[Fault, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A model built by hand from the word ("toxiproxy") holds the member too.
+        object.__setattr__(self, "mode", NetworkMode(self.mode))
+
     def to_dict(self) -> dict[str, Any]:
         """The run's metadata (``runs.network``) as far as the workload knows it."""
         return {
-            "mode": self.mode, "latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms,
+            "mode": self.mode.value, "latency_ms": self.latency_ms, "jitter_ms": self.jitter_ms,
             "toxiproxy_url": self.toxiproxy_url, "proxies": dict(self.proxies),
             "faults": [fault.to_dict() for fault in self.faults],
         }
@@ -87,12 +126,15 @@ class WorkerPlacement:
     """Where ``executor: ray`` puts the workers: a placement group of one bundle per
     ``workers_per_node`` workers, spread over the nodes by ``strategy``."""
 
-    strategy: str = "SPREAD"  # SPREAD (as far as the cluster allows) or STRICT_SPREAD
+    strategy: PlacementStrategy = PlacementStrategy.SPREAD
     workers_per_node: int = 1
     cpus_per_worker: float = 1.0  # CPUs each worker's actor reserves (0: none)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", PlacementStrategy(self.strategy))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "workers_per_node": self.workers_per_node,
+        return {"strategy": self.strategy.value, "workers_per_node": self.workers_per_node,
                 "cpus_per_worker": self.cpus_per_worker}
 
 
@@ -131,7 +173,7 @@ class Workload:
     target_rate: Rates  # total ops/s over all tasks of a kind; None = closed loop
     delete_ratio: float
     prefill: bool  # write every key once (unmeasured) before each pass
-    read_op: str  # what readers do: get, or get_or_set with ``loader`` on a miss
+    read_op: ReadOp  # what readers do: get, or get_or_set with ``loader`` on a miss
     loader: LoaderSpec
     backends: tuple[BackendSpec, ...]
     repeat: int
@@ -139,7 +181,7 @@ class Workload:
     thresholds: Mapping[str, tuple[Threshold, ...]]  # backend name or "*" -> conditions
     # The share of a backend's operations that may fail without failing the run.
     allowed_error_rate: float
-    executor: str  # "local": worker processes on this host; "ray": Ray actors on a cluster
+    executor: ExecutorKind  # worker processes on this host, or Ray actors on a cluster
     ray_address: str  # executor ray: the cluster to connect to ("auto", "ray://head:10001")
     placement: WorkerPlacement  # executor ray: where the actors go
     raw: Mapping[str, Any]

@@ -32,11 +32,12 @@ from typing import Any
 
 import yaml
 
-from orchestrator.errors import Issue, ThresholdError, UsageError, WorkloadError
+from orchestrator.errors import ThresholdError, UsageError, WorkloadError
 from orchestrator.workload.loading import apply_overrides, read_workload_text
-from orchestrator.workload.model import Workload
+from orchestrator.workload.model import NetworkMode, Workload
 from orchestrator.workload.thresholds import Threshold, parse_threshold
 from orchestrator.workload.validation import DEFAULT_BACKENDS, did_you_mean, parse_workload
+from proxies import ConfigProblem
 
 SWEEPS = ("axes", "grid")
 # The axes the suite itself knows how to set (any other axis name is a workload path).
@@ -123,13 +124,13 @@ class _Reader:
     """Reads a suite's data, collecting every issue with its path."""
 
     def __init__(self) -> None:
-        self.issues: list[Issue] = []
+        self.issues: list[ConfigProblem] = []
 
     def add(self, path: str, expected: str, found: Any) -> None:
         text = found if isinstance(found, str) and found.startswith("(") else repr(found)
         if len(text) > 80:
             text = text[:77] + "..."
-        self.issues.append(Issue(path, expected, text))
+        self.issues.append(ConfigProblem(path, expected, text))
 
     def axes(self, data: Any, base: Any, process_count: int) -> list[Axis]:
         if not isinstance(data, Mapping) or not data:
@@ -197,8 +198,9 @@ def _point_overrides(axis: str, value: float, base: Workload) -> list[str]:
     """The ``--set`` overrides that put the base workload at ``axis = value``."""
     if axis == LATENCY:
         mode = base.network.mode
-        if mode not in ("toxiproxy", "auto"):
-            mode = "inprocess" if value > 0 or base.network.jitter_ms > 0 else "none"
+        if mode not in (NetworkMode.TOXIPROXY, NetworkMode.AUTO):
+            mode = (NetworkMode.INPROCESS if value > 0 or base.network.jitter_ms > 0
+                    else NetworkMode.NONE)
         return [f"network.latency_ms={value!r}", f"network.mode={mode}"]
     if axis == READ_SHARE:
         total = (base.target_rate.reads or 0.0) + (base.target_rate.writes or 0.0)
@@ -254,8 +256,8 @@ def load_suite(path: str | Path, *, quick: bool = False,
     source = str(path)
     text, data = read_workload_text(path)
     if not isinstance(data, Mapping):
-        raise WorkloadError(source, [Issue("(document)", "a mapping of suite settings",
-                                           type(data).__name__)])
+        raise WorkloadError(source, [ConfigProblem("(document)", "a mapping of suite settings",
+                                                   type(data).__name__)])
     return parse_suite(data, source=source, text=text, quick=quick, overrides=overrides,
                        directory=Path(path).parent, default_name=Path(path).stem)
 
@@ -304,13 +306,13 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>", text: str =
     try:
         base_data = apply_overrides(base_data, list(overrides))
     except UsageError as exc:
-        raise WorkloadError(source, [Issue("--set", "path=value overrides", str(exc))]) \
+        raise WorkloadError(source, [ConfigProblem("--set", "path=value overrides", str(exc))]) \
             from None
     try:
         base = parse_workload(base_data, source=f"{source} (workload)",
                               default_name=f"{name}-base")
     except WorkloadError as exc:
-        r.issues += [Issue(f"workload.{i.path}", i.expected, i.found) for i in exc.issues]
+        r.issues += [ConfigProblem(f"workload.{i.path}", i.expected, i.found) for i in exc.issues]
         raise WorkloadError(source, r.issues) from None
 
     axes = r.axes(settings.get("axes"), settings.get("base") or {}, base.process_count)
@@ -337,8 +339,8 @@ def parse_suite(data: Mapping[str, Any], *, source: str = "<suite>", text: str =
         target = parse_target(target_text)
     except ThresholdError as exc:
         # (exc.found is already quoted)
-        r.issues.append(Issue("target", exc.expected,
-                              "(missing)" if target_text is None else exc.found))
+        r.issues.append(ConfigProblem("target", exc.expected,
+                                      "(missing)" if target_text is None else exc.found))
     text_target = target_text if isinstance(target_text, str) else ""
 
     points = _points(r, axes, sweep, base, base_data, axis_backends, name, source)
@@ -360,7 +362,7 @@ def _base_workload(r: _Reader, value: Any, directory: Path) -> tuple[dict[str, A
         try:
             text, data = read_workload_text(directory / value)
         except WorkloadError as exc:
-            r.issues += [Issue(f"workload ({value}): {i.path}", i.expected, i.found)
+            r.issues += [ConfigProblem(f"workload ({value}): {i.path}", i.expected, i.found)
                          for i in exc.issues]
             return {}, None
         if not isinstance(data, Mapping):
@@ -436,7 +438,7 @@ def _points(r: _Reader, axes: Sequence[Axis], sweep: str, base: Workload,
         try:
             workload = parse_workload(data, source=f"{source} (point {key})", text=text)
         except WorkloadError as exc:
-            r.issues += [Issue(f"point {key}: {i.path}", i.expected, i.found)
+            r.issues += [ConfigProblem(f"point {key}: {i.path}", i.expected, i.found)
                          for i in exc.issues]
             continue
         digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode())

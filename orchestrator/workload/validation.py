@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from orchestrator.backends.registry import PRESETS, TYPES, option_issues
-from orchestrator.errors import Issue, ThresholdError, WorkloadError
+from orchestrator.errors import ThresholdError, WorkloadError
 from orchestrator.workload.model import (
     DISTRIBUTIONS,
     EXECUTORS,
@@ -23,15 +23,19 @@ from orchestrator.workload.model import (
     PLACEMENT_STRATEGIES,
     READ_OPS,
     BackendSpec,
+    ExecutorKind,
     KeyDistribution,
     LoaderSpec,
     Network,
+    NetworkMode,
+    PlacementStrategy,
     Rates,
+    ReadOp,
     WorkerPlacement,
     Workload,
 )
 from orchestrator.workload.thresholds import ALL_BACKENDS, Threshold, parse_threshold
-from proxies import ROUTE_NAMES, Fault, ProxyConfigError, parse_faults
+from proxies import ROUTE_NAMES, ConfigProblem, Fault, ProxyConfigError, parse_faults
 from proxies.toxiproxy import DEFAULT_URL
 
 DEFAULT_BACKENDS = ("postgres-cache", "postgres-no-local-cache", "postgres-no-notify", "valkey")
@@ -63,11 +67,11 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
 class _Checker:
     """Collects issues while reading fields of one mapping."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    def __init__(self, issues: list[ConfigProblem]) -> None:
         self.issues = issues
 
     def add(self, path: str, expected: str, found: Any, *, raw: bool = False) -> None:
-        self.issues.append(Issue(path, expected, found if raw else _describe(found)))
+        self.issues.append(ConfigProblem(path, expected, found if raw else _describe(found)))
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> Mapping[str, Any]:
         if value is None:
@@ -174,7 +178,7 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
                    default_name: str = "workload") -> Workload:
     """Validate workload data and build the model; raise WorkloadError with every issue."""
     walked = list(_non_finite(data, ""))
-    issues: list[Issue] = list(walked)
+    issues: list[ConfigProblem] = list(walked)
     c = _Checker(issues)
     if data is None:
         data = {}
@@ -184,8 +188,8 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     if top.get("processes", "auto") != "auto":
         processes = c.integer(top, "processes", "", 1, minimum=1, maximum=1024)
         if isinstance(top.get("processes"), str):
-            issues[-1] = Issue("processes", "'auto' or an integer >= 1",
-                               _describe(top["processes"]))
+            issues[-1] = ConfigProblem("processes", "'auto' or an integer >= 1",
+                                       _describe(top["processes"]))
     writers = c.integer(top, "writers", "", 16, minimum=0, maximum=100_000)
     readers = c.integer(top, "readers", "", 32, minimum=0, maximum=100_000)
     if "writers" in top and "readers" in top and writers + readers == 0:
@@ -201,9 +205,10 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     backends = _backends(c, top.get("backends", list(DEFAULT_BACKENDS)))
     network = _network(c, top.get("network"))
     thresholds = _thresholds(c, top.get("thresholds"), {b.name for b in backends})
-    executor = c.string(top, "executor", "", "local", choices=EXECUTORS)
+    executor = ExecutorKind(c.string(top, "executor", "", ExecutorKind.LOCAL,
+                                     choices=EXECUTORS))
     # With an executor that is not one, whether the Ray keys fit it cannot be said.
-    said = executor if top.get("executor", "local") in EXECUTORS else None
+    said = executor if top.get("executor", ExecutorKind.LOCAL) in EXECUTORS else None
     ray_address = _ray_address(c, top, said)
     placement = _placement(c, top, said)
     workload = Workload(
@@ -232,7 +237,7 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
         target_rate=rate,
         delete_ratio=c.number(top, "delete_ratio", "", 0.0, minimum=0.0, maximum=1.0) or 0.0,
         prefill=_boolean(c, top, "prefill", False),
-        read_op=c.string(top, "read_op", "", "get", choices=READ_OPS),
+        read_op=ReadOp(c.string(top, "read_op", "", ReadOp.GET, choices=READ_OPS)),
         loader=_loader(c, top.get("loader")),
         backends=backends,
         repeat=c.integer(top, "repeat", "", 1, minimum=1, maximum=1000),
@@ -255,14 +260,14 @@ def parse_workload(data: Any, *, source: str = "<workload>", text: str = "",
     return workload
 
 
-def _non_finite(data: Any, path: str) -> Iterator[Issue]:
+def _non_finite(data: Any, path: str) -> Iterator[ConfigProblem]:
     """Every NaN or infinity anywhere in the document (options and faults included): no
     setting means anything with one."""
     stack = [(data, path)]
     while stack:
         value, where = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            yield Issue(where or "(document)", "a finite number", _describe(value))
+            yield ConfigProblem(where or "(document)", "a finite number", _describe(value))
         elif isinstance(value, Mapping):
             stack.extend((v, _join(where, str(k))) for k, v in reversed(list(value.items())))
         elif isinstance(value, list):
@@ -303,27 +308,29 @@ _RAY_ADDRESS = re.compile(
     r"^(auto|local|(ray://)?([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5})$")
 
 
-def _ray_address(c: _Checker, top: Mapping[str, Any], executor: str | None) -> str:
+def _ray_address(c: _Checker, top: Mapping[str, Any], executor: ExecutorKind | None) -> str:
     address = c.string(top, "ray_address", "", "auto")
     if "ray_address" in top and isinstance(top["ray_address"], str):
         if not _RAY_ADDRESS.match(address):
             c.add("ray_address", "auto, local, ray://HOST:PORT (the Ray client) or HOST:PORT "
                   "(a cluster's head)", address)
-        elif executor == "local":
+        elif executor == ExecutorKind.LOCAL:
             c.add("ray_address", "ray_address only with executor: ray (the local executor "
                   "runs no Ray)", address)
     return address
 
 
-def _placement(c: _Checker, top: Mapping[str, Any], executor: str | None) -> WorkerPlacement:
+def _placement(c: _Checker, top: Mapping[str, Any],
+               executor: ExecutorKind | None) -> WorkerPlacement:
     path = "placement"
     value = top.get(path)
     data = c.mapping(value, path, PLACEMENT_KEYS)
-    if value is not None and executor == "local":
+    if value is not None and executor == ExecutorKind.LOCAL:
         c.add(path, "placement only with executor: ray (the local executor places nothing)",
               value)
     return WorkerPlacement(
-        strategy=c.string(data, "strategy", path, "SPREAD", choices=PLACEMENT_STRATEGIES),
+        strategy=PlacementStrategy(c.string(data, "strategy", path, PlacementStrategy.SPREAD,
+                                            choices=PLACEMENT_STRATEGIES)),
         workers_per_node=c.integer(data, "workers_per_node", path, 1, minimum=1,
                                    maximum=1024),
         cpus_per_worker=c.number(data, "cpus_per_worker", path, 1.0, minimum=0.0,
@@ -412,8 +419,9 @@ def select_backends(workload: Workload, names: list[str]) -> tuple[BackendSpec, 
     for i, name in enumerate(names):
         spec = own.get(name) or backend_spec_for(name)
         if spec is None:
-            issues.append(Issue(f"--backends[{i}]", "a backend of the workload or a preset name",
-                                repr(name) + did_you_mean(name, [*own, *PRESETS])))
+            issues.append(ConfigProblem(f"--backends[{i}]",
+                                        "a backend of the workload or a preset name",
+                                        repr(name) + did_you_mean(name, [*own, *PRESETS])))
         else:
             chosen.append(spec)
     if issues:
@@ -472,9 +480,9 @@ def _network(c: _Checker, value: Any) -> Network:
     data = c.mapping(value, path, NETWORK_KEYS)
     latency = c.number(data, "latency_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
     jitter = c.number(data, "jitter_ms", path, 0.0, minimum=0.0, maximum=60_000.0) or 0.0
-    default_mode = "inprocess" if latency or jitter else "none"
-    mode = c.string(data, "mode", path, default_mode, choices=NETWORK_MODES)
-    if mode == "none" and (latency or jitter):
+    default_mode = NetworkMode.INPROCESS if latency or jitter else NetworkMode.NONE
+    mode = NetworkMode(c.string(data, "mode", path, default_mode, choices=NETWORK_MODES))
+    if mode == NetworkMode.NONE and (latency or jitter):
         c.add("network.mode", "inprocess, toxiproxy or auto when latency_ms/jitter_ms is set",
               mode)
     url = c.string(data, "toxiproxy_url", path, DEFAULT_URL)
@@ -491,7 +499,7 @@ def _network(c: _Checker, value: Any) -> Network:
             proxies[key] = address
     raw_faults = data.get("faults") or []
     faults = _faults(c, raw_faults)
-    if raw_faults and mode in ("none", "inprocess"):
+    if raw_faults and mode in (NetworkMode.NONE, NetworkMode.INPROCESS):
         c.add("network.faults", "mode toxiproxy or auto (faults need Toxiproxy)", mode)
     return Network(mode=mode, latency_ms=latency, jitter_ms=jitter, toxiproxy_url=url,
                    proxies=proxies, faults=faults)
@@ -502,8 +510,7 @@ def _faults(c: _Checker, value: Any) -> tuple[Fault, ...]:
     try:
         return parse_faults(value, "network.faults")
     except ProxyConfigError as exc:
-        for problem in exc.problems:
-            c.add(problem.path, problem.expected, problem.found, raw=True)
+        c.issues.extend(exc.problems)  # the same problem class as the workload's own
         return ()
 
 

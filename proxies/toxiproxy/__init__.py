@@ -1,8 +1,10 @@
 """Network emulation through Toxiproxy: real TCP, latency toxics, fault schedules.
 
-``client``: the HTTP API. ``latency``: a round trip split into whole-millisecond toxics.
-``network``: one run's proxies and latency toxics. ``schedule``: faults applied at their
-offsets. ``route``: what the orchestrator opens for a run (all of the above).
+``client``: the HTTP API.
+``latency``: a round trip split into whole-millisecond toxics.
+``network``: one run's proxies and latency toxics.
+``schedule``: faults applied at their offsets.
+``route``: what the orchestrator opens for a run (all of the above).
 """
 
 from proxies.toxiproxy.client import DEFAULT_URL, ToxiproxyClient, available

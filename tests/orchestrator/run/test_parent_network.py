@@ -11,7 +11,7 @@ from support.toxiproxy_standin import ToxiproxyStandIn, wait_until
 
 from orchestrator.errors import NetworkError
 from orchestrator.run.network import open_route
-from orchestrator.workload.model import Network
+from orchestrator.workload.model import Network, NetworkMode
 from proxies import PROXY_NAMES, Endpoints, Fault
 from proxies.toxiproxy import ToxiproxyClient
 
@@ -28,24 +28,24 @@ def said() -> tuple[list[str], Any]:
 class TestDirectModes:
     """Modes none and inprocess change nothing in the parent."""
 
-    @pytest.mark.parametrize("mode", ["none", "inprocess"])
-    def test_endpoints_unchanged(self, mode: str) -> None:
+    @pytest.mark.parametrize("mode", [NetworkMode.NONE, NetworkMode.INPROCESS])
+    def test_endpoints_unchanged(self, mode: NetworkMode) -> None:
         """The workers get the servers' own endpoints and do (or not) their own delaying."""
         endpoints = endpoints_for("postgresql://u@db/x", "redis://cache/0")
-        route = open_route(Network(mode=mode, latency_ms=1 if mode == "inprocess" else 0),
+        route = open_route(Network(mode=mode, latency_ms=1 if mode == NetworkMode.INPROCESS else 0),
                            endpoints, said()[1], RecordingLog())
         assert route.endpoints == endpoints
-        assert route.worker_mode == mode
+        assert route.worker_mode is mode
         assert route.config["mode"] == mode
 
     def test_auto_without_toxiproxy_falls_back_and_says_so(self) -> None:
         """Mode auto without a Toxiproxy is in-process delay, the faults skipped, both said."""
         lines, say = said()
-        network = Network(mode="auto", latency_ms=1.5, toxiproxy_url=unreachable_url(),
+        network = Network(mode=NetworkMode.AUTO, latency_ms=1.5, toxiproxy_url=unreachable_url(),
                           faults=(Fault(at_s=1, duration_s=1, proxy="valkey", toxic="down"),))
         route = open_route(network, endpoints_for("postgresql://u@db/x", "redis://c/0"), say,
                            RecordingLog())
-        assert route.worker_mode == "inprocess"
+        assert route.worker_mode is NetworkMode.INPROCESS
         assert (route.config["mode"], route.config["requested_mode"]) == ("inprocess", "auto")
         assert route.config["faults"] == []
         assert any("using in-process delay" in line for line in lines)
@@ -59,12 +59,12 @@ class TestToxiproxyMode:
             self, toxiproxy: ToxiproxyStandIn, postgres_dsn: str, valkey_url: str) -> None:
         """The config records the proxies and faults; each pass starts and undoes the faults."""
         log = RecordingLog()
-        network = Network(mode="toxiproxy", toxiproxy_url=toxiproxy.url, faults=(
+        network = Network(mode=NetworkMode.TOXIPROXY, toxiproxy_url=toxiproxy.url, faults=(
             Fault(at_s=0, duration_s=60, proxy="valkey", toxic="down"),))
         route = open_route(network, endpoints_for(postgres_dsn, valkey_url), said()[1], log)
         client = ToxiproxyClient(toxiproxy.url)
         try:
-            assert route.worker_mode == "none"
+            assert route.worker_mode is NetworkMode.NONE
             assert route.config["mode"] == "toxiproxy"
             assert set(route.config["toxiproxy"]["proxies"]) == set(PROXY_NAMES)
             assert route.config["faults"][0]["proxy"] == PROXY_VALKEY
@@ -85,7 +85,7 @@ class TestToxiproxyMode:
         """The proxies layer's error becomes a NetworkError (exit 1) with its URL and hint."""
         url = unreachable_url()
         with pytest.raises(NetworkError) as caught:
-            open_route(Network(mode="toxiproxy", toxiproxy_url=url),
+            open_route(Network(mode=NetworkMode.TOXIPROXY, toxiproxy_url=url),
                        endpoints_for(postgres_dsn, valkey_url), said()[1], RecordingLog())
         assert caught.value.exit_code == 1
         assert url in str(caught.value) and "inprocess" in str(caught.value)

@@ -12,14 +12,14 @@ from orchestrator.run.protocol import (
     Go,
     Message,
     Progress,
-    ProtocolError,
     Ready,
     Stop,
+    WorkerProtocolError,
     WorkerSpec,
     decode,
     encode,
 )
-from orchestrator.workload.model import BackendSpec
+from orchestrator.workload.model import BackendSpec, NetworkMode
 from proxies import Endpoints
 
 
@@ -45,8 +45,8 @@ class TestMessages:
     @pytest.mark.parametrize("line", [b"hello\n", b"{}\n", b'{"type": "dance"}\n',
                                       b'{"type": "go"}\n', b"[1]\n"])
     def test_not_a_message(self, line: bytes) -> None:
-        """Anything else is a ProtocolError, never a half-made message."""
-        with pytest.raises(ProtocolError):
+        """Anything else is a WorkerProtocolError, never a half-made message."""
+        with pytest.raises(WorkerProtocolError):
             decode(line)
 
 
@@ -59,6 +59,8 @@ class TestWorkerSpec:
                           repetition=2, process=1, processes=3, workload={"writers": 1},
                           endpoints=Endpoints("postgresql://a/b", "redis://c/0",
                                               "postgresql://a/b"),
-                          network_mode="none", log_dir="/tmp/x")
+                          network_mode=NetworkMode.INPROCESS, log_dir="/tmp/x")
         assert WorkerSpec.from_json(spec.to_json()) == spec
+        assert WorkerSpec.from_json(spec.to_json()).network_mode is NetworkMode.INPROCESS
+        assert json.loads(spec.to_json())["network_mode"] == "inprocess"
         assert spec.stem == "pg.r2.p1"

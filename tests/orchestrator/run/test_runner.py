@@ -13,11 +13,13 @@ import pytest
 import structlog
 
 from orchestrator.errors import ExitCode
-from orchestrator.run.cluster import RayExecutor
-from orchestrator.run.executor import LocalProcessExecutor, Placement, Slot
+from orchestrator.run.executor import Placement, Slot
+from orchestrator.run.local_executor import LocalProcessExecutor
 from orchestrator.run.protocol import WorkerSpec
+from orchestrator.run.ray_executor import RayExecutor
 from orchestrator.run.runner import RunOptions, executor_for, run_workload
 from orchestrator.services import Services
+from orchestrator.workload.model import BackendSpec
 from orchestrator.workload.validation import parse_workload
 
 
@@ -76,3 +78,26 @@ class TestLoopbackRefused:
         with duckdb.connect(str(db), read_only=True) as con:
             assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
             assert con.execute("SELECT count(*) FROM ops").fetchone() == (0,)
+
+
+class TestBackendsFromTheCaller:
+    """The caller resolves the backends once (the CLI, from --backends) and the runner runs
+    exactly those, without resolving any name again."""
+
+    def test_runs_the_specs_it_is_given(self, tmp_path: Path) -> None:
+        """A backend spec that is neither in the workload nor a preset is run as given, and
+        the workload's own backend is not."""
+        db = tmp_path / "r.duckdb"
+        workload = parse_workload({"processes": 1, "writers": 1, "readers": 1,
+                                   "write_iterations": 20, "read_iterations": 20,
+                                   "keyspace": 4, "backends": ["null"]})
+        try:
+            outcome = run_workload(workload, RunOptions(
+                results_path=db, console=io.StringIO(), out=io.StringIO(), quiet=True,
+                backends=(BackendSpec("only-given", "null"),)))
+        finally:
+            structlog.reset_defaults()
+        assert outcome.exit_code == ExitCode.OK
+        with duckdb.connect(str(db), read_only=True) as con:
+            assert con.execute("SELECT DISTINCT backend FROM ops").fetchall() == [
+                ("only-given",)]

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from orchestrator.errors import Issue
 from orchestrator.workload.document import (
     MAX_BYTES,
     MAX_DEPTH,
@@ -14,9 +13,10 @@ from orchestrator.workload.document import (
     decode,
     parse_yaml,
 )
+from proxies import ConfigProblem
 
 
-def _refused(text: str) -> list[Issue]:
+def _refused(text: str) -> list[ConfigProblem]:
     with pytest.raises(DocumentError) as info:
         parse_yaml(text)
     return info.value.issues

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from support.repo import SUITES, WORKLOADS
 
 from orchestrator.errors import UsageError, WorkloadError
@@ -16,8 +17,21 @@ from orchestrator.workload.capacity import (
     memory_estimate_bytes,
 )
 from orchestrator.workload.loading import apply_overrides, load_workload
+from orchestrator.workload.model import (
+    EXECUTORS,
+    NETWORK_MODES,
+    PLACEMENT_STRATEGIES,
+    READ_OPS,
+    ExecutorKind,
+    Network,
+    NetworkMode,
+    PlacementStrategy,
+    ReadOp,
+    WorkerPlacement,
+)
 from orchestrator.workload.suite import load_suite
 from orchestrator.workload.validation import parse_workload, select_backends
+from proxies import ConfigProblem, ProxyConfigError, parse_faults
 
 
 def _issues(data: object) -> dict[str, str]:
@@ -151,6 +165,20 @@ class TestValidation:
             {"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down", "colour": 1}]}})
         assert {"writers", "network.faults[0].at_s", "network.faults[0].colour"} <= set(issues)
         assert issues["network.faults[0].at_s"] == "a number of seconds >= 0 | -1"
+
+    def test_one_problem_class_for_the_workload_and_its_faults(self) -> None:
+        """A fault's problem (found by proxies) and a key's (found here) are one class,
+        proxies.ConfigProblem, the fault's passed on as it was found."""
+        with pytest.raises(WorkloadError) as info:
+            parse_workload({"writers": -1, "network": {"mode": "toxiproxy", "faults": [
+                {"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down"}]}})
+        issues = {issue.path: issue for issue in info.value.issues}
+        assert {type(issues["writers"]), type(issues["network.faults[0].at_s"])} == {
+            ConfigProblem}
+        with pytest.raises(ProxyConfigError) as fault:
+            parse_faults([{"at_s": -1, "duration_s": 1, "proxy": "valkey", "toxic": "down"}],
+                         "network.faults")
+        assert fault.value.problems == (issues["network.faults[0].at_s"],)
 
     def test_faults_become_the_fault_model(self) -> None:
         """Valid faults are proxies.Fault objects with their route resolved."""
@@ -375,6 +403,49 @@ class TestFiles:
             apply_overrides({}, ["backends=[&a x, *a]"])
         with pytest.raises(UsageError):
             apply_overrides({"backends": ["a"]}, ["backends.\u00b2=x"])
+
+
+class TestEnums:
+    """Network mode, executor, placement strategy and read op are enum members in the model,
+    equal to their words, and plain words again wherever the model is written out."""
+
+    def test_the_model_holds_members(self) -> None:
+        """Each closed set of words becomes its enum's member when validated."""
+        w = parse_workload({"network": {"mode": "toxiproxy"}, "read_op": "get_or_set",
+                            "executor": "ray", "placement": {"strategy": "STRICT_SPREAD"}})
+        assert w.network.mode is NetworkMode.TOXIPROXY and w.read_op is ReadOp.GET_OR_SET
+        assert w.executor is ExecutorKind.RAY
+        assert w.placement.strategy is PlacementStrategy.STRICT_SPREAD
+        defaults = parse_workload({"network": {"latency_ms": 1}})
+        assert (defaults.network.mode, defaults.read_op, defaults.executor,
+                defaults.placement.strategy) == (NetworkMode.INPROCESS, ReadOp.GET,
+                                                 ExecutorKind.LOCAL, PlacementStrategy.SPREAD)
+        assert all(type(m) is NetworkMode for m in (defaults.network.mode,
+                                                     parse_workload({}).network.mode))
+
+    def test_a_model_built_from_words_holds_members(self) -> None:
+        """Network and WorkerPlacement made by hand from the words hold the members."""
+        assert Network(mode="toxiproxy").mode is NetworkMode.TOXIPROXY  # type: ignore[arg-type]
+        placement = WorkerPlacement(strategy="STRICT_SPREAD")  # type: ignore[arg-type]
+        assert placement.strategy is PlacementStrategy.STRICT_SPREAD
+        with pytest.raises(ValueError):
+            Network(mode="carrier-pigeon")  # type: ignore[arg-type]
+
+    def test_written_out_as_plain_words(self) -> None:
+        """What the results record (runs.network, placement) carries plain strings, which any
+        YAML or JSON writer takes."""
+        w = parse_workload({"network": {"mode": "auto"}, "executor": "ray"})
+        network, placement = w.network.to_dict(), w.placement.to_dict()
+        assert type(network["mode"]) is str and type(placement["strategy"]) is str
+        assert yaml.safe_load(yaml.safe_dump(network))["mode"] == "auto"
+
+    def test_the_words_are_the_enums(self) -> None:
+        """The choices validation offers are exactly the enums' words."""
+        assert NETWORK_MODES == ("none", "inprocess", "toxiproxy", "auto")
+        assert (READ_OPS, EXECUTORS, PLACEMENT_STRATEGIES) == (
+            ("get", "get_or_set"), ("local", "ray"), ("SPREAD", "STRICT_SPREAD"))
+        assert _issues({"network": {"mode": "carrier-pigeon"}})["network.mode"].startswith(
+            "one of none, inprocess, toxiproxy, auto |")
 
 
 class TestExecutor:

@@ -2,9 +2,8 @@
 multiply, with a listener per instance, with one shared listener per host, and for the Valkey
 client-tracking peer.
 
-    python -m orchestrator.fanout [--instances 1 4 16 64 128] [--rates 500 2000]
-                                  [--seconds 5] [--processes 4] [--paths own shared valkey]
-                                  [--json]
+    python -m orchestrator.pgcache_bench.fanout [--instances 1 4 16 64 128]
+        [--rates 500 2000] [--seconds 5] [--processes 4] [--paths own shared valkey] [--json]
 
 For every rate, instance count and path, N listening instances are spread over
 ``--processes`` worker processes and one writer sets 1 000 keys at a fixed rate, open loop.
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.valkey_tracking import ValkeyTrackingBackend
-from orchestrator.microbench import percentile
+from orchestrator.pgcache_bench.microbench import percentile
 from orchestrator.results.servercost import ServerCostSampler
 from orchestrator.services import running_services
 from pgcache import CacheSettings, PostgresCache
@@ -73,7 +72,7 @@ class _Start:
 
 
 @dataclass(frozen=True, slots=True)
-class Point:
+class FanoutPoint:
     """One measured point of the fan-out table."""
 
     path: str
@@ -316,7 +315,7 @@ def _lags_by_key(writes: list[tuple[int, int, int]],
 
 
 async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seconds: float,
-                  processes: int) -> Point:
+                  processes: int) -> FanoutPoint:
     base: dict[str, Any] = dict(dsn=dsn, schema_prefix=PREFIX, notify_channel=CHANNEL,
                                 application_name="fanout", sweep_interval_seconds=0,
                                 min_pool_size=1, max_pool_size=2,
@@ -367,14 +366,14 @@ async def measure(dsn: str, url: str, path: str, instances: int, rate: int, seco
     lags.sort()
     latencies.sort()
     spent = (cpu[-1] - first[0]) if cpu and first else float("nan")
-    return Point(path, instances, rate, sets, _quantile(lags, 0.5), _quantile(lags, 0.99),
+    return FanoutPoint(path, instances, rate, sets, _quantile(lags, 0.5), _quantile(lags, 0.99),
                  (lags[-1] / 1e6) if lags else float("nan"), missing,
                  spent / max(1, sets) * 1000, _quantile(latencies, 0.99))
 
 
 async def run(instances: list[int], rates: list[int], seconds: float, processes: int,
-              paths: list[str]) -> list[Point]:
-    points: list[Point] = []
+              paths: list[str]) -> list[FanoutPoint]:
+    points: list[FanoutPoint] = []
     with running_services(need_valkey="valkey" in paths) as services:
         for rate in rates:
             for count in instances:
@@ -388,7 +387,7 @@ async def run(instances: list[int], rates: list[int], seconds: float, processes:
     return points
 
 
-def render(points: list[Point], header: bool = True) -> str:
+def render(points: list[FanoutPoint], header: bool = True) -> str:
     lines = []
     if header:
         lines.append(f"{'path':<7}{'N':>5}{'sets/s':>8}{'lag p50':>9}{'p99':>8}{'max ms':>8}"
@@ -401,7 +400,7 @@ def render(points: list[Point], header: bool = True) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.fanout",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.pgcache_bench.fanout",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 4, 16, 64, 128])
     parser.add_argument("--rates", type=int, nargs="+", default=[500, 2000])

@@ -64,8 +64,8 @@ from orchestrator.run.protocol import (
     encode,
 )
 from orchestrator.run.worker import run_worker
+from orchestrator.workload.model import PLACEMENT_STRATEGIES, PlacementStrategy
 
-STRATEGIES = ("SPREAD", "STRICT_SPREAD")
 POLL_S = 0.25  # how long a poll waits for the worker's next message
 DIED = 1  # the exit code of a worker whose actor died without exiting (or whose node was lost)
 KILLED = -9  # the exit code of a worker whose actor the parent killed
@@ -385,15 +385,16 @@ class RayExecutor:
     docstring). ``clock_skew_ns`` (process -> ns) sets an artificial clock skew in those
     workers: a test's way to check that the clock mapping removes it."""
 
-    def __init__(self, address: str = "auto", *, strategy: str = "SPREAD",
+    def __init__(self, address: str = "auto", *,
+                 strategy: PlacementStrategy | str = PlacementStrategy.SPREAD,
                  workers_per_node: int = 1, cpus_per_worker: float = 1.0,
                  grace_s: float = STOP_GRACE_S,
                  placement_timeout_s: float = PLACEMENT_TIMEOUT_S,
                  clock_skew_ns: Mapping[int, int] | None = None) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
+        if strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(f"strategy must be one of {PLACEMENT_STRATEGIES}, not {strategy!r}")
         self.address = address
-        self.strategy = strategy
+        self.strategy = PlacementStrategy(strategy)
         self.workers_per_node = workers_per_node
         self.cpus_per_worker = cpus_per_worker
         self.grace_s = grace_s
@@ -435,7 +436,7 @@ class RayExecutor:
         group = None
         try:
             group = placement_group(self.bundles(processes),
-                                                    strategy=self.strategy)
+                                                    strategy=self.strategy.value)
             try:
                 await asyncio.wait_for(group.ready(), self.placement_timeout_s)
             except TimeoutError:

@@ -1,6 +1,7 @@
 """pgcache micro-benchmark: pgcache's performance targets, measured side by side in one run.
 
-    python -m orchestrator.microbench [--iterations N] [--duration S] [--pin] [--json]
+    python -m orchestrator.pgcache_bench.microbench [--iterations N] [--duration S] [--pin]
+        [--json]
     make bench-pgcache ARGS="--iterations 5000"
 
 Starts (or, with POSTGRES_DSN / VALKEY_URL, uses) the servers, then measures on loopback:
@@ -566,7 +567,7 @@ async def run(iterations: int, duration: float, options: dict[str, Any],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.microbench",
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.pgcache_bench.microbench",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--iterations", type=int, default=5000,
                         help="samples per latency measurement (default 5000)")

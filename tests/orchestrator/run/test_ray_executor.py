@@ -1,4 +1,4 @@
-"""orchestrator.run.cluster: workers as Ray actors on a real two-node Ray cluster.
+"""orchestrator.run.ray_executor: workers as Ray actors on a real two-node Ray cluster.
 
 The cluster (``ray_cluster``) is started once per session. The default workload runs through
 the command line on it; a second, in-process run injects a clock skew into one worker, and the
@@ -29,7 +29,7 @@ from support.repo import ROOT
 from orchestrator.errors import UsageError
 from orchestrator.results import store
 from orchestrator.results.logdir import ingest_log_dir
-from orchestrator.run.cluster import ClusterError, RayExecutor
+from orchestrator.run.ray_executor import ClusterError, RayExecutor
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.services import Services
 from orchestrator.workload.validation import parse_workload

@@ -11,11 +11,11 @@ from support.repo import ROOT
 
 class TestFanoutBenchmark:
     def test_every_path_measured_with_every_delivery(self) -> None:
-        """`python -m orchestrator.fanout` measures pgcache with its own and a shared
-        listener, and the Valkey tracking peer; every invalidation reaches every instance."""
+        """`python -m orchestrator.pgcache_bench.fanout` measures pgcache with its own and a
+        shared listener, and the Valkey tracking peer; every invalidation reaches every instance."""
         result = subprocess.run(
-            [sys.executable, "-m", "orchestrator.fanout", "--instances", "3", "--rates", "200",
-             "--seconds", "1", "--processes", "2", "--json"],
+            [sys.executable, "-m", "orchestrator.pgcache_bench.fanout", "--instances", "3",
+             "--rates", "200", "--seconds", "1", "--processes", "2", "--json"],
             cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
         points = json.loads(result.stdout)
         assert [(p["path"], p["instances"]) for p in points] == [

@@ -1,4 +1,5 @@
-"""orchestrator.microbench: the pgcache micro-benchmark runs end to end with tiny settings."""
+"""orchestrator.pgcache_bench.microbench: the pgcache micro-benchmark runs end to end with tiny
+settings."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import asyncpg
 import pytest
 
-from orchestrator import microbench
+from orchestrator.pgcache_bench import microbench
 from orchestrator.results.servercost import postmaster_of
 from orchestrator.services import Services
 
@@ -52,7 +53,8 @@ class TestMicrobench:
     def test_tiny_run_reports_every_target(self, services: Services,
                                            monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-        """`python -m orchestrator.microbench --json` measures every target against the servers."""
+        """`python -m orchestrator.pgcache_bench.microbench --json` measures every target
+        against the servers."""
         monkeypatch.setenv("POSTGRES_DSN", services.postgres_dsn)
         monkeypatch.setenv("VALKEY_URL", services.valkey_url)
         postmaster = _postmaster(services)

@@ -1,4 +1,5 @@
-"""orchestrator.run.executor and .worker: workers started, talked to, stopped and reaped.
+"""orchestrator.run.local_executor (with the executor seam's placement checks) and .worker:
+workers started, talked to, stopped and reaped.
 
 The null backend needs no server, so these tests run real workers without any.
 """
@@ -16,13 +17,13 @@ import structlog
 
 from orchestrator.results.logs import WorkerFiles
 from orchestrator.run.executor import (
-    LocalProcessExecutor,
     Placement,
     Slot,
     WorkerHandle,
     local_only,
     loopback_problem,
 )
+from orchestrator.run.local_executor import LocalProcessExecutor
 from orchestrator.run.protocol import (
     Done,
     Go,
