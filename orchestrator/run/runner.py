@@ -15,7 +15,7 @@ exits without finishing (it died, or its files could not be written) marks the r
 the other workers are stopped and their data ingested. When the database cannot take what was
 measured, the console says where the logs are and how to ``ingest`` them later. At the end,
 failed operations beyond the workload's ``allowed_error_rate`` make the run
-``completed_with_errors`` (:mod:`orchestrator.results.errors`).
+``completed_with_errors`` (:mod:`orchestrator.results.failures`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from orchestrator.redaction import (
 )
 from orchestrator.reports import meaning
 from orchestrator.reports.table import format_summary
-from orchestrator.results import errors, schema, servercost, store, thresholds
+from orchestrator.results import failures, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
     PARENT_EVENTS,
     RUN_RECORD,
@@ -495,8 +495,8 @@ class Runner:
     def _errors_allowed(self, conn: Any) -> bool:
         """Whether the run's failed operations (if any) are within what the workload allows;
         each backend with errors is said, with when they happened."""
-        verdicts = errors.judge(errors.error_report(conn, self.run_id),
-                                self.workload.allowed_error_rate, self.workload.thresholds)
+        verdicts = failures.judge(failures.error_report(conn, self.run_id),
+                                  self.workload.allowed_error_rate, self.workload.thresholds)
         for entry in verdicts:
             self.say(f"errors: {entry.describe()}")
         if verdicts:
