@@ -3,6 +3,8 @@ invalidation_lag_summary and invalidation_lag_summary_by_pass."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 from support.results_history import (
     add_flush,
@@ -86,3 +88,35 @@ class TestInvalidationLag:
         summary = con.execute("SELECT backend, writes, expected, count, missing, max_ms "
                               "FROM invalidation_lag_summary").fetchall()
         assert summary == [("vk", 2, 4, 3, 1, 4.0)]
+
+
+class TestLagSummaryByPass:
+    """invalidation_lag_summary_by_pass is the summary of each pass alone; the summary pools
+    them."""
+
+    def build(self, con: duckdb.DuckDBPyConnection) -> None:
+        TestInvalidationLag().build(con)   # pass 0: 2 writes, 4 expected, lags 1, 4, 1
+        kw: dict[str, Any] = {"backend": "pg", "repetition": 1}
+        add_op(con, "set", "k", 4, 1, version="0:0:1", process=0, server_version=3, **kw)
+        add_op(con, "get", "k", 20, 1, process=1, **kw)
+        add_invalidation(con, 1, "k", 3, 8, repetition=1)         # lag 3 ms
+        add_invalidation(con, 2, "k", 3, 6, repetition=1)         # no such process there
+
+    def test_each_pass_alone(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Pass 0's three deliveries of four; pass 1's one of one (its lag 3 ms)."""
+        self.build(con)
+        rows = con.execute(
+            "SELECT backend, repetition, writes, expected, count, missing, p50_ms, p99_ms, "
+            "max_ms, mean_ms, clock_uncertainty_ms FROM invalidation_lag_summary_by_pass "
+            "ORDER BY repetition").fetchall()
+        assert rows == [("pg", 0, 2, 4, 3, 1, 1.0, 4.0, 4.0, 2.0, 0.0),
+                        ("pg", 1, 1, 1, 1, 0, 3.0, 3.0, 3.0, 3.0, 0.0)]
+
+    def test_summary_pools_the_passes(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Pooled: 3 writes (one version in two passes counts twice), 5 expected, 4 delivered;
+        quantiles over the lags 1, 1, 3, 4 of both passes."""
+        self.build(con)
+        rows = con.execute(
+            "SELECT backend, writes, expected, count, missing, p50_ms, p99_ms, max_ms, "
+            "mean_ms FROM invalidation_lag_summary").fetchall()
+        assert rows == [("pg", 3, 5, 4, 1, 1.0, 4.0, 4.0, 2.25)]
