@@ -1,9 +1,12 @@
 """Results: the log files a run writes, and the DuckDB database they end up in.
 
 ``logs``: the worker and parent log files (CSV operations and invalidations, JSON-line events).
-``schema``: every table and view of the database, and its version. ``store``: opening the
-database, the run's row, ingest, reading back. ``logdir``: a run's log directory loaded as a
-whole (``ingest``). ``servercost``: what the servers paid during a pass. ``thresholds``: the
-verdict of a run's thresholds. ``failures``: a run's failed operations and their verdict.
-``findings``: a suite's answer from its measured points (verdicts, crossovers, extrapolation).
+``timeline``: a worker's timestamps mapped onto the parent's clock. ``schema``: the database's
+version and the installing of its tables and views, whose SQL is in ``sql/`` (one file
+each). ``store``: opening the database, the run's row, ingest, reading back. ``logdir``: a
+run's log directory loaded as a whole (``ingest``). ``servercost``: what the servers paid
+during a pass. ``thresholds``: the verdict of a run's thresholds. ``failures``: a run's failed
+operations and their verdict. ``suites``: a suite's records, its points' runs and metrics.
+``findings``: a suite's answer from its measured points (verdicts, crossovers,
+extrapolation). ``interrupts``: stopping the SQL a command runs on a signal or a timeout.
 """
