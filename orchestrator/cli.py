@@ -33,7 +33,7 @@ from orchestrator.reports.output import check_target, write_report
 from orchestrator.reports.suite_html import render_suite_html
 from orchestrator.reports.table import FORMATS, QUERY_FORMATS, format_rows, format_summary
 from orchestrator.results import interrupts, store, suites
-from orchestrator.results.answer import answer
+from orchestrator.results.findings import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite

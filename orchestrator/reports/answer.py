@@ -1,6 +1,6 @@
 """A suite's answer as text: the verdict table, the sentences, the cost of more instances.
 
-:func:`format_answer` renders :class:`~orchestrator.results.answer.Answer` as an aligned
+:func:`format_answer` renders :class:`~orchestrator.results.findings.Answer` as an aligned
 table (what ``suite`` prints at its end and ``report --suite`` shows), Markdown, or JSON.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.reports.table import format_rows
-from orchestrator.results.answer import (
+from orchestrator.results.findings import (
     Answer,
     Verdict,
     axis_label,

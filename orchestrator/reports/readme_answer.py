@@ -36,7 +36,7 @@ from typing import Any
 from orchestrator.errors import OrchestratorError, UsageError
 from orchestrator.reports.answer import format_answer
 from orchestrator.results import store, suites
-from orchestrator.results.answer import answer, axis_label, number
+from orchestrator.results.findings import answer, axis_label, number
 from orchestrator.workload.loading import recorded_workload
 from orchestrator.workload.suite import parse_target
 

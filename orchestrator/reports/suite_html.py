@@ -2,7 +2,7 @@
 
 Entry point: :func:`render_suite_html` ``(conn, data, answer) -> str``, from a suite as
 recorded (:func:`orchestrator.results.suites.read_suite`) and its answer
-(:func:`orchestrator.results.answer.answer`): the verdict table, the sentences where the
+(:func:`orchestrator.results.findings.answer`): the verdict table, the sentences where the
 answer changes, for each axis the metrics as lines against the axis's value (one line per
 backend, whiskers spanning the passes), the cost of more instances with the extrapolation to
 100, every number in a table, the points' runs and the suite file.
@@ -33,7 +33,7 @@ from orchestrator.reports.page import (
     line_chart,
     table,
 )
-from orchestrator.results.answer import (
+from orchestrator.results.findings import (
     Answer,
     Verdict,
     axis_label,

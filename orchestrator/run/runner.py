@@ -16,7 +16,7 @@ exits without finishing (it died, or its files could not be written) marks the r
 the other workers are stopped and their data ingested. When the database cannot take what was
 measured, the console says where the logs are and how to ``ingest`` them later. At the end,
 failed operations beyond the workload's ``allowed_error_rate`` make the run
-``completed_with_errors`` (:mod:`orchestrator.results.errors`). What the run says, progress
+``completed_with_errors`` (:mod:`orchestrator.results.failures`). What the run says, progress
 and summary, goes through its :class:`~orchestrator.run.console.Console`.
 """
 
@@ -56,7 +56,7 @@ from orchestrator.redaction import (
     learn_environment,
     learn_secrets,
 )
-from orchestrator.results import errors, schema, servercost, store, thresholds
+from orchestrator.results import failures, schema, servercost, store, thresholds
 from orchestrator.results.logs import (
     PARENT_EVENTS,
     RUN_RECORD,
@@ -436,8 +436,8 @@ class Runner:
     def _errors_allowed(self, conn: Any) -> bool:
         """Whether the run's failed operations (if any) are within what the workload allows;
         each backend with errors is said, with when they happened."""
-        verdicts = errors.judge(errors.error_report(conn, self.run_id),
-                                self.workload.allowed_error_rate, self.workload.thresholds)
+        verdicts = failures.judge(failures.error_report(conn, self.run_id),
+                                  self.workload.allowed_error_rate, self.workload.thresholds)
         for entry in verdicts:
             self.console.say(f"errors: {entry.describe()}")
         if verdicts:

@@ -5,7 +5,7 @@ measured already (a suite is resumed, or extended with new values, by running it
 starts the servers once for all the points, and runs each remaining point's workload with
 :func:`~orchestrator.run.runner.run_workload` (each run prints its own progress and summary),
 tagging its run with the point. At the end it prints the suite's answer
-(:mod:`orchestrator.results.answer`).
+(:mod:`orchestrator.results.findings`).
 
 Stopping: an interrupt during a point's run stops that run as ``run`` does (what it measured
 is ingested, the run is ``interrupted``) and then the suite; between runs it stops the suite
@@ -37,7 +37,7 @@ from orchestrator.redaction import (
 )
 from orchestrator.reports.answer import format_answer
 from orchestrator.results import store, suites
-from orchestrator.results.answer import answer
+from orchestrator.results.findings import answer
 from orchestrator.run.runner import RunOptions, needs_origin, run_workload
 from orchestrator.services import services_for_run
 from orchestrator.workload.suite import Point, Suite

@@ -21,7 +21,7 @@ from support.commands import alive, cli, env_for, holding, start, wait_for_ops, 
 from support.readme import about_suites, commands
 from support.repo import ROOT
 
-from orchestrator.results.answer import number
+from orchestrator.results.findings import number
 from orchestrator.services import Services
 from orchestrator.workload.suite import load_suite
 

@@ -1,27 +1,15 @@
-"""orchestrator.results.schema: the tables, the consistency and invalidation-lag views."""
+"""orchestrator.results.schema: installing the tables and views, rendering their files."""
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Iterator, Sequence
+import re
+import tomllib
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from support.fuzz import examples
-from support.results_history import (
-    MS,
-    OpRow,
-    add_clock,
-    add_flush,
-    add_invalidation,
-    add_op,
-    create_schema,
-)
+from support.repo import ROOT
 
 from orchestrator.results import schema
 from orchestrator.workload import thresholds
@@ -74,617 +62,74 @@ class TestInstall:
         c.close()
 
 
-@pytest.fixture
-def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect()
-    create_schema(c)
-    yield c
-    c.close()
+SQL = Path(schema.__file__).parent / "sql"
 
 
-def stale_rows(con: duckdb.DuckDBPyConnection, where: str = "true") -> list[tuple[Any, ...]]:
-    return con.execute(
-        "SELECT read_start_ns / 1e6, version_read, superseding_version, superseding_op, "
-        f"staleness_age_ms, w1_recorded FROM stale_reads WHERE {where} "
-        "ORDER BY read_start_ns, version_read"
-    ).fetchall()
+class TestFiles:
+    """Each table and view is one file under sql/, rendered by one templating mechanism."""
 
-
-def build_history(con: duckdb.DuckDBPyConnection) -> None:
-    """The hand-made history the stale-read tests share (times in ms)."""
-    add_op(con, "set", "a", 0, 10, version="0:0:1")          # W1 [0, 10]
-    add_op(con, "set", "a", 12, 1, version="0:1:1", error="timeout")  # failed: no write
-    add_op(con, "set", "a", 15, 30, version="0:0:3")         # W3 [15, 45]
-    add_op(con, "set", "a", 20, 10, version="0:0:2")         # W2 [20, 30]
-    add_op(con, "get", "a", 5, 1, version="w:0:1")           # warm-up version, nothing done yet
-    add_op(con, "get", "a", 12, 1, version="w:0:1")          # warm-up version after W1: stale
-    add_op(con, "get", "a", 25, 1, version="0:0:1")          # W2 not finished yet: fresh
-    add_op(con, "get", "a", 35, 1, version="0:0:1", local=True)  # W2 finished at 30: stale 5
-    add_op(con, "get", "a", 50, 1, version="0:0:2")          # W3 overlaps W2: fresh
-    add_op(con, "get", "a", 50, 1, version="0:0:3")          # latest: fresh
-    add_op(con, "delete", "a", 60, 5)                        # D [60, 65]
-    add_op(con, "get", "a", 70, 1, version="0:0:3")          # deleted at 65: stale 5
-    add_op(con, "get", "a", 70, 1)                           # miss: never stale
-    add_op(con, "set", "a", 80, 2, version="0:0:9", error="timeout")
-    add_op(con, "get", "a", 90, 1, version="0:0:9")          # failed set's version: unjudged
-    add_op(con, "get", "a", 90, 1, version="0:0:3")          # still deleted: stale 25
-    add_op(con, "get", "a", 90, 1, error="boom")             # failed read: not a read
-    # Same versions in another backend's pass must not interfere.
-    add_op(con, "set", "a", 0, 10, version="0:0:1", backend="c")
-    add_op(con, "get", "a", 100, 1, version="0:0:1", backend="c")
-    # Another key's writes never supersede key "a".
-    add_op(con, "set", "z", 1, 1, version="0:0:7")
-
-
-class TestStaleReads:
-    """The stale_reads view follows DESIGN.md section 5 exactly."""
-
-    def test_hand_built_history(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Exactly the reads judged stale by hand are listed, with their ages."""
-        build_history(con)
-        assert stale_rows(con) == [
-            (12.0, "w:0:1", "0:0:1", "set", 2.0, False),
-            (35.0, "0:0:1", "0:0:2", "set", 5.0, True),
-            (70.0, "0:0:3", None, "delete", 5.0, True),
-            (90.0, "0:0:3", None, "delete", 25.0, True),
-        ]
-
-    def test_carries_reader_identity(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Each stale read names its pass, reader, key and whether it was served locally."""
-        build_history(con)
-        row = con.execute(
-            "SELECT run_id, backend, repetition, process, task, key, local, "
-            "w1_finish_ns, superseding_finish_ns, staleness_age_ns "
-            "FROM stale_reads WHERE read_start_ns = 35 * 1000000"
-        ).fetchone()
-        assert row == ("r1", "b", 0, 0, 0, "a", True, 10 * MS, 30 * MS, 5 * MS)
-
-    def test_earliest_superseding_write_defines_age(
-        self, con: duckdb.DuckDBPyConnection
-    ) -> None:
-        """With several superseding writes, the age counts from the first one to finish."""
-        add_op(con, "set", "k", 0, 1, version="1")
-        add_op(con, "set", "k", 2, 8, version="2")   # finishes at 10
-        add_op(con, "set", "k", 3, 2, version="3")   # finishes at 5 (started later)
-        add_op(con, "set", "k", 6, 1, version="4")   # finishes at 7
-        add_op(con, "get", "k", 20, 1, version="1")
-        assert stale_rows(con) == [(20.0, "1", "3", "set", 15.0, True)]
-
-    def test_equal_starts_are_all_considered(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Writes sharing a start time are all candidates for superseding."""
-        add_op(con, "set", "k", 0, 1, version="1")
-        add_op(con, "set", "k", 5, 10, version="2")
-        add_op(con, "set", "k", 5, 1, version="3")
-        add_op(con, "get", "k", 8, 1, version="1")
-        assert stale_rows(con) == [(8.0, "1", "3", "set", 2.0, True)]
-
-    def test_repetitions_are_separate_passes(self, con: duckdb.DuckDBPyConnection) -> None:
-        """A write in one repetition never supersedes a read in another."""
-        add_op(con, "set", "k", 0, 1, version="1", repetition=0)
-        add_op(con, "set", "k", 0, 1, version="1", repetition=1)
-        add_op(con, "set", "k", 2, 1, version="2", repetition=1)
-        add_op(con, "get", "k", 5, 1, version="1", repetition=0)
-        add_op(con, "get", "k", 5, 1, version="1", repetition=1)
-        assert con.execute("SELECT repetition FROM stale_reads").fetchall() == [(1,)]
-
-
-class TestBeyondInvalidation:
-    """stale_reads tells reads within the invalidation lag from reads after it."""
-
-    def test_classification(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Told before the read: TRUE; told after: FALSE; own write: TRUE; delete: NULL."""
-        kw = {"backend": "pg"}
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
-        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, server_version=2, **kw)
-        add_op(con, "get", "k", 4, 1, version="0:0:1", process=0, local=True, **kw)
-        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
-        add_op(con, "get", "k", 8, 1, version="0:0:1", process=1, local=True, **kw)
-        add_op(con, "delete", "k", 10, 1, process=0, **kw)
-        add_op(con, "get", "k", 12, 1, version="0:0:2", process=1, local=True, **kw)
-        add_op(con, "set", "j", 0, 1, version="0:0:3", process=0, server_version=3, **kw)
-        add_op(con, "set", "j", 2, 1, version="0:0:4", process=0, server_version=4, **kw)
-        add_op(con, "get", "j", 9, 1, version="0:0:3", process=1, local=True, **kw)
-        add_invalidation(con, 1, "k", 2, 6)
-        add_invalidation(con, 1, "j", 5, 7)   # a coalesced newer version counts
-        rows = con.execute(
-            "SELECT key, process, read_start_ns / 1000000, superseding_process, "
-            "superseding_server_version, invalidation_arrival_ns / 1000000, beyond_invalidation "
-            "FROM stale_reads ORDER BY read_start_ns"
-        ).fetchall()
-        assert rows == [
-            ("k", 0, 4, 0, 2, None, True),
-            ("k", 1, 5, 0, 2, 6, False),
-            ("k", 1, 8, 0, 2, 6, True),
-            ("j", 1, 9, 0, 4, 7, True),
-            ("k", 1, 12, 0, None, None, None),
-        ]
-        counts = con.execute(
-            "SELECT stale_reads, stale_beyond_invalidation FROM consistency").fetchall()
-        assert counts == [(5, 3)]
-
-    def test_flush_counts_as_told(self, con: duckdb.DuckDBPyConnection) -> None:
-        """A local-cache flush after the superseding write finished tells the reader too."""
-        kw = {"backend": "pg"}
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
-        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, server_version=2, **kw)
-        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
-        add_op(con, "get", "k", 9, 1, version="0:0:1", process=1, local=True, **kw)
-        add_flush(con, 1, 2.5)  # before W2 finished: tells nothing
-        add_flush(con, 1, 7)
-        rows = con.execute(
-            "SELECT read_start_ns / 1000000, invalidation_arrival_ns / 1000000, "
-            "beyond_invalidation FROM stale_reads ORDER BY read_start_ns").fetchall()
-        assert rows == [(5, 7, False), (9, 7, True)]
-
-
-    def test_unversioned_invalidations(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Without versions, the reader was told once any invalidation of the key (or a flush)
-        reached its process after the superseding write finished; in a pass that records no
-        invalidations at all it cannot be told."""
-        kw = {"backend": "vk"}
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, **kw)
-        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, **kw)    # W2 ends at 3
-        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, local=True, **kw)
-        add_op(con, "get", "k", 8, 1, version="0:0:1", process=1, local=True, **kw)
-        add_op(con, "delete", "j", 0, 1, process=0, **kw)                  # a delete: judged
-        add_op(con, "get", "j", 4, 1, version="w:0:1", process=2, local=True, **kw)
-        add_invalidation(con, 1, "k", None, 2.5, backend="vk")  # before W2 finished
-        add_invalidation(con, 1, "k", None, 6, backend="vk")
-        add_flush(con, 2, 3.5, backend="vk")
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, backend="valkey")
-        add_op(con, "set", "k", 2, 1, version="0:0:2", process=0, backend="valkey")
-        add_op(con, "get", "k", 5, 1, version="0:0:1", process=1, backend="valkey")
-        rows = con.execute(
-            "SELECT backend, key, read_start_ns / 1000000, invalidation_arrival_ns / 1000000, "
-            "beyond_invalidation FROM stale_reads ORDER BY backend, read_start_ns").fetchall()
-        assert rows == [("valkey", "k", 5, None, None), ("vk", "j", 4, 3.5, True),
-                        ("vk", "k", 5, 6, False), ("vk", "k", 8, 6, True)]
-
-
-class TestClockUncertainty:
-    """Workers on clocks of their own: judgements the uncertainty could turn are unjudged."""
-
-    def _history(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Key k: W1 [0, 1] by process 2, W2 [2.5, 3.5] by process 0; reads of W1 by
-        process 1 at 3, 4, 5 and 8 ms. Key j: W1 [0, 1] by process 2, W2 [1.5, 2] by process
-        0 (0.5 ms after W1 finished); a read of W1 at 6 ms."""
-        kw = {"backend": "pg"}
-        add_op(con, "set", "k", 0, 1, version="2:0:1", process=2, server_version=1, **kw)
-        add_op(con, "set", "k", 2.5, 1, version="0:0:2", process=0, server_version=2, **kw)
-        for start in (3, 4, 5, 8):
-            add_op(con, "get", "k", start, 0.1, version="2:0:1", process=1, task=1,
-                   local=True, **kw)
-        add_op(con, "set", "j", 0, 1, version="2:0:3", process=2, server_version=3, **kw)
-        add_op(con, "set", "j", 1.5, 0.5, version="0:0:4", process=0, server_version=4, **kw)
-        add_op(con, "get", "j", 6, 0.1, version="2:0:3", process=1, task=1, local=True, **kw)
-
-    def _verdicts(self, con: duckdb.DuckDBPyConnection) -> tuple[list[float], list[float]]:
-        stale = [r[0] for r in con.execute("SELECT read_start_ns / 1e6 FROM stale_reads "
-                                           "ORDER BY 1").fetchall()]
-        unjudged = [r[0] for r in con.execute("SELECT read_start_ns / 1e6 FROM "
-                                              "clock_unjudged_reads ORDER BY 1").fetchall()]
-        return stale, unjudged
-
-    def _uncertain(self, con: duckdb.DuckDBPyConnection, ms: float = 0.5) -> None:
-        for process in (0, 1, 2):
-            add_clock(con, process, ms)
-
-    def test_no_uncertainty_judges_all(self, con: duckdb.DuckDBPyConnection) -> None:
-        """One clock: the reads after W2 finished are stale, the one before fresh."""
-        self._history(con)
-        assert self._verdicts(con) == ([4.0, 5.0, 6.0, 8.0], [])
-
-    def test_within_the_margin_is_unjudged(self, con: duckdb.DuckDBPyConnection) -> None:
-        """0.5 ms per worker (1 ms for a pair): reads within 1 ms of W2's finish, either
-        side, are unjudged; so is the read of j, whose W2 started only 0.5 ms after W1
-        finished; reads further away are judged; the counts say so."""
-        self._history(con)
-        self._uncertain(con)
-        assert self._verdicts(con) == ([5.0, 8.0], [3.0, 4.0, 6.0])
-        row = con.execute("SELECT stale_reads, unjudged_reads, clock_unjudged_reads "
-                          "FROM consistency").fetchall()
-        assert row == [(2, 3, 3)]
-        margin = con.execute("SELECT DISTINCT clock_uncertainty_ms FROM clock_unjudged_reads"
-                             ).fetchall()
-        assert margin == [(1.0,)]
-
-    def test_flush_within_the_margin_leaves_beyond_unjudged(
-            self, con: duckdb.DuckDBPyConnection) -> None:
-        """A flush 0.2 ms after W2 finished, clocks within 0.5 ms: it may have come before
-        W2, so whether the read at 8 ms was told is unjudged (NULL); with one clock, TRUE."""
-        self._history(con)
-        add_flush(con, 1, 3.7)
-        told = "SELECT beyond_invalidation FROM stale_reads WHERE read_start_ns = 8 * 1e6"
-        assert con.execute(told).fetchall() == [(True,)]
-        self._uncertain(con)
-        assert con.execute(told).fetchall() == [(None,)]
-
-    def test_lag_counts_a_flush_only_when_certainly_after(
-            self, con: duckdb.DuckDBPyConnection) -> None:
-        """A flush 0.2 ms after the write (clocks within 0.5 ms each) delivers nothing; one
-        2 ms after does; the lag rows carry the pair's uncertainty."""
-        kw = {"backend": "pg"}
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, server_version=1, **kw)
-        add_op(con, "get", "k", 5, 1, process=1, **kw)
-        add_flush(con, 1, 1.2)
-        add_flush(con, 1, 3)
-        add_clock(con, 0, 0.5)
-        add_clock(con, 1, 0.5)
-        rows = con.execute("SELECT via, lag_ms, clock_uncertainty_ms FROM invalidation_lag"
-                           ).fetchall()
-        assert rows == [("flush", 2.0, 1.0)]
-        assert con.execute("SELECT clock_uncertainty_ms FROM invalidation_lag_summary"
-                           ).fetchall() == [(1.0,)]
-
-    def test_clock_summary(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Offsets at start and end, their drift and the larger uncertainty, per worker."""
-        con.execute("INSERT INTO clock_offsets VALUES ('r1', 'pg', 1, 0, 'start', 100, -500, "
-                    "20, 40, 16, 'n0', 'h0'), ('r1', 'pg', 1, 0, 'end', 900, -350, 30, 60, "
-                    "16, 'n0', 'h0')")
-        assert con.execute("SELECT process, node, host, start_offset_ns, end_offset_ns, "
-                           "drift_ns, uncertainty_ns, best_round_trip_ns FROM clock_summary"
-                           ).fetchall() == [(0, "n0", "h0", -500, -350, 150, 30, 40)]
-
-
-class TestConsistency:
-    """The consistency views count reads, stale reads and ages per run/backend and pass."""
-
-    def test_summary_of_hand_built_history(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Counts, rate and age quantiles match the hand-judged history."""
-        build_history(con)
-        rows = con.execute(
-            "SELECT backend, passes, reads, hits, local_reads, stale_reads, stale_local_reads, "
-            "stale_rate, unjudged_reads, p50_staleness_ms, p99_staleness_ms, max_staleness_ms "
-            "FROM consistency ORDER BY backend"
-        ).fetchall()
-        assert rows == [
-            ("b", 1, 10, 9, 1, 4, 1, 4 / 10, 1, 5.0, 25.0, 25.0),
-            ("c", 1, 1, 1, 0, 0, 0, 0.0, 0, 0.0, 0.0, 0.0),
-        ]
-
-    def test_by_pass_splits_repetitions(self, con: duckdb.DuckDBPyConnection) -> None:
-        """consistency_by_pass has one row per repetition; consistency sums them."""
-        add_op(con, "set", "k", 0, 1, version="1", repetition=0)
-        add_op(con, "get", "k", 5, 1, version="1", repetition=0)
-        add_op(con, "set", "k", 0, 1, version="1", repetition=1)
-        add_op(con, "set", "k", 2, 1, version="2", repetition=1)
-        add_op(con, "get", "k", 5, 1, version="1", repetition=1)
-        by_pass = con.execute(
-            "SELECT repetition, reads, stale_reads, stale_rate FROM consistency_by_pass "
-            "ORDER BY repetition"
-        ).fetchall()
-        assert by_pass == [(0, 1, 0, 0.0), (1, 1, 1, 1.0)]
-        total = con.execute("SELECT passes, reads, stale_reads, stale_rate FROM consistency")
-        assert total.fetchall() == [(2, 2, 1, 0.5)]
-
-
-class TestRepeatSummary:
-    """repeat_summary puts repeated passes side by side, with their spread."""
-
-    def test_median_spread_and_cv(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Per-pass ops/s (ops over the pass's span) give the median, min, max and the
-        coefficient of variation (sample standard deviation / mean)."""
-        for rep, gap in ((1, 10), (2, 20), (3, 40)):  # 5 gets over 4 gaps: 4 x gap ms
-            for i in range(5):
-                add_op(con, "get", "k", i * gap, 0, version="v", repetition=rep,
-                       local=i < 4)
-        (passes, median, low, high, cv, local), = con.execute(
-            "SELECT passes, ops_per_s_median, ops_per_s_min, ops_per_s_max, ops_per_s_cv, "
-            "local_rate_median FROM repeat_summary").fetchall()
-        rates = [5 / (4 * gap / 1000) for gap in (10, 20, 40)]
-        mean = sum(rates) / 3
-        sd = (sum((r - mean) ** 2 for r in rates) / 2) ** 0.5
-        assert (passes, local) == (3, 0.8)
-        assert (median, low, high) == pytest.approx((rates[1], rates[2], rates[0]))
-        assert cv == pytest.approx(sd / mean)
-
-
-class TestStampede:
-    """stampede_events and stampede count loader executions per miss and the readers' waits."""
-
-    def build(self, con: duckdb.DuckDBPyConnection) -> None:
-        def call(task: int, start: float, latency: float, error: str | None = None,
-                 got: str | None = "0:1:L1") -> None:
-            add_op(con, "get_or_set", "h", start, latency, task=task, error=error,
-                   version=None if error else got)
-
-        def load(task: int, start: float, latency: float) -> None:
-            add_op(con, "load", "h", start, latency, task=task, version=f"0:{task}:L1")
-
-        add_op(con, "delete", "h", 10, 1)           # miss event 1: [10, 100)
-        call(5, 10.5, 0.1, got="w:0:1")              # an older value: did not wait
-        call(1, 11, 25)
-        load(1, 12, 20)                              # its call returns at 36: refilled
-        call(2, 12, 25)
-        call(3, 13, 30, got="0:3:L1")
-        load(3, 14, 20)                              # a second load for the same miss
-        call(4, 40, 0.1)                             # after the refill: did not wait
-        add_op(con, "delete", "h", 100, 1)          # miss event 2: never refilled
-        call(1, 101, 5, error="boom")
-        call(2, 120, 1, got="0:1:L1")                # an older value: did not wait
-        add_op(con, "delete", "other", 50, 1)       # nobody get_or_sets "other"
-
-    def test_events(self, con: duckdb.DuckDBPyConnection) -> None:
-        """One row per delete of a key readers get_or_set, with its loads and waiters."""
-        self.build(con)
-        rows = con.execute(
-            "SELECT miss_ns / 1e6, refill_ms, loads, failed_loads, waiting_readers, errors, "
-            "max_wait_ms FROM stampede_events ORDER BY miss_ns").fetchall()
-        assert rows == [(10.0, 26.0, 2, 0, 3, 0, 30.0), (100.0, None, 0, 0, 1, 1, 5.0)]
-
-    def test_summary(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Per backend: miss events, loads per miss, waiting readers and their waits."""
-        self.build(con)
-        rows = con.execute(
-            "SELECT miss_events, loads, loads_per_miss, max_loads_per_miss, waiting_per_miss, "
-            "errors, wait_p50_ms, wait_p99_ms, wait_max_ms, refill_p50_ms FROM stampede"
-        ).fetchall()
-        assert rows == [(2, 2, 1.0, 2, 2.0, 1, 25.0, 30.0, 30.0, 26.0)]
-
-
-def add_fault(con: duckdb.DuckDBPyConnection, fault: int, label: str, start_ms: float,
-              end_ms: float, backend: str = "b", late_ms: float = 0.0) -> None:
-    """A fault's start and end events, as the parent logs them for a pass; ``late_ms``: how
-    long after the schedule asked for it the fault took effect."""
-    for event, at in (("fault_start", start_ms), ("fault_end", end_ms)):
-        data = {"fault": fault, "label": label, "proxy": "valkey", "toxic": "down",
-                "t_ns": int(at * MS), "at_s": 10.0, "offset_s": 10.0 + late_ms / 1000}
-        con.execute("INSERT INTO events VALUES ('r1', ?, 0, -1, now()::TIMESTAMP, ?, 'info', "
-                    "?, ?)", [backend, int(at * MS) + 5, event, json.dumps(data)])
-
-
-class TestFaultImpact:
-    """fault_impact: errors and stale reads during and after each fault, and recovery."""
-
-    def build(self, con: duckdb.DuckDBPyConnection) -> None:
-        rows = []
-        for ms in range(0, 5000):
-            latency, error = 1.0, None
-            if 1000 <= ms <= 2000:
-                latency, error = 50.0, ("down" if ms % 2 else None)  # the fault
-            elif 2000 < ms < 2100:
-                latency, error = 5.0, "still down"                    # errors go on
-            elif 2100 <= ms < 2300:
-                latency = 10.0                                        # slow, no errors
-            rows.append(("r1", "b", 0, 0, 1, "get", "x", ms * MS, int(latency * MS), None,
-                         False, None, None, error))
-        con.executemany("INSERT INTO ops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows)
-        add_op(con, "set", "k", 900, 1, version="0:0:1")
-        add_op(con, "set", "k", 1500, 1, version="0:0:2")
-        add_op(con, "get", "k", 1600, 0.5, version="0:0:1")   # stale during the fault
-        add_op(con, "get", "k", 2500, 0.5, version="0:0:1")   # stale after it
-        add_fault(con, 0, "valkey down", 1000, 2000)
-        add_fault(con, 1, "harmless", 3005, 3500, late_ms=5)  # in effect from 3000
-
-    def test_rows(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Errors and stale reads are split at the fault's end; recovery waits for the last
-        error to complete and for a 100 ms window whose p99 is within 2x the baseline; a fault
-        counts from when it was asked for."""
-        self.build(con)
-        rows = con.execute(
-            "SELECT fault, label, duration_ms, baseline_p99_ms, errors_during, errors_after, "
-            "stale_during, stale_after, errors_stop_ms, recovery_ms FROM fault_impact "
-            "ORDER BY fault").fetchall()
-        assert rows == [
-            (0, "valkey down", 1000.0, 1.0, 500, 99, 1, 1, 104.0, 300.0),
-            (1, "harmless", 500.0, 1.0, 0, 0, 0, 0, 0.0, 0.0),
-        ]
-
-    def test_never_recovered(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Errors until the next fault starts: no recovery time."""
-        self.build(con)
-        con.execute("UPDATE ops SET error = 'x' WHERE start_ns BETWEEN 2000 * 1000000::BIGINT "
-                    "AND 3000 * 1000000::BIGINT")
-        assert con.execute("SELECT recovery_ms FROM fault_impact WHERE fault = 0"
-                           ).fetchall() == [(None,)]
-
-
-class TestInvalidationLag:
-    """invalidation_lag matches each set to its arrival in every other worker."""
-
-    def build(self, con: duckdb.DuckDBPyConnection) -> None:
-        add_op(con, "set", "k", 9, 1, version="0:0:1", backend="pg", process=0,
-               server_version=5)                                    # finishes at 10
-        add_op(con, "set", "k", 12, 1, version="1:0:1", backend="pg", process=1,
-               server_version=7)                                    # finishes at 13
-        add_op(con, "get", "k", 20, 1, backend="pg", process=2)
-        add_op(con, "set", "k", 30, 1, version="1:0:2", backend="pg", process=1,
-               server_version=9, error="timeout")                   # failed: not expected
-        add_op(con, "set", "k", 0, 1, version="0:0:1", backend="valkey")
-        add_invalidation(con, 0, "k", 5, 10.5)   # the writer's own: ignored
-        add_invalidation(con, 1, "k", 5, 11)
-        add_invalidation(con, 2, "k", 7, 14)     # coalesced: delivers 5 and 7
-        add_invalidation(con, 0, "other", 7, 13.5)
-
-    def test_rows(self, con: duckdb.DuckDBPyConnection) -> None:
-        """One row per delivered (write, receiving process) with the lag from completion."""
-        self.build(con)
-        rows = con.execute(
-            "SELECT server_version, writer_process, receiver_process, received_server_version, "
-            "lag_ms FROM invalidation_lag ORDER BY server_version, receiver_process"
-        ).fetchall()
-        assert rows == [(5, 0, 1, 5, 1.0), (5, 0, 2, 7, 4.0), (7, 1, 2, 7, 1.0)]
-
-    def test_summary(self, con: duckdb.DuckDBPyConnection) -> None:
-        """The summary counts expected and missing deliveries and gives the lag quantiles."""
-        self.build(con)
-        rows = con.execute(
-            "SELECT backend, writes, expected, count, missing, p50_ms, p99_ms, max_ms "
-            "FROM invalidation_lag_summary"
-        ).fetchall()
-        assert rows == [("pg", 2, 4, 3, 1, 1.0, 4.0, 4.0)]
-
-    def test_flush_delivers(self, con: duckdb.DuckDBPyConnection) -> None:
-        """A worker's local-cache flush after a write counts as delivering it, if earlier."""
-        self.build(con)
-        add_flush(con, 0, 9.5)   # before the sv-7 write finished (13): delivers nothing
-        add_flush(con, 0, 20)    # delivers sv 7 to process 0 after 7 ms
-        add_flush(con, 2, 12)    # earlier than process 2's arrival (14) for sv 5: wins
-        rows = con.execute(
-            "SELECT server_version, receiver_process, via, received_server_version, lag_ms "
-            "FROM invalidation_lag ORDER BY server_version, receiver_process"
-        ).fetchall()
-        assert rows == [
-            (5, 1, "invalidation", 5, 1.0),
-            (5, 2, "flush", None, 2.0),
-            (7, 0, "flush", None, 7.0),
-            (7, 2, "invalidation", 7, 1.0),
-        ]
-
-
-    def test_unversioned(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Without versions, a set is delivered to another worker by the first invalidation of
-        its key there after the set started and before the key's next write started; later
-        ones belong to that next write, so the pair is missing rather than misattributed."""
-        kw = {"backend": "vk"}
-        add_op(con, "set", "k", 0, 1, version="0:0:1", process=0, **kw)    # ends at 1
-        add_op(con, "set", "k", 10, 1, version="0:0:2", process=0, **kw)   # ends at 11
-        add_op(con, "get", "k", 20, 1, process=1, **kw)
-        add_op(con, "get", "k", 20, 1, process=2, **kw)
-        add_invalidation(con, 1, "k", None, 0.5, backend="vk")   # before the reply: -0.5
-        add_invalidation(con, 1, "k", None, 12, backend="vk")
-        add_invalidation(con, 2, "k", None, 15, backend="vk")    # after the next write began
-        add_invalidation(con, 0, "k", None, 16, backend="vk")    # the writer itself: ignored
-        rows = con.execute(
-            "SELECT version, receiver_process, via, server_version, lag_ms "
-            "FROM invalidation_lag ORDER BY version, receiver_process").fetchall()
-        assert rows == [("0:0:1", 1, "invalidation", None, -0.5),
-                        ("0:0:2", 1, "invalidation", None, 1.0),
-                        ("0:0:2", 2, "invalidation", None, 4.0)]
-        summary = con.execute("SELECT backend, writes, expected, count, missing, max_ms "
-                              "FROM invalidation_lag_summary").fetchall()
-        assert summary == [("vk", 2, 4, 3, 1, 4.0)]
-
-
-def brute_force(ops: Sequence[OpRow]) -> list[tuple[int, str, int]]:
-    """O(n^2) reference: (read start, version read, age) of each stale read, one pass."""
-    # (key, start, finish, version) of each write that happened.
-    writes = [(o[1], o[2], o[2] + o[3], o[4]) for o in ops
-              if o[0] in ("set", "delete") and not o[5]]
-    recorded = {o[4] for o in ops if o[0] == "set"}
-    out = []
-    for op, key, start, _lat, version, error in ops:
-        if op != "get" or error or version is None:
-            continue
-        if version in recorded:
-            w1 = [w for w in writes if w[3] == version]
-            if not w1:
-                continue  # only a failed set wrote it: unjudged
-            w1_finish = w1[0][2]
-        else:
-            w1_finish = -(10**18)  # a warm-up write: finished before the pass
-        finishes = [f for k, s, f, _v in writes if k == key and s > w1_finish and f < start]
-        if finishes:
-            out.append((start, version, start - min(finishes)))
-    return sorted(out)
-
-
-history = st.lists(
-    st.tuples(
-        st.sampled_from(["get", "get", "set", "delete"]),
-        st.sampled_from(["a", "b"]),
-        st.integers(0, 60),
-        st.integers(0, 15),
-        st.integers(0, 12),
-        st.booleans().map(lambda failed: "err" if failed else None),
-    ),
-    max_size=40,
-)
-
-
-class TestAgainstBruteForce:
-    """The window/ASOF formulation agrees with the quadratic definition."""
-
-    @settings(max_examples=examples(60), deadline=None)
-    @given(history)
-    def test_random_histories(self, raw: list[tuple[str, str, int, int, int, Any]]) -> None:
-        """Random small histories give the same stale reads as a direct check."""
-        ops: list[OpRow] = []
-        for i, (op, key, start, lat, vi, err) in enumerate(raw):
-            if op == "set":
-                # Unique write ids; a few failed ones.
-                ops.append((op, key, start, lat, f"s{i}", err if vi % 4 == 0 else None))
-            elif op == "delete":
-                ops.append((op, key, start, lat, None, None))
-            else:
-                # Reads name an earlier write, a warm-up write, or nothing (a miss).
-                same_key_set = vi < len(raw) and raw[vi][0] == "set" and raw[vi][1] == key
-                version = f"s{vi}" if same_key_set else ("warm" if vi % 3 == 0 else None)
-                ops.append((op, key, start, lat, version, None))
-        if not ops:
-            return
+    def test_one_file_per_view_and_table(self) -> None:
+        """sql/views/ holds exactly the installed views, sql/tables/ the tables."""
+        assert sorted(p.stem for p in (SQL / "views").glob("*.sql")) == sorted(schema.VIEW_NAMES)
         c = duckdb.connect()
-        try:
-            create_schema(c)
-            c.executemany(
-                "INSERT INTO ops VALUES ('r', 'b', 0, 0, 0, ?, ?, ?, ?, NULL, false, ?, NULL, ?)",
-                [list(o) for o in ops],
-            )
-            got = c.execute(
-                "SELECT read_start_ns, version_read, staleness_age_ns FROM stale_reads "
-                "ORDER BY ALL"
-            ).fetchall()
-        finally:
-            c.close()
-        assert got == brute_force(ops)
-
-
-@pytest.mark.slow
-class TestScale:
-    """The views stay fast on millions of synthetic ops (prints the timing)."""
-
-    def test_four_million_ops(self) -> None:
-        """Stale reads and consistency over ~4M ops run in seconds, not minutes."""
-        c = duckdb.connect()
-        create_schema(c)
-        n = 4_000_000
-        t0 = time.perf_counter()
-        # 25% sets, 75% gets over 10k keys. A get reads the key of the set just before it;
-        # odd ones return that key's previous write (so some are stale), even ones the latest.
-        c.execute(f"""
-            INSERT INTO ops
-            SELECT 'r', 'b', 0, (i % 8)::INTEGER, (i % 64)::INTEGER,
-                   CASE WHEN i % 4 = 0 THEN 'set' ELSE 'get' END,
-                   'k' || ((i - i % 4) % 10000), i * 1000, 800 + (i % 700),
-                   CASE WHEN i % 4 = 0 THEN NULL ELSE true END, i % 3 = 0,
-                   CASE WHEN i % 4 = 0 THEN 'v' || i
-                        WHEN i - i % 4 - 10000 * (i % 2) < 0 THEN 'warm'
-                        ELSE 'v' || (i - i % 4 - 10000 * (i % 2)) END,
-                   CASE WHEN i % 4 = 0 THEN i ELSE NULL END, NULL
-            FROM range({n}) t(i)
-        """)
-        t1 = time.perf_counter()
-        row = c.execute("SELECT reads, stale_reads, max_staleness_ms FROM consistency").fetchone()
-        t2 = time.perf_counter()
-        assert row is not None and row[0] == 3 * n // 4
-        print(f"\n{n} ops: load {t1 - t0:.2f} s, consistency {t2 - t1:.2f} s, result {row}")
+        schema.install(c)
+        schema.install_threshold_results(c)
+        tables = {r[0] for r in c.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         c.close()
+        assert {p.stem for p in (SQL / "tables").glob("*.sql")} == tables
 
-    def test_invalidation_lag_at_scale(self) -> None:
-        """1M versioned sets over 4 processes, 3M invalidation events: lag summary timing."""
-        c = duckdb.connect()
-        create_schema(c)
-        n = 1_000_000
-        t0 = time.perf_counter()
-        c.execute(f"""
-            INSERT INTO ops
-            SELECT 'r', 'pg', 0, (i % 4)::INTEGER, (i % 32)::INTEGER, 'set', 'k' || (i % 5000),
-                   i * 1000, 900, NULL, NULL, 'v' || i, i, NULL
-            FROM range({n}) t(i)
-        """)
-        c.execute(f"""
-            INSERT INTO events
-            SELECT 'r', 'pg', 0, p::INTEGER, NULL, i * 1000 + 900 + 200 + (i % 300), 'info',
-                   'invalidation',
-                   json_object('key', 'k' || (i % 5000), 'server_version', i)
-            FROM range({n}) t(i), range(4) q(p) WHERE p <> i % 4
-        """)
-        t1 = time.perf_counter()
-        row = c.execute("SELECT count, missing, p50_ms, max_ms "
-                        "FROM invalidation_lag_summary").fetchone()
-        t2 = time.perf_counter()
-        assert row is not None and row[0] == 3 * n and row[1] == 0
-        print(f"\n{n} sets, {3 * n} events: load {t1 - t0:.2f} s, "
-              f"lag summary {t2 - t1:.2f} s, result {row}")
-        c.close()
+    def test_every_fragment_is_used(self) -> None:
+        """A fragment no file names would be dead text."""
+        named = set()
+        for path in SQL.glob("*/*.sql"):
+            named |= set(re.findall(r"\{\{(\w+)\}\}", path.read_text()))
+        for view in schema.VIEW_NAMES:
+            named |= {m for v in schema._VIEWS if v.name == view
+                      for value in v.values.values()
+                      for m in re.findall(r"\{\{(\w+)\}\}", value)}
+        assert {p.stem for p in (SQL / "fragments").glob("*.sql")} <= named
+
+    @pytest.mark.parametrize("view", schema.VIEW_NAMES)
+    def test_rendered_without_markers(self, view: str) -> None:
+        """Every marker of a view is replaced, and it creates the view it is named for."""
+        sql = schema.view_sql(view)
+        assert "{{" not in sql and "}}" not in sql
+        assert f"CREATE OR REPLACE VIEW {view} AS" in sql
+
+    def test_unknown_marker_is_refused(self, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+        """A marker naming neither a value nor a fragment, or one including itself, is an
+        error naming the file and the marker."""
+        (tmp_path / "views").mkdir()
+        (tmp_path / "fragments").mkdir()
+        (tmp_path / "views" / "v.sql").write_text("SELECT {{nowhere}}")
+        (tmp_path / "views" / "w.sql").write_text("SELECT {{loop}}")
+        (tmp_path / "fragments" / "loop.sql").write_text("{{loop}}\n")
+        monkeypatch.setattr(schema, "_SQL", tmp_path)
+        with pytest.raises(ValueError, match=r"sql/views/v.sql: \{\{nowhere\}\} is neither"):
+            schema.render("views", "v")
+        with pytest.raises(ValueError, match=r"\{\{loop\}\} includes itself"):
+            schema.render("views", "w")
+
+    def test_values_and_fragments(self, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        """A value wins over a fragment of the same name; both are rendered in turn; a
+        fragment's last newline is dropped; view is the view's name."""
+        (tmp_path / "views").mkdir()
+        (tmp_path / "fragments").mkdir()
+        (tmp_path / "views" / "v.sql").write_text("{{view}}: {{a}}, {{b}}.\n")
+        (tmp_path / "fragments" / "a.sql").write_text("fragment a\n")
+        (tmp_path / "fragments" / "b.sql").write_text("fragment b with {{a}}\n")
+        monkeypatch.setattr(schema, "_SQL", tmp_path)
+        assert schema.render("views", "v") == "v: fragment a, fragment b with fragment a.\n"
+        assert schema.render("views", "v", {"a": "{{view}}!"}) == "v: v!, fragment b with v!.\n"
+
+    def test_shipped_as_package_data(self) -> None:
+        """pyproject's package data covers every .sql file, and they load as resources."""
+        data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        patterns = data["tool"]["setuptools"]["package-data"]["orchestrator.results"]
+        files = sorted(p.relative_to(SQL.parent) for p in SQL.rglob("*.sql"))
+        assert files and all(any(f.match(pattern) for pattern in patterns) for f in files)
+        root = resources.files("orchestrator.results")
+        assert all(root.joinpath(*f.parts).read_text() == (SQL.parent / f).read_text()
+                   for f in files)

@@ -1,4 +1,4 @@
-"""orchestrator.results.errors: a run's failed operations per backend, when, and the verdict."""
+"""orchestrator.results.failures: a run's failed operations per backend, when, and the verdict."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import duckdb
 import pytest
 from support.results_history import add_op, create_schema, parsed
 
-from orchestrator.results.errors import error_report, judge
+from orchestrator.results.failures import error_report, judge
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""orchestrator.results.answer: verdicts, crossovers and the instance extrapolation, on
+"""orchestrator.results.findings: verdicts, crossovers and the instance extrapolation, on
 hand-made suites whose numbers are known."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from support.results_history import add_op, create_schema
 
 from orchestrator.reports.answer import verdict_rows
 from orchestrator.results import suites
-from orchestrator.results.answer import (
+from orchestrator.results.findings import (
     Answer,
     Comparison,
     Fit,

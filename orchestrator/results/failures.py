@@ -1,5 +1,5 @@
-"""The errors of a run: which backends' operations failed, how many, when, and whether the
-workload allows it.
+"""The failed operations of a run: which backends' operations failed, how many, when, and
+whether the workload allows it.
 
 A run whose operations failed did not measure what it set out to (a server died, a network
 broke), so it is not simply ``completed``: :func:`judge` decides, per backend, whether its

@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);

@@ -1,0 +1,2 @@
+-- Stale reads and their ages per pass (repetition).
+{{consistency}}

@@ -1,0 +1,2 @@
+-- Invalidation lag per run and backend, every pass pooled.
+{{lag_summary}}

@@ -1,0 +1,2 @@
+-- Invalidation lag per pass (repetition).
+{{lag_summary}}

@@ -1,0 +1,2 @@
+-- Every pass of a run pooled (see fragments/summary.sql).
+{{summary}}

@@ -1,0 +1,2 @@
+-- The summary of each pass (repetition) alone (see fragments/summary.sql).
+{{summary}}
