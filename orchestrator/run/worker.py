@@ -43,8 +43,9 @@ from orchestrator.results.logs import (
     csv_field,
     needs_quoting,
 )
-from orchestrator.run.load import Clock, Load, error_text, task_plan, worker_clock
+from orchestrator.run.load import Load, error_text, task_plan, worker_clock
 from orchestrator.run.origin import Origin
+from orchestrator.run.pacer import Clock
 from orchestrator.run.protocol import (
     Done,
     Failed,
