@@ -2,39 +2,42 @@
 
 :class:`Load` runs this process's share of the workload's tasks (:func:`task_plan`) against
 one backend instance, all concurrently on one event loop, and records every measured
-operation as one CSV line (:mod:`orchestrator.results.logs`). The task loops are the hot path
-of the harness: they bind what they use to locals and format each line with one f-string.
-Closed loop by default; with a target rate each task runs open loop and an operation's latency
-counts from its intended start (no coordinated omission). Open-loop tasks are woken at their
-intended starts by a :class:`_Pacer`: the event loop's own timers round a wait up to a whole
-millisecond, which an open loop would count as latency.
+operation as one CSV line (:mod:`orchestrator.results.logs`). Every task runs one loop,
+:meth:`Load.run_task`: a :class:`~orchestrator.run.pacer.Pacer` says when each operation
+starts (closed loop, with optional think time; or open loop at the workload's target rate,
+latency counted from the intended start: no coordinated omission), a
+:class:`~orchestrator.run.recorder.TaskRecorder` records it, and the loop yields to the event
+loop's other tasks now and then. What differs between tasks is only the operation: a read
+(:class:`_Read`), a ``get_or_set`` whose loader records its own executions
+(:class:`_LoadingRead`), a write or delete (:class:`_Write`). The loop is the hot path of the
+harness: it binds what it uses to locals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import structlog
 
-from orchestrator.backends.base import Backend
-from orchestrator.redaction import redact
-from orchestrator.results.logs import CsvRecorder, csv_field, csv_row, needs_quoting
+from orchestrator.backends.base import Backend, GetResult
+from orchestrator.results.logs import CsvRecorder, csv_field, needs_quoting
 from orchestrator.run.keys import key_picker, task_rng, value_maker, zipf_cdf
 from orchestrator.run.origin import Origin
+from orchestrator.run.pacer import STOP, WAIT, Clock, Pacer, Waker
+from orchestrator.run.recorder import TaskRecorder, write_tail
+from orchestrator.run.recorder import error_text as error_text
 from orchestrator.workload.model import Workload
-from proxies import DelayClock
 
 _ERROR_PAUSE_S = 0.001
 # A task that has not suspended for this long yields to the others (operations that complete
 # without I/O, such as local-cache hits, never suspend by themselves): this bounds how long
 # other tasks, timers and incoming notifications wait for the event loop.
 _SLICE_NS = 50_000
-
-
-Clock = Callable[[], int]
 
 
 def worker_clock(skew_ns: int = 0) -> Clock:
@@ -60,36 +63,6 @@ def task_plan(workload: Workload, process: int, processes: int) -> list[tuple[st
     return plan
 
 
-def error_text(exc: BaseException) -> str:
-    """An exception as recorded: ``Type: message``, passwords redacted, at most 300
-    characters."""
-    return redact(f"{type(exc).__name__}: {exc}")[:300]
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-class _Pacer:
-    """Wakes open-loop tasks at their intended start times, within tens of microseconds (a
-    timerfd: proxies' :class:`~proxies.DelayClock`) rather than the loop's whole milliseconds.
-    It may wake a task slightly early (it learns how late wake-ups are and arms that much
-    sooner): an operation then counts from its actual start, never from a later one."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._clock = DelayClock(self._loop)
-
-    async def until(self, when_ns: int) -> None:
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._clock.call_at(when_ns, functools.partial(_release, waiter))
-        await waiter
-
-    def close(self) -> None:
-        self._clock.close()
-
-
 class _Phase:
     """One phase (warm-up or measurement) shared by every task of the worker."""
 
@@ -99,6 +72,134 @@ class _Phase:
         self.record = record
         self.purpose = purpose
 
+
+class _Operation(Protocol):
+    """What one kind of task does, operation after operation: the rest is the task loop's."""
+
+    @property
+    def op(self) -> str:
+        """The op column of the operation prepared last."""
+
+    @property
+    def version(self) -> str | None:
+        """The version column it records when it fails (a write's id)."""
+
+    def prepare(self) -> str:
+        """Draw the next operation (its key, and whatever else it needs); its key."""
+
+    @property
+    def reads(self) -> bool:
+        """Whether :meth:`call` returns a :class:`GetResult` (recorded by
+        :func:`~orchestrator.run.recorder.read_tail`), or else a write's server version
+        (:func:`~orchestrator.run.recorder.write_tail`, with :attr:`version`)."""
+
+    def call(self, key: str) -> Awaitable[Any]:
+        """Run the operation prepared last."""
+
+
+# The operations keep every attribute the task loop reads in a slot: a class attribute read
+# through an instance is a slower lookup on the hot path.
+
+class _Read:
+    """``get``: records hit, local and the write id of the value read."""
+
+    __slots__ = ("call", "op", "prepare", "reads", "version")
+
+    def __init__(self, backend: Backend, pick: Callable[[], str]) -> None:
+        self.prepare = pick
+        self.call = backend.get
+        self.op = "get"
+        self.version: str | None = None
+        self.reads = True
+
+
+class _LoadingRead:
+    """``get_or_set``: on a miss the backend calls the loader, which pays the origin's cost
+    and records its own execution (op ``load``; its version ``process:task:L<n>`` is what the
+    value it produced carries)."""
+
+    __slots__ = ("_clock", "_get_or_set", "_load", "_make_value", "_prefix", "_recorder",
+                 "_ttl", "loads", "op", "prepare", "reads", "version")
+
+    def __init__(self, backend: Backend, pick: Callable[[], str], origin: Origin,
+                 make_value: Callable[[str], bytes], ttl: float, prefix: str, loads: int,
+                 clock: Clock, recorder: TaskRecorder) -> None:
+        self.prepare = pick
+        self.op = "get_or_set"
+        self.version: str | None = None
+        self.reads = True
+        self.loads = loads  # loader executions so far, over the phases
+        self._get_or_set = backend.get_or_set
+        self._load = origin.load
+        self._make_value = make_value
+        self._ttl = ttl
+        self._prefix = prefix
+        self._clock = clock
+        self._recorder = recorder
+
+    def call(self, key: str) -> Awaitable[GetResult]:
+        return self._get_or_set(key, functools.partial(self._loader, key), self._ttl)
+
+    async def _loader(self, key: str) -> bytes:
+        self.loads += 1
+        load_id = f"{self._prefix}{self.loads}"
+        clock = self._clock
+        s0 = clock()
+        try:
+            await self._load()
+        except Exception as exc:
+            self._recorder.failed("load", key, s0, clock(), exc, load_id)
+            raise
+        self._recorder.ok("load", key, s0, clock(), write_tail(load_id, None))
+        return self._make_value(load_id)
+
+
+class _Write:
+    """``set`` of a value carrying its write id (``process:task:seq``), or, with the
+    workload's ``delete_ratio``, ``delete``: both record the write id."""
+
+    __slots__ = ("_delete", "_delete_ratio", "_make_value", "_pick", "_prefix", "_rand",
+                 "_set", "_ttl", "_value", "op", "reads", "seq", "version")
+
+    def __init__(self, backend: Backend, pick: Callable[[], str],
+                 make_value: Callable[[str], bytes], rand: Callable[[], float],
+                 delete_ratio: float, ttl: float, prefix: str, seq: int) -> None:
+        self._pick = pick
+        self._set = backend.set
+        self._delete = backend.delete
+        self._make_value = make_value
+        self._rand = rand
+        self._delete_ratio = delete_ratio
+        self._ttl = ttl
+        self._prefix = prefix
+        self.seq = seq  # writes drawn so far, over the phases
+        self.op = "set"
+        self.version: str | None = None
+        self.reads = False
+        self._value: bytes | None = None  # the value to set; None: delete
+
+    def prepare(self) -> str:
+        key = self._pick()
+        seq = self.seq = self.seq + 1
+        write_id = self.version = f"{self._prefix}{seq}"
+        ratio = self._delete_ratio
+        if ratio and self._rand() < ratio:
+            self.op = "delete"
+            self._value = None
+        else:
+            self.op = "set"
+            self._value = self._make_value(write_id)
+        return key
+
+    def call(self, key: str) -> Awaitable[int | None]:
+        # The backend's own awaitable, not a coroutine of ours around it: one frame less.
+        value = self._value
+        if value is None:
+            return self._delete(key)
+        return self._set(key, value, self._ttl)
+
+
+_NO_LIMIT = sys.maxsize
 
 class Load:
     """Runs the tasks of one application instance against its backend client.
@@ -127,17 +228,17 @@ class Load:
         self._loads: dict[int, int] = {}
         # Generated keys are prefix + digits: only the prefix can need CSV quoting.
         self._quoted = needs_quoting(workload.key_prefix)
-        self._pacer: _Pacer | None = None
+        self._waker: Waker | None = None  # one for every open-loop task, made on first use
         self._pace_offset_ns = 0
 
     async def _pace(self, when_ns: int) -> None:
         """Wait until ``when_ns`` on this load's clock (an open-loop task's next intended
-        start); the pacer keeps ``perf_counter_ns`` time, which a skewed clock is ahead of by
+        start); the waker keeps ``perf_counter_ns`` time, which a skewed clock is ahead of by
         a constant."""
-        if self._pacer is None:
-            self._pacer = _Pacer()
+        if self._waker is None:
+            self._waker = Waker()
             self._pace_offset_ns = self.clock() - time.perf_counter_ns()
-        await self._pacer.until(when_ns - self._pace_offset_ns)
+        await self._waker.until(when_ns - self._pace_offset_ns)
 
     def stop(self) -> None:
         self.stopping = True
@@ -167,226 +268,114 @@ class Load:
         return (think or 0.0) / 1000.0
 
     async def run_task(self, kind: str, task: int, phase: _Phase, count: int | None) -> None:
-        if kind == "read" and self.workload.read_op == "get_or_set":
-            await self._loading_reader(task, phase, count)
-        elif kind == "read":
-            await self._reader(task, phase, count)
-        else:
-            await self._writer(task, phase, count)
-
-    async def _reader(self, task: int, phase: _Phase, count: int | None) -> None:
-        get = self.backend.get
+        """Run task ``task`` (``kind`` "write" or "read") through ``phase``: ``count``
+        operations, or until the phase ends (or the load stops)."""
+        w = self.workload
+        recorder = TaskRecorder(self.recorder if phase.record else None, task, self._quoted)
         pick = self._picker(task, phase.purpose)
-        quoted, quote = self._quoted, csv_field
-        clock = self.clock
-        recorder = self.recorder
-        rows = recorder.rows
-        append = rows.append
-        flush_at = recorder.flush_at
-        record = phase.record
-        until = phase.until_ns
-        interval = self._interval_ns("read")
-        think = self._think_s("read")
-        sleep = asyncio.sleep
-        pace = self._pace
-        intended = phase.start_ns + self._offset_ns("read", task, interval)
-        last_yield = clock()
-        i = 0
-        while not self.stopping and (count is None or i < count):
-            key = pick()
-            if interval:
-                if until is not None and intended >= until:
-                    break
-                if clock() < intended:
-                    await pace(intended)
-                t0 = min(intended, clock())  # (the pacer may wake a few us early)
-                intended += interval
-            else:
-                t0 = clock()
-                if until is not None and t0 >= until:
-                    break
+        operation: _Operation
+        if kind == "write":
+            value_rng = task_rng(w.seed, task, f"values:{phase.purpose}")
+            write = _Write(self.backend, pick,
+                           value_maker(w.value_size_min, w.value_size_max, value_rng),
+                           value_rng.random, w.delete_ratio, w.ttl_s,
+                           f"{self.process}:{task}:", self._seq.get(task, 0))
             try:
-                result = await get(key)
+                await self._loop(task, kind, phase, count, write, recorder)
+            finally:
+                self._seq[task] = write.seq
+            return
+        if w.read_op == "get_or_set":
+            if self.origin is None:
+                raise RuntimeError("read_op get_or_set needs an origin")
+            loading = _LoadingRead(
+                self.backend, pick, self.origin,
+                value_maker(w.value_size_min, w.value_size_max,
+                            task_rng(w.seed, task, f"loads:{phase.purpose}")),
+                w.ttl_s, f"{self.process}:{task}:L", self._loads.get(task, 0), self.clock,
+                recorder)
+            try:
+                await self._loop(task, kind, phase, count, loading, recorder)
+            finally:
+                self._loads[task] = loading.loads
+            return
+        operation = _Read(self.backend, pick)
+        await self._loop(task, kind, phase, count, operation, recorder)
+
+    async def _loop(self, task: int, kind: str, phase: _Phase, count: int | None,
+                    operation: _Operation, recorder: TaskRecorder) -> None:
+        """The loop every task runs: pace, run the operation, record it, now and then yield."""
+        interval = self._interval_ns(kind)
+        think = self._think_s(kind)
+        pacer = Pacer(self.clock, phase.until_ns, interval_ns=interval,
+                      first_ns=phase.start_ns + self._offset_ns(kind, task, interval),
+                      think_s=think, wake=self._pace)
+        start, wait = pacer.start, pacer.wait
+        # Two inlined copies, each worth more than the 3% the harness's ceiling may lose
+        # (callgrind, instructions per operation of workloads/harness-ceiling.yaml's mix, a
+        # fixed count on the null backend, 2026-12-08: 21,856 with both inlined):
+        # - a closed loop without think time starts each operation now: Pacer._closed,
+        #   inlined (calling pacer.start() costs 742 more, +3.4%);
+        # - a success is recorded with TaskRecorder.ok's line, read_tail's or write_tail's
+        #   columns in it (calling them costs 1,818 more, +8.3%).
+        # tests/orchestrator/run/test_load.py checks that each copy writes the same lines.
+        closed = not interval and not think
+        until = _NO_LIMIT if phase.until_ns is None else phase.until_ns
+        prepare, call, reads = operation.prepare, operation.call, operation.reads
+        failed = recorder.failed
+        target = recorder.target
+        record = target is not None
+        rows: list[str] = target.rows if target is not None else []
+        append, flush_at = rows.append, recorder.flush_at
+        quoted = recorder.quoted
+        clock = self.clock
+        sleep = asyncio.sleep
+        left = _NO_LIMIT if count is None else count
+        last_yield = clock()
+        while left > 0 and not self.stopping:
+            key = prepare()
+            if closed:
+                t0 = clock()
+                if t0 >= until:
+                    break
+            else:
+                t0 = start()
+                if t0 < 0:
+                    if t0 == WAIT:
+                        await wait()
+                        if self.stopping:
+                            break
+                        t0 = start()
+                        last_yield = t0
+                    if t0 == STOP:
+                        break
+            try:
+                result = await call(key)
             except Exception as exc:  # recorded, the task goes on
                 t1 = clock()
                 self.errors += 1
-                if record:
-                    append(csv_row(task, "get", key, t0, t1 - t0, error=error_text(exc)))
+                failed(operation.op, key, t0, t1, exc, operation.version)
                 await sleep(_ERROR_PAUSE_S)
+                last_yield = t1
             else:
                 t1 = clock()
-                if record:
-                    field = quote(key) if quoted else key
-                    value = result.value
-                    if value is None:
-                        append(f"{task},get,{field},{t0},{t1 - t0},0,0,,,\n")
+                if record:  # one f-string per line (a tail built apart costs ~300 more)
+                    field = csv_field(key) if quoted else key
+                    if not reads:
+                        append(f"{task},{operation.op},{field},{t0},{t1 - t0},,,"
+                               f"{operation.version},{'' if result is None else result},\n")
+                    elif (value := result.value) is None:
+                        append(f"{task},{operation.op},{field},{t0},{t1 - t0},0,0,,,\n")
                     else:
-                        append(f"{task},get,{field},{t0},{t1 - t0},1,"
+                        append(f"{task},{operation.op},{field},{t0},{t1 - t0},1,"
                                f"{1 if result.local else 0},"
                                f"{value[:value.find(b'|')].decode()},,\n")
                     if len(rows) >= flush_at:
                         recorder.flush()
-            i += 1
-            if think:
-                await sleep(think)
-            elif t1 - last_yield > _SLICE_NS:
+            left -= 1
+            if t1 - last_yield > _SLICE_NS:
                 await sleep(0)
                 last_yield = t1
-
-    async def _loading_reader(self, task: int, phase: _Phase, count: int | None) -> None:
-        """A reader whose reads are ``get_or_set``: on a miss the backend calls the loader,
-        which pays the origin's cost and records its own execution (op ``load``; its version
-        ``process:task:L<n>`` is what the value it produced carries)."""
-        w = self.workload
-        get_or_set = self.backend.get_or_set
-        origin = self.origin
-        if origin is None:
-            raise RuntimeError("read_op get_or_set needs an origin")
-        load = origin.load
-        pick = self._picker(task, phase.purpose)
-        quote = csv_field
-        make_value = value_maker(w.value_size_min, w.value_size_max,
-                                 task_rng(w.seed, task, f"loads:{phase.purpose}"))
-        ttl = w.ttl_s
-        prefix = f"{self.process}:{task}:L"
-        clock = self.clock
-        recorder = self.recorder
-        append = recorder.rows.append
-        record = phase.record
-        until = phase.until_ns
-        interval = self._interval_ns("read")
-        think = self._think_s("read")
-        sleep = asyncio.sleep
-        pace = self._pace
-        intended = phase.start_ns + self._offset_ns("read", task, interval)
-        i = 0
-
-        async def loader(key: str) -> bytes:
-            loads = self._loads[task] = self._loads.get(task, 0) + 1
-            load_id = f"{prefix}{loads}"
-            s0 = clock()
-            try:
-                await load()
-            except Exception as exc:
-                if record:
-                    append(csv_row(task, "load", key, s0, clock() - s0, version=load_id,
-                                   error=error_text(exc)))
-                raise
-            if record:
-                append(f"{task},load,{quote(key)},{s0},{clock() - s0},,,{load_id},,\n")
-            return make_value(load_id)
-
-        while not self.stopping and (count is None or i < count):
-            key = pick()
-            if interval:
-                if until is not None and intended >= until:
-                    break
-                if clock() < intended:
-                    await pace(intended)
-                t0 = min(intended, clock())  # (the pacer may wake a few us early)
-                intended += interval
-            else:
-                t0 = clock()
-                if until is not None and t0 >= until:
-                    break
-            try:
-                result = await get_or_set(key, functools.partial(loader, key), ttl)
-            except Exception as exc:  # recorded, the task goes on
-                t1 = clock()
-                self.errors += 1
-                if record:
-                    append(csv_row(task, "get_or_set", key, t0, t1 - t0, error=error_text(exc)))
-                await sleep(_ERROR_PAUSE_S)
-            else:
-                t1 = clock()
-                if record:
-                    value = result.value
-                    if value is None:
-                        append(csv_row(task, "get_or_set", key, t0, t1 - t0, hit=0, local=0))
-                    else:
-                        append(csv_row(task, "get_or_set", key, t0, t1 - t0, hit=1,
-                                       local=1 if result.local else 0,
-                                       version=value[:value.find(b"|")].decode()))
-            if record and len(recorder.rows) >= recorder.flush_at:
-                recorder.flush()
-            i += 1
-            await sleep(think)
-
-    async def _writer(self, task: int, phase: _Phase, count: int | None) -> None:
-        w = self.workload
-        backend = self.backend
-        set_, delete = backend.set, backend.delete
-        pick = self._picker(task, phase.purpose)
-        quoted, quote = self._quoted, csv_field
-        value_rng = task_rng(w.seed, task, f"values:{phase.purpose}")
-        make_value = value_maker(w.value_size_min, w.value_size_max, value_rng)
-        delete_ratio = w.delete_ratio
-        rand = value_rng.random
-        ttl = w.ttl_s
-        prefix = f"{self.process}:{task}:"
-        seq = self._seq.get(task, 0)
-        clock = self.clock
-        recorder = self.recorder
-        rows = recorder.rows
-        append = rows.append
-        flush_at = recorder.flush_at
-        record = phase.record
-        until = phase.until_ns
-        interval = self._interval_ns("write")
-        think = self._think_s("write")
-        sleep = asyncio.sleep
-        pace = self._pace
-        intended = phase.start_ns + self._offset_ns("write", task, interval)
-        last_yield = clock()
-        i = 0
-        try:
-            while not self.stopping and (count is None or i < count):
-                key = pick()
-                seq += 1
-                write_id = f"{prefix}{seq}"
-                is_delete = delete_ratio and rand() < delete_ratio
-                value = b"" if is_delete else make_value(write_id)
-                if interval:
-                    if until is not None and intended >= until:
-                        break
-                    if clock() < intended:
-                        await pace(intended)
-                    t0 = min(intended, clock())  # (the pacer may wake a few us early)
-                    intended += interval
-                else:
-                    t0 = clock()
-                    if until is not None and t0 >= until:
-                        break
-                op = "delete" if is_delete else "set"
-                try:
-                    if is_delete:
-                        await delete(key)
-                        version = None
-                    else:
-                        version = await set_(key, value, ttl)
-                except Exception as exc:  # recorded, the task goes on
-                    t1 = clock()
-                    self.errors += 1
-                    if record:
-                        append(csv_row(task, op, key, t0, t1 - t0, version=write_id,
-                                       error=error_text(exc)))
-                    await sleep(_ERROR_PAUSE_S)
-                else:
-                    t1 = clock()
-                    if record:
-                        field = quote(key) if quoted else key
-                        append(f"{task},{op},{field},{t0},{t1 - t0},,,{write_id},"
-                               f"{'' if version is None else version},\n")
-                        if len(rows) >= flush_at:
-                            recorder.flush()
-                i += 1
-                if think:
-                    await sleep(think)
-                elif t1 - last_yield > _SLICE_NS:
-                    await sleep(0)
-                    last_yield = t1
-        finally:
-            self._seq[task] = seq
 
     async def run(self, start_ns: int) -> None:
         """Warm up (unrecorded), then measure, every task of this process concurrently."""
@@ -411,9 +400,9 @@ class Load:
                               (w.write_iterations if kind == "write" else w.read_iterations))
                 for kind, task in plan))
         finally:
-            if self._pacer is not None:
-                self._pacer.close()
-                self._pacer = None
+            if self._waker is not None:
+                self._waker.close()
+                self._waker = None
         self.log.info("phase", phase="drain", ops=self.recorder.count, errors=self.errors)
 
 

@@ -4,13 +4,14 @@ A worker is a function of (workload, backend, slot, seed) that writes a log stre
 :func:`run_worker` takes a :class:`~orchestrator.run.protocol.WorkerSpec` and a channel to the
 parent (messages in, messages out) and returns an exit code. It runs ``instances_per_process``
 application instances (one by default), each with its own backend client and its own
-:class:`~orchestrator.run.load.Load` of the tasks that fall to it. It connects them (through
-in-process network emulation when asked, one relay per route shared by its instances), says
-:class:`Ready`, waits for :class:`Go`, runs the loads, then drains: it keeps the backends open
-and goes on recording invalidation arrivals until they have stopped coming. :class:`Stop`, the
-end of its input (the parent is gone), SIGINT or SIGTERM stop it the same way: tasks finish
-their operation in flight, the files are written, the backends are closed, :class:`Done` is
-sent.
+:class:`~orchestrator.run.load.Load` of the tasks that fall to it, through the phases of a
+:class:`Worker` (:class:`Phase`): **connect** them (through in-process network emulation when
+asked, one relay per route shared by its instances), say **ready**, wait for **go**, **run**
+the loads, **drain** (keep the backends open and go on recording invalidation arrivals until
+they have stopped coming), **close**. :class:`Stop`, the end of its input (the parent is gone),
+SIGINT or SIGTERM stop it the same way: tasks finish their operation in flight, the files are
+written, the backends are closed, :class:`Done` is sent. A phase that fails goes straight to
+close, which closes what was opened, after :class:`Failed` says why.
 
 Each instance's operations go to ``<stem>.ops.csv`` and its invalidation arrivals to
 ``<stem>.invalidations.csv``, ``<stem>`` naming the instance; the worker's events go to the
@@ -28,6 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,9 @@ from orchestrator.results.logs import (
     csv_field,
     needs_quoting,
 )
-from orchestrator.run.load import Clock, Load, error_text, task_plan, worker_clock
+from orchestrator.run.load import Load, error_text, task_plan, worker_clock
 from orchestrator.run.origin import Origin
+from orchestrator.run.pacer import Clock
 from orchestrator.run.protocol import (
     Done,
     Failed,
@@ -128,145 +131,248 @@ class _Instance:
         self.arrivals.flush()
 
 
-async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
-                     send: Send, *, signals: bool = True) -> int:
-    """Run one worker to completion; returns its exit code (0, or 1 when it failed).
+class Phase(StrEnum):
+    """A worker's phases, in order; a worker that stops or fails skips to :attr:`CLOSE`."""
 
-    With ``signals``, SIGINT and SIGTERM stop it (the event loop must run in the main
-    thread); an executor that runs it in another thread stops it with :class:`Stop`.
+    CONNECT = "connect"  # emulated network, origin, backend clients: created and connected
+    READY = "ready"  # Ready sent to the parent
+    GO = "go"  # waiting for Go (or Stop)
+    RUN = "run"  # the loads: warm-up, then measurement
+    DRAIN = "drain"  # invalidation arrivals recorded until they stop coming
+    CLOSE = "close"  # files written, everything opened closed, Done sent
+
+
+class Worker:
+    """One worker through its phases (:class:`Phase`): :meth:`work` runs :meth:`connect`,
+    :meth:`ready`, :meth:`go`, then, unless a stop came first, :meth:`run` and :meth:`drain`,
+    and always :meth:`close`, which closes whatever the phases before it opened. A phase that
+    fails is reported to the parent (:class:`Failed`, then :class:`Done`) and the exit code
+    is 1. Messages from the parent, signals and a storage failure may come in any phase: they
+    stop the loads (or the wait for Go) where they are.
     """
-    files = spec.files()
-    events = BufferedStream(files[0].events)
-    clock = worker_clock(spec.clock_skew_ns)
-    configure_events(events, {"run_id": spec.run_id, "backend": spec.backend.name,
-                              "repetition": spec.repetition, "process": spec.instances[0]},
-                     clock)
-    log = structlog.get_logger()
-    workload = parse_workload(spec.workload, source="(worker)")
-    endpoints = spec.endpoints
-    go: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    loads: list[Load] = []
-    stop_requested = False
-    storage_error: OSError | None = None
 
-    def request_stop(reason: str) -> None:
-        nonlocal stop_requested
-        if not stop_requested:
-            stop_requested = True
-            log.info("stop_requested", reason=reason)
-        for load in loads:
+    def __init__(self, spec: WorkerSpec, inbox: AsyncIterator[ParentMessage], send: Send, *,
+                 signals: bool = True) -> None:
+        self.spec = spec
+        self.files = spec.files()
+        self.events = BufferedStream(self.files[0].events)
+        self.clock = worker_clock(spec.clock_skew_ns)
+        configure_events(self.events, {"run_id": spec.run_id, "backend": spec.backend.name,
+                                       "repetition": spec.repetition,
+                                       "process": spec.instances[0]}, self.clock)
+        self.log = structlog.get_logger()
+        self.workload = parse_workload(spec.workload, source="(worker)")
+        self.phase: Phase | None = None
+        self.phases: list[Phase] = []  # every phase entered, in order
+        self.stop_requested = False
+        self.storage_error: OSError | None = None
+        self.instances: list[_Instance] = []
+        self.loads: list[Load] = []
+        self.network: InProcessNetwork | None = None
+        self.origin: Origin | None = None
+        self._inbox = inbox
+        self._send = send
+        self._signals = signals
+        self._loop = asyncio.get_running_loop()
+        self._go: asyncio.Future[int] = self._loop.create_future()
+        self._plans: list[list[tuple[str, int]]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._progress: asyncio.Task[None] | None = None
+
+    async def work(self) -> int:
+        """Run every phase; the exit code (0, or 1 when the worker failed)."""
+        for sig in (signal.SIGINT, signal.SIGTERM) if self._signals else ():
+            self._loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        self._listener = asyncio.create_task(self._listen())
+        self.instances = [_Instance(number, f, self._storage_failed)
+                          for number, f in zip(self.spec.instances, self.files, strict=True)]
+        try:
+            await self.connect()
+            self.ready()
+            start_ns = await self.go()
+            if start_ns is not None:
+                await self.run(start_ns)
+                await self.drain()
+            return self._finish()
+        except Exception as exc:
+            self._fail(exc)
+            return 1
+        finally:
+            await self.close()
+
+    def _enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self.phases.append(phase)
+
+    # -- what may come at any time -------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        """Stop: the loads finish their operations in flight; a wait for Go ends."""
+        if not self.stop_requested:
+            self.stop_requested = True
+            self.log.info("stop_requested", reason=reason)
+        for load in self.loads:
             load.stop()
-        if not go.done():
-            go.set_result(-1)
+        if not self._go.done():
+            self._go.set_result(-1)
 
-    def storage_failed(exc: OSError) -> None:
+    def _storage_failed(self, exc: OSError) -> None:
         """A file of this worker cannot be written (e.g. the disk is full): what it measured
         from now on would be lost, so it stops; what is in its files stays."""
-        nonlocal storage_error
-        if storage_error is None:
-            storage_error = exc
-        request_stop("storage")
+        if self.storage_error is None:
+            self.storage_error = exc
+        self.request_stop("storage")
 
-    async def listen() -> None:
-        async for message in inbox:
-            if isinstance(message, Go) and not go.done():
-                go.set_result(message.start_ns)
-            elif isinstance(message, Stop):
-                request_stop("stop")
-        request_stop("eof")
+    async def _listen(self) -> None:
+        try:
+            async for message in self._inbox:
+                if isinstance(message, Go) and not self._go.done():
+                    self._go.set_result(message.start_ns)
+                elif isinstance(message, Stop):
+                    self.request_stop("stop")
+        except Exception as exc:
+            # The parent can no longer be heard: a worker waiting for Go fails with why (it
+            # would wait for ever); a running one stops, as when the parent is gone.
+            if not self._go.done():
+                self._go.set_exception(exc)
+            self.request_stop("channel")
+            return
+        self.request_stop("eof")
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM) if signals else ():
-        loop.add_signal_handler(sig, request_stop, signal.Signals(sig).name)
-    listener = asyncio.create_task(listen())
-    network: InProcessNetwork | None = None
-    origin: Origin | None = None
-    instances = [_Instance(number, f, storage_failed)
-                 for number, f in zip(spec.instances, files, strict=True)]
-    progress: asyncio.Task[None] | None = None
-    try:
+    # -- the phases ------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """The emulated network (when the worker emulates it), the origin (``get_or_set``),
+        each instance's backend client and load; the clients connected."""
+        self._enter(Phase.CONNECT)
+        spec, workload = self.spec, self.workload
+        endpoints = spec.endpoints
         if spec.network_mode == "inprocess":
             net = workload.network
-            network = InProcessNetwork(endpoints, latency_ms=net.latency_ms,
-                                       jitter_ms=net.jitter_ms,
-                                       seed=workload.seed * 1000 + spec.process,
-                                       routes=TYPES[spec.backend.type].routes)
+            network = self.network = InProcessNetwork(
+                endpoints, latency_ms=net.latency_ms, jitter_ms=net.jitter_ms,
+                seed=workload.seed * 1000 + spec.process,
+                routes=TYPES[spec.backend.type].routes)
             await network.__aenter__()
             endpoints = network.endpoints
-            log.info("network", **network.describe())
-        plans = [task_plan(workload, number, spec.instance_count) for number in spec.instances]
+            self.log.info("network", **network.describe())
+        plans = self._plans = [task_plan(workload, number, spec.instance_count)
+                               for number in spec.instances]
         if workload.read_op == "get_or_set":
             # The origin is reached as the parent gave it, outside the in-process emulation;
             # it stands for the database behind the cache, shared by the worker's instances.
-            origin = Origin(workload.loader, spec.endpoints.postgres_dsn,
-                            max_connections=sum(1 for plan in plans for kind, _ in plan
-                                                if kind == "read"))
-        for instance in instances:
-            loads.append(instance.start(spec, workload, endpoints, origin, clock, log))
-        if stop_requested:
-            request_stop("stop")
-        for instance in instances:
+            self.origin = Origin(workload.loader, spec.endpoints.postgres_dsn,
+                                 max_connections=sum(1 for plan in plans for kind, _ in plan
+                                                     if kind == "read"))
+        for instance in self.instances:
+            self.loads.append(instance.start(spec, workload, endpoints, self.origin,
+                                             self.clock, self.log))
+        if self.stop_requested:  # before the loads existed: stop them too
+            self.request_stop("stop")
+        for instance in self.instances:
             assert instance.backend is not None
             await instance.backend.connect()
-        log.info("ready", tasks=sum(len(plan) for plan in plans),
-                 instances=list(spec.instances), event_loop=type(loop).__module__)
-        send(Ready())
-        start_ns = await go
-        if start_ns >= 0 and not stop_requested:
-            progress = asyncio.create_task(_report_progress(instances, events, send))
-            await asyncio.gather(*(load.run(start_ns) for load in loads))
-            drain_start = clock()
-            while not stop_requested:
-                now = clock()
-                last_arrival_ns = max(instance.last_arrival_ns for instance in instances)
-                if (now - max(last_arrival_ns, drain_start) >= _QUIET_S * 1e9
-                        or now - drain_start >= _DRAIN_MAX_S * 1e9):
-                    break
-                await asyncio.sleep(0.05)
-            log.info("drained", arrivals=sum(i.arrivals.count for i in instances),
-                     seconds=round((clock() - drain_start) / 1e9, 3))
-        for instance in instances:
+
+    def ready(self) -> None:
+        """Tell the parent the worker is connected."""
+        self._enter(Phase.READY)
+        self.log.info("ready", tasks=sum(len(plan) for plan in self._plans),
+                      instances=list(self.spec.instances),
+                      event_loop=type(self._loop).__module__)
+        self._send(Ready())
+
+    async def go(self) -> int | None:
+        """Wait for Go: its start time, or None when a stop came first."""
+        self._enter(Phase.GO)
+        start_ns = await self._go
+        return start_ns if start_ns >= 0 and not self.stop_requested else None
+
+    async def run(self, start_ns: int) -> None:
+        """Run every instance's load from ``start_ns``, reporting progress meanwhile."""
+        self._enter(Phase.RUN)
+        self._progress = asyncio.create_task(
+            _report_progress(self.instances, self.events, self._send))
+        await asyncio.gather(*(load.run(start_ns) for load in self.loads))
+
+    async def drain(self) -> None:
+        """Keep the backends open, recording invalidation arrivals, until none came for
+        ``_QUIET_S`` (at most ``_DRAIN_MAX_S``, or until a stop)."""
+        self._enter(Phase.DRAIN)
+        clock, instances = self.clock, self.instances
+        drain_start = clock()
+        while not self.stop_requested:
+            now = clock()
+            last_arrival_ns = max(instance.last_arrival_ns for instance in instances)
+            if (now - max(last_arrival_ns, drain_start) >= _QUIET_S * 1e9
+                    or now - drain_start >= _DRAIN_MAX_S * 1e9):
+                break
+            await asyncio.sleep(0.05)
+        self.log.info("drained", arrivals=sum(i.arrivals.count for i in instances),
+                      seconds=round((clock() - drain_start) / 1e9, 3))
+
+    def _finish(self) -> int:
+        """After the last phase before closing: the clients' stats; the exit code."""
+        for instance in self.instances:
             if instance.backend is not None:
-                log.info("stats", process=instance.number,
-                         backend_stats=dict(instance.backend.stats()))
-        events.sync()
-        storage_error = storage_error or events.error
-        return 0 if storage_error is None else 1
-    except Exception as exc:
-        log.error("worker_failed", error=error_text(exc), exc_info=True)
-        send(Failed(error_text(exc)))
+                self.log.info("stats", process=instance.number,
+                              backend_stats=dict(instance.backend.stats()))
+        self.events.sync()
+        self.storage_error = self.storage_error or self.events.error
+        return 0 if self.storage_error is None else 1
+
+    def _fail(self, exc: Exception) -> None:
+        self.log.error("worker_failed", error=error_text(exc), phase=str(self.phase),
+                       exc_info=True)
+        self._send(Failed(error_text(exc)))
         with contextlib.suppress(OSError):  # the message above said it already
-            sys.stderr.write(f"worker {spec.process}: {error_text(exc)}\n")
-        return 1
-    finally:
-        if progress is not None:
-            progress.cancel()
+            sys.stderr.write(f"worker {self.spec.process}: {error_text(exc)}\n")
+
+    async def close(self) -> None:
+        """Write the files and close what the phases opened (each close bounded in time),
+        say why the storage failed if it did, then :class:`Done`."""
+        self._enter(Phase.CLOSE)
+        instances, log = self.instances, self.log
+        if self._progress is not None:
+            self._progress.cancel()
         for instance in instances:
             instance.recorder.close()
         count = sum(instance.recorder.count for instance in instances)
         errors = sum(instance.errors for instance in instances)
         await asyncio.gather(*(_close(instance.backend.close(), _CLOSE_TIMEOUT_S)
                                for instance in instances if instance.backend is not None))
-        if origin is not None:
-            await _close(origin.close(), _CLOSE_TIMEOUT_S)
-        if network is not None:
-            await _close(network.close(), _CLOSE_TIMEOUT_S)
+        if self.origin is not None:
+            await _close(self.origin.close(), _CLOSE_TIMEOUT_S)
+        if self.network is not None:
+            await _close(self.network.close(), _CLOSE_TIMEOUT_S)
         for instance in instances:
             instance.arrivals.close()
+        storage_error = self.storage_error
         if storage_error is not None:
             flushed = sum(instance.recorder.flushed for instance in instances)
             lost = sum(instance.recorder.lost for instance in instances)
             log.error("worker_failed", error=error_text(storage_error), lost_ops=lost)
-            send(Failed(f"could not write {storage_error.filename}: "
-                        f"{storage_error.strerror or storage_error}; the "
-                        f"{flushed:,} operations written before are kept, "
-                        f"{lost:,} measured after are lost"))
+            self._send(Failed(f"could not write {storage_error.filename}: "
+                              f"{storage_error.strerror or storage_error}; the "
+                              f"{flushed:,} operations written before are kept, "
+                              f"{lost:,} measured after are lost"))
         times = os.times()
-        log.info("worker_done", ops=count, errors=errors, stopped=stop_requested,
+        log.info("worker_done", ops=count, errors=errors, stopped=self.stop_requested,
                  cpu_s=round(times.user + times.system, 3))
-        send(Done(count, errors))
-        listener.cancel()
-        events.close()
+        self._send(Done(count, errors))
+        if self._listener is not None:
+            self._listener.cancel()
+        if self._go.done() and not self._go.cancelled():
+            self._go.exception()  # a channel error no phase awaited: it was logged as a stop
+        self.events.close()
+
+
+async def run_worker(spec: WorkerSpec, inbox: AsyncIterator[ParentMessage],
+                     send: Send, *, signals: bool = True) -> int:
+    """Run one worker to completion (:class:`Worker`); returns its exit code (0, or 1 when it
+    failed).
+
+    With ``signals``, SIGINT and SIGTERM stop it (the event loop must run in the main
+    thread); an executor that runs it in another thread stops it with :class:`Stop`.
+    """
+    return await Worker(spec, inbox, send, signals=signals).work()
 
 
 async def _report_progress(instances: Sequence[_Instance], events: BufferedStream,
