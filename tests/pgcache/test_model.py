@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from support.caches import sql, sql_script
 from support.faultproxy import FaultProxy
-from support.loopchecks import cancelled_connect, no_unretrieved_errors
+from support.loopchecks import no_unretrieved_errors
 
 from pgcache import CacheSettings, PgCacheError, PostgresCache
 from pgcache._schema import SchemaNames
@@ -412,9 +412,7 @@ async def run_model(settings: CacheSettings, seed: int, steps: int,
     settings = replace(settings, dsn=proxy.rewrite(settings.dsn), lock_timeout_seconds=10)
     model = Model(settings, seed)
     caplog.set_level(logging.WARNING, logger="pgcache")
-    # The pool opening a connection for a caller cancelled meanwhile: asyncpg leaves that
-    # attempt's future unread (the pool's matter, tested on its own in test_single_flight).
-    async with no_unretrieved_errors(ignore=cancelled_connect):
+    async with no_unretrieved_errors():
         await _record_history(direct, SchemaNames.from_settings(settings).table)
         try:
             model.slots = [await model.open() for _ in range(3)]

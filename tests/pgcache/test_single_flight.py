@@ -220,8 +220,6 @@ class TestCancellation:
             assert await loading == "A's"
             assert await waiting == "A's" and b_loads == 0
 
-    @pytest.mark.xfail(strict=True, reason="the pool's connection attempt is cancelled with "
-                       "its caller, and asyncpg leaves the failed SSL negotiation unread")
     async def test_cancelled_reads_leave_no_unretrieved_errors(
             self, settings: CacheSettings) -> None:
         """Reads cancelled at random points (some while the pool opens a connection for them)
