@@ -291,6 +291,14 @@ class PostgresCache:
                 self._local.trusted_until = 0.0
             if self._sweeper is not None:
                 await self._sweeper.stop()
+            if self._writer is not None:
+                # Before the notifier's last batch: every write that returns is announced.
+                left = await self._writer.close(within=self._settings.connect_timeout)
+                if left:
+                    log.warning("pgcache: close() did not wait for %d write(s) still on the "
+                                "wire after connect_timeout=%s s; other instances may keep "
+                                "older copies of their keys until local_ttl_seconds", left,
+                                self._settings.connect_timeout)
             if isinstance(self._listener, RelayLink):
                 await self._listener.leave(self._coherence)
             elif self._listener is not None:
