@@ -433,21 +433,14 @@ class PostgresCache:
         local = self._local
         if local is not None:
             try:
-                entry = local.data.get(key)
+                entry = local.lookup(key, _monotonic())
             except TypeError:
                 raise key_type_error(key) from None
             if entry is not None:
-                now = _monotonic()
-                if now < entry.expires:
-                    if now >= local.trusted_until:
-                        return None
-                    local.data.move_to_end(key)
-                    self._counters.local_hits += 1
-                    if entry.kind == KIND_BYTES:
-                        return entry.value
-                    return self._codec.decode(entry.value, entry.kind)
-                local.remove(key)
-                return None
+                self._counters.local_hits += 1
+                if entry.kind == KIND_BYTES:
+                    return entry.value
+                return self._codec.decode(entry.value, entry.kind)
         if not isinstance(key, str):
             raise key_type_error(key)
         return None

@@ -138,9 +138,8 @@ class Reader:
         if trusted:
             assert local is not None
             for key in list(wanted):
-                entry = local.data.get(key)
-                if entry is not None and entry.expires > now:
-                    local.data.move_to_end(key)
+                entry = local.lookup(key, now)
+                if entry is not None:
                     counters.local_hits += 1
                     result[key] = self._codec.decode(entry.value, entry.kind)
                     del wanted[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,13 +12,45 @@ from pgcache._local import LocalCache
 FAR = 1e18  # an expiry that never passes
 
 
+class TestLookup:
+    def test_serves_a_copy_only_within_its_ttl_and_the_lease(self) -> None:
+        """A copy is served while both its expiry and the lease are ahead; past its expiry
+        it is dropped, while the lease has lapsed it is kept but not served."""
+        local = LocalCache(max_entries=10)
+        local.install("k", b"v", 0, 1, 10.0)
+        assert local.lookup("k", 1.0) is None  # never trusted yet
+        assert "k" in local.data
+        local.trusted_until = 5.0
+        entry = local.lookup("k", 1.0)
+        assert entry is not None and entry.value == b"v"
+        assert local.lookup("k", 6.0) is None  # the lease lapsed: kept, not served
+        assert "k" in local.data
+        local.trusted_until = FAR
+        assert local.lookup("k", 10.0) is None  # expired: dropped
+        assert "k" not in local.data
+        assert local.lookup("missing", 1.0) is None
+
+    def test_a_hit_becomes_most_recently_used(self) -> None:
+        """The copy served goes to the end of the LRU order; an unhashable key raises
+        TypeError (the facade turns it into its argument error)."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        local.install("a", b"1", 0, 1, FAR)
+        local.install("b", b"2", 0, 2, FAR)
+        assert local.lookup("a", 0.0) is not None
+        assert list(local.data) == ["b", "a"]
+        with pytest.raises(TypeError):
+            local.lookup([], 0.0)  # type: ignore[arg-type]
+
+
 class TestLocalCache:
     def test_lru_bound_evicts_least_recently_used(self) -> None:
         """Beyond max_entries the least recently installed or read copy goes."""
         local = LocalCache(max_entries=2)
         local.install("a", b"1", 0, 1, FAR)
         local.install("b", b"2", 0, 2, FAR)
-        local.data.move_to_end("a")  # what a local hit does
+        local.trusted_until = FAR
+        assert local.lookup("a", 0.0) is not None  # a local hit
         local.install("c", b"3", 0, 3, FAR)
         assert list(local.data) == ["a", "c"]
 
