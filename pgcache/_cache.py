@@ -472,18 +472,7 @@ class PostgresCache:
             ttl = self._default_ttl
         else:
             ttl = self._ttl(ttl_seconds)
-        writer = self._writer
-        if writer is None:
-            raise self._not_open()
-        # The body of _store, inlined.
-        write = writer.prepare(key, data, kind, ttl)
-        try:
-            version = await writer.submit(write)
-        except BaseException as exc:
-            writer.abandon(write, exc)
-            raise
-        writer.done(write, version)
-        return version
+        return await self._store(key, data, kind, ttl)
 
     async def _store(self, key: str, data: bytes, kind: int, ttl: float | None) -> int:
         """``set`` of an already encoded value (get_or_set's fill)."""

@@ -75,18 +75,8 @@ class Reader:
             shared = asyncio.get_running_loop().create_future()
             epoch = local.begin(key, shared)
             sql = self._sql.get
-        # Database.run, inlined: every local miss comes this way.
-        db = self._db
         try:
-            conn = db.pool.try_acquire()
-            if conn is None:
-                conn = await db.acquire()
-            try:
-                row = await conn.fetchrow(sql, hashed, data)
-            except BaseException as exc:
-                row = await db.recover(conn, exc, "get", "fetchrow", sql, (hashed, data), True)
-            else:
-                db.pool.release(conn)
+            row = await self._db.run("get", "fetchrow", sql, hashed, data, idempotent=True)
         except BaseException:
             if shared is not None:
                 assert local is not None

@@ -141,11 +141,7 @@ class Writer:
     def done(self, write: Write, version: int) -> None:
         self._active -= 1
         self._counters.sets += 1
-        local = self._local
-        if local is not None:  # _settle, inlined: every set runs this
-            ttl = write.ttl
-            lifetime = self._local_ttl if ttl is None or ttl > self._local_ttl else ttl
-            local.written(write.key, version, write.data, write.kind, lifetime, write.epoch)
+        self._settle(write.key, version, write.data, write.kind, write.ttl, write.epoch)
 
     def abandon(self, write: Write, error: BaseException) -> None:
         self._active -= 1
@@ -182,17 +178,8 @@ class Writer:
         # The version alone, or (version, whether the row is new) when a bounded table
         # counts new rows (see _schema).
         method = "fetchval" if self._inserted is None else "fetchrow"
-        db = self._db
-        try:  # Database.run, inlined: every write that goes alone comes this way
-            conn = db.pool.try_acquire()
-            if conn is None:
-                conn = await db.acquire()
-            try:
-                result = await getattr(conn, method)(sql, *args)
-            except BaseException as exc:
-                result = await db.recover(conn, exc, "set", method, sql, args, False)
-            else:
-                db.pool.release(conn)
+        try:
+            result = await self._db.run("set", method, sql, *args)
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
