@@ -326,7 +326,7 @@ async def _timed_out(a: PostgresCache, key: str, *, leader_times_out: bool) -> N
 
 async def _cancelled_in_its_lock_statement(a: PostgresCache, key: str) -> None:
     call = asyncio.ensure_future(a.get_or_set(key, lambda: "x"))
-    session = a._locks
+    session = a._parts.locks if a._parts is not None else None
     assert session is not None
     await eventually(lambda: session._mutex.locked() or call.done(), interval=0)
     assert not call.done()
@@ -369,8 +369,8 @@ class TestLockSession:
             await started.wait()
             await _sql(settings.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE application_name = $1", f"{settings.application_name}-lock")
-            assert a._locks is not None
-            session = a._locks._conn
+            assert a._parts is not None and a._parts.locks is not None
+            session = a._parts.locks._conn
             assert session is not None
             await eventually(session.is_closed)
             assert await a.get_or_set("other", lambda: "x") == "x"
