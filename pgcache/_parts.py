@@ -45,7 +45,7 @@ class Parts:
     def __init__(self, settings: CacheSettings, names: SchemaNames, sql: Statements,
                  codec: ValueCodec, instance_id: str, address: str, counters: Counters,
                  local: LocalCache | None, lease: Lease | None, coherence: Coherence,
-                 woken: dict[str, asyncio.Event], next_seq: Callable[[], int], *,
+                 woken: dict[str, asyncio.Event], *,
                  get: Callable[[str], Awaitable[Any]],
                  store: Callable[[str, bytes, int, float | None], Awaitable[int]]) -> None:
         self._settings = settings
@@ -59,7 +59,7 @@ class Parts:
         self._lease = lease
         self._coherence = coherence
         self._woken = woken
-        self._next_seq = next_seq
+        self._seq = 0
         self._get = get
         self._store = store
         self.db: Database | None = None
@@ -164,6 +164,13 @@ class Parts:
                 f"the cache schema for prefix {self._settings.schema_prefix!r} is at version "
                 f"{version}, this pgcache needs {self._names.latest_version}",
                 hint="run `await PostgresCache.init_db(settings)` once before connecting")
+
+    def _next_seq(self) -> int:
+        """The number of this instance's next notification (the lease counts them)."""
+        if self._lease is not None:
+            return self._lease.next_seq()
+        self._seq += 1
+        return self._seq
 
     def trimmed(self, version: int) -> None:
         """A trim deleted every row written before ``version``: tell everyone, us too."""

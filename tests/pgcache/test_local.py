@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgcache import CacheSettings, PostgresCache
 from pgcache._keys import LONG_KEY_CHARS, key_digest
 from pgcache._local import LocalCache
+from pgcache._values import KIND_BYTES
 
 FAR = 1e18  # an expiry that never passes
 
@@ -200,3 +204,28 @@ class TestLocalCache:
         local.written(long_key, 3, None, 0, 60.0, epoch)
         assert long_key not in local.data
         assert local.key_for_digest(key_digest(long_key)) is None
+
+
+class TestGetLocalAgreesWithLookup:
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()), max_size=6),
+           st.booleans(), st.sampled_from(["a", "b", "c", "missing"]))
+    def test_get_local_serves_what_lookup_serves(
+            self, copies: list[tuple[str, bool]], trusted: bool, key: str) -> None:
+        """PostgresCache.get_local (which inlines lookup's rule for speed) serves a copy
+        exactly when LocalCache.lookup does, and leaves the same copies in the same order."""
+        now = time.monotonic()
+        caches = []
+        for _ in range(2):
+            cache = PostgresCache(CacheSettings(dsn="postgresql://u@127.0.0.1/db"))
+            local = cache._local
+            assert local is not None
+            local.trusted_until = now + 3600 if trusted else now - 3600
+            for version, (name, fresh) in enumerate(copies, 1):
+                local.install(name, name.encode(), KIND_BYTES, version,
+                              now + 3600 if fresh else now - 3600)
+            caches.append((cache, local))
+        (cache, served_by_cache), (_, served_by_lookup) = caches
+        value = cache.get_local(key)
+        entry = served_by_lookup.lookup(key, time.monotonic())
+        assert value == (entry.value if entry is not None else None)
+        assert list(served_by_cache.data) == list(served_by_lookup.data)
