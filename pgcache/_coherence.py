@@ -69,12 +69,10 @@ class Coherence:
     def on_payload(self, payload: str) -> None:
         """A payload from this instance's own listener; never raises."""
         try:
-            if payload.startswith(self._own_prefix):  # every write's echo: on_echo, inlined
-                lease = self._lease
-                if lease is not None:
-                    seq = own_seq(payload, self._own_prefix)
-                    if seq is not None:
-                        lease.echoed(seq)
+            if payload.startswith(self._own_prefix):  # our own write's or heartbeat's echo
+                seq = own_seq(payload, self._own_prefix)
+                if seq is not None:
+                    self.on_echo(seq)
                 return
             notice = decode(payload)
             if notice is None:

@@ -96,16 +96,14 @@ class Database:
         try:
             result = await getattr(conn, method)(sql, *args)
         except BaseException as exc:
-            return await self.recover(conn, exc, what, method, sql, args, idempotent)
+            return await self._recover(conn, exc, what, method, sql, args, idempotent)
         pool.release(conn)
         return result
 
-    async def recover(self, conn: Connection, exc: BaseException, what: str, method: str,
-                      sql: str, args: tuple[Any, ...], idempotent: bool) -> Any:
-        """``conn.<method>(sql, *args)`` (borrowed as :meth:`run` does) failed with ``exc``:
-        give ``conn`` back or drop it, then raise what pgcache raises, or retry once as
-        :meth:`run` says. The hottest paths call ``conn`` themselves (one coroutine frame
-        less than :meth:`run` on every read and write) and come here when it failed."""
+    async def _recover(self, conn: Connection, exc: BaseException, what: str, method: str,
+                       sql: str, args: tuple[Any, ...], idempotent: bool) -> Any:
+        """:meth:`run`'s statement failed with ``exc``: give ``conn`` back or drop it, then
+        raise what pgcache raises, or retry once as :meth:`run` says."""
         error = self.failed(conn, exc, what)
         if error is exc:
             raise exc

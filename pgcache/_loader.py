@@ -133,7 +133,10 @@ class Loads:
             return False
         local = self._local
         if local is None:
-            return True  # no listener: nothing is announced
+            # No local cache, no listener: this instance knows only of its own writes, so a
+            # join is fresh while none of them returned since the load began (of any key: a
+            # count is all there is without the local cache's per-key marks).
+            return self._counters.write_statements == load.mark
         slot = local.inflight.get(key)
         return (slot is not None and slot[1] == load.mark and local.epoch == load.epoch
                 and _monotonic() < local.trusted_until)
@@ -142,7 +145,9 @@ class Loads:
                loader_timeout: float | None) -> _Load:
         local = self._local
         mark = epoch = 0
-        if local is not None:
+        if local is None:
+            mark = self._counters.write_statements  # see _fresh
+        else:
             # In flight for as long as the load runs: announcements meanwhile raise the mark.
             epoch = local.begin(key)
             mark = local.inflight[key][1]

@@ -46,7 +46,6 @@ class LocalCache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        # Read by PostgresCache.get_local() directly: a local hit must not pay for a call.
         self.data: OrderedDict[str, Entry] = OrderedDict()
         # Copies may be served, and installed, only while time.monotonic() is below this
         # (the lease, see ``_lease``); 0 while invalidations may be missed.
@@ -61,6 +60,22 @@ class LocalCache:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def lookup(self, key: str, now: float) -> Entry | None:
+        """The copy of ``key`` that may be served at ``now`` (time.monotonic()), or None:
+        none held, expired (then dropped), or not trusted (the lease has lapsed). A hit
+        becomes the most recently used. Raises TypeError for an unhashable key."""
+        data = self.data
+        entry = data.get(key)
+        if entry is None:
+            return None
+        if now < entry.expires:
+            if now >= self.trusted_until:
+                return None
+            data.move_to_end(key)
+            return entry
+        self.remove(key)
+        return None
 
     def begin(self, key: str, shared: Any = None) -> int:
         """Note an operation on ``key`` going to PostgreSQL; returns the epoch to check later.

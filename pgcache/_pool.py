@@ -4,6 +4,11 @@ asyncpg's own pool resets every connection on release (one extra round trip: ``R
 ``UNLISTEN *``, ...) and schedules timers per acquire; on loopback that doubled the latency of
 a one-row read. pgcache never leaves session state behind on a pooled connection, so a LIFO
 list of idle connections is all it needs. Acquiring an idle connection does not suspend.
+
+A connection is opened in a task of its own that the caller waits on (shielded): a caller
+cancelled meanwhile never cancels a half-open connect (asyncpg would leave the failed attempt's
+error unread); the connection, once open, goes to the pool (or is closed if the pool is), and a
+failed attempt's error is retrieved and frees the slot.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ Connector = Callable[[], Awaitable[Connection]]
 class ConnectionPool:
     """Up to ``max_size`` connections made by ``connect``; at least ``min_size`` kept open."""
 
-    __slots__ = ("_closed", "_connect", "_idle", "_max_size", "_min_size", "_size", "_waiters")
+    __slots__ = ("_closed", "_connect", "_idle", "_max_size", "_min_size", "_opening", "_size",
+                 "_waiters")
 
     def __init__(self, connect: Connector, *, min_size: int, max_size: int) -> None:
         self._connect = connect
@@ -34,6 +40,8 @@ class ConnectionPool:
         self._size = 0  # open or opening connections, idle or in use
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._closed = False
+        # Connections being opened for callers (see the module docstring).
+        self._opening: set[asyncio.Task[Connection]] = set()
 
     @property
     def size(self) -> int:
@@ -84,12 +92,7 @@ class ConnectionPool:
                 return conn
             if self._size < self._max_size:
                 self._size += 1
-                try:
-                    return await self._connect()
-                except BaseException:
-                    self._size -= 1
-                    self._wake_one(None)
-                    raise
+                return await self._open_one()
             waiter: asyncio.Future[Connection | None] = (
                 asyncio.get_running_loop().create_future())
             self._waiters.append(waiter)
@@ -109,6 +112,34 @@ class ConnectionPool:
             if conn is not None:
                 return conn
             # None: a slot was freed; loop to open a connection in it.
+
+    async def _open_one(self) -> Connection:
+        """Open a connection in the slot just taken (see the module docstring)."""
+        task = asyncio.ensure_future(self._connect())
+        self._opening.add(task)
+        task.add_done_callback(self._opened)
+        try:
+            conn: Connection = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                # Opened just as we were cancelled: the callback found it claimed; pass it on.
+                self.release(task.result())
+            else:
+                # Still opening: whoever gets it is decided when it opens (``_opened``).
+                task.add_done_callback(self._orphaned)
+            raise
+        return conn
+
+    def _opened(self, task: asyncio.Task[Connection]) -> None:
+        self._opening.discard(task)
+        if task.cancelled() or task.exception() is not None:  # retrieved: nobody else may
+            self._size -= 1
+            self._wake_one(None)
+
+    def _orphaned(self, task: asyncio.Task[Connection]) -> None:
+        """A connection opened for a caller that was cancelled meanwhile: the pool takes it."""
+        if not task.cancelled() and task.exception() is None:
+            self.release(task.result())
 
     def release(self, conn: Connection) -> None:
         """Give a connection back; a closed or mid-transaction one is discarded."""
@@ -163,8 +194,11 @@ class ConnectionPool:
             self._waiters.remove(waiter)
 
     async def close(self) -> None:
-        """Close idle connections now; connections in use are closed when released."""
+        """Close idle connections now, and those being opened as they open (each attempt is
+        bounded by connect_timeout); connections in use are closed when released."""
         self._closed = True
+        if self._opening:
+            await asyncio.wait(set(self._opening))
         idle, self._idle = self._idle, []
         self._size -= len(idle)
         while self._waiters:

@@ -75,18 +75,8 @@ class Reader:
             shared = asyncio.get_running_loop().create_future()
             epoch = local.begin(key, shared)
             sql = self._sql.get
-        # Database.run, inlined: every local miss comes this way.
-        db = self._db
         try:
-            conn = db.pool.try_acquire()
-            if conn is None:
-                conn = await db.acquire()
-            try:
-                row = await conn.fetchrow(sql, hashed, data)
-            except BaseException as exc:
-                row = await db.recover(conn, exc, "get", "fetchrow", sql, (hashed, data), True)
-            else:
-                db.pool.release(conn)
+            row = await self._db.run("get", "fetchrow", sql, hashed, data, idempotent=True)
         except BaseException:
             if shared is not None:
                 assert local is not None
@@ -138,9 +128,8 @@ class Reader:
         if trusted:
             assert local is not None
             for key in list(wanted):
-                entry = local.data.get(key)
-                if entry is not None and entry.expires > now:
-                    local.data.move_to_end(key)
+                entry = local.lookup(key, now)
+                if entry is not None:
                     counters.local_hits += 1
                     result[key] = self._codec.decode(entry.value, entry.kind)
                     del wanted[key]

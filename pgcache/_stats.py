@@ -35,6 +35,23 @@ class Counters:
         self.trimmed = 0
         self.write_statements = 0
 
+    def snapshot(self, *, listener_reconnects: int, listener_connected: bool, local_size: int,
+                 lease_valid: bool, lease_lapses: int) -> CacheStats:
+        """These counters, with what the instance's other parts say, as a ``CacheStats``."""
+        return CacheStats(
+            local_hits=self.local_hits, remote_hits=self.remote_hits, misses=self.misses,
+            sets=self.sets, deletes=self.deletes, loads=self.loads,
+            invalidations_received=self.invalidations_received,
+            local_evictions=self.local_evictions, local_flushes=self.local_flushes,
+            listener_reconnects=listener_reconnects, listener_connected=listener_connected,
+            local_size=local_size, notifications_sent=self.notifications_sent,
+            notified_keys=self.notified_keys, notify_errors=self.notify_errors,
+            write_statements=self.write_statements, shared_reads=self.shared_reads,
+            lease_valid=lease_valid, lease_lapses=lease_lapses,
+            heartbeats_sent=self.heartbeats_sent,
+            foreign_notifications=self.foreign_notifications, lock_waits=self.lock_waits,
+            retries=self.retries, trimmed=self.trimmed)
+
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:

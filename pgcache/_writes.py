@@ -12,17 +12,23 @@ stops it from installing its own, older, version. A write whose outcome is unkno
 connection, a cancellation) drops the instance's copy of the key, stops every operation of
 that key in flight from installing, and tells the other instances to drop theirs: the row
 may now hold something newer than any copy.
+
+Closing (``close``): writes starting from then on fail with ``CacheStateError``; the writes in
+flight are waited for (bounded), so that each is queued for its announcement before the
+notifier sends its last batch: a write that returns while its instance closes is still
+announced.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from operator import attrgetter
 from typing import Any
 
 from ._batching import Write, WriteQueue
 from ._db import Database
-from ._errors import CacheServerError, PgCacheError
+from ._errors import CacheServerError, CacheStateError, PgCacheError
 from ._keys import key_parts
 from ._local import LocalCache
 from ._notifier import Notifier
@@ -44,9 +50,9 @@ def _collision(key: str) -> CacheServerError:
 class Writer:
     """Writes of one instance, and their announcement."""
 
-    __slots__ = ("_channel", "_compress_min", "_counters", "_db", "_inserted", "_instance_id",
-                 "_local", "_local_ttl", "_next_seq", "_notifier", "_pack", "_sql", "_writing",
-                 "submit")
+    __slots__ = ("_active", "_channel", "_closing", "_compress_min", "_counters", "_db",
+                 "_inserted", "_instance_id", "_local", "_local_ttl", "_next_seq", "_notifier",
+                 "_pack", "_sql", "_writing", "submit")
 
     def __init__(self, db: Database, sql: Statements, settings: CacheSettings,
                  local: LocalCache | None, counters: Counters, instance_id: str,
@@ -71,6 +77,9 @@ class Writer:
         self._channel = settings.notify_channel
         # Write statements of this instance on the wire (a lone write is announced inline).
         self._writing = 0
+        # Calls (set, set_many, delete, truncate, a fill) begun and not yet returned.
+        self._active = 0
+        self._closing = False
         # Writes one set (alone, or shared with concurrent ones); its version or its error.
         self.submit: Callable[[Write], Awaitable[int]] = self._write_one
         if settings.write_batch_max > 1:
@@ -120,21 +129,34 @@ class Writer:
         """A ``set`` about to go out, begun (``submit`` it, then ``done`` or ``abandon``).
         Split so that the facade awaits ``submit`` directly: one coroutine frame less on the
         hottest write path."""
+        if self._closing:
+            raise _closed()
         stored, hashed = key_parts(key)
         local = self._local
-        return Write(key, stored, hashed, data, kind, ttl,
-                     local.begin(key) if local is not None else 0)
+        write = Write(key, stored, hashed, data, kind, ttl,
+                      local.begin(key) if local is not None else 0)
+        self._active += 1
+        return write
 
     def done(self, write: Write, version: int) -> None:
+        self._active -= 1
         self._counters.sets += 1
-        local = self._local
-        if local is not None:  # _settle, inlined: every set runs this
-            ttl = write.ttl
-            lifetime = self._local_ttl if ttl is None or ttl > self._local_ttl else ttl
-            local.written(write.key, version, write.data, write.kind, lifetime, write.epoch)
+        self._settle(write.key, version, write.data, write.kind, write.ttl, write.epoch)
 
     def abandon(self, write: Write, error: BaseException) -> None:
+        self._active -= 1
         self._abandon(write.key, error)
+
+    async def close(self, within: float) -> int:
+        """Refuse new writes, and wait up to ``within`` seconds for those in flight (each
+        queued for its announcement when it returns); how many are still in flight."""
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        # Polled, not an Event: closing is rare, and no write pays for a wake-up.
+        while (self._active or self._writing) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        return self._active + self._writing
 
     async def _write_one(self, write: Write) -> int:
         inline = self._alone()
@@ -156,17 +178,8 @@ class Writer:
         # The version alone, or (version, whether the row is new) when a bounded table
         # counts new rows (see _schema).
         method = "fetchval" if self._inserted is None else "fetchrow"
-        db = self._db
-        try:  # Database.run, inlined: every write that goes alone comes this way
-            conn = db.pool.try_acquire()
-            if conn is None:
-                conn = await db.acquire()
-            try:
-                result = await getattr(conn, method)(sql, *args)
-            except BaseException as exc:
-                result = await db.recover(conn, exc, "set", method, sql, args, False)
-            else:
-                db.pool.release(conn)
+        try:
+            result = await self._db.run("set", method, sql, *args)
         finally:
             self._writing -= 1
         self._counters.write_statements += 1
@@ -253,6 +266,8 @@ class Writer:
     async def set_many(self, items: list[tuple[str, bytes, int]],
                        ttl: float | None) -> dict[str, int]:
         """Write every ``(key, data, kind)`` in one statement; key -> version."""
+        if self._closing:
+            raise _closed()
         writes = []
         for key, data, kind in items:
             stored, hashed = key_parts(key)
@@ -261,12 +276,15 @@ class Writer:
             return {}
         for write in writes:  # begun once every key is known to be valid
             write.epoch = self._begin(write.key)
+        self._active += 1
         try:
             versions = await self._statement(writes)
         except BaseException as exc:
             for write in writes:
                 self._abandon(write.key, exc)
             raise
+        finally:
+            self._active -= 1
         result: dict[str, int] = {}
         collided: list[str] = []
         for write in writes:
@@ -286,6 +304,8 @@ class Writer:
 
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (table and every instance's copy); True if a live row existed."""
+        if self._closing:
+            raise _closed()
         stored, hashed = key_parts(key)
         epoch = self._begin(key)
         inline = self._alone()
@@ -321,6 +341,8 @@ class Writer:
 
     async def truncate(self) -> None:
         """Empty the table; every instance (this one too) flushes its local cache."""
+        if self._closing:
+            raise _closed()
         statement = self._sql.truncate
         if self._notifier is not None:
             payload = flush_all(self._instance_id, self._next_seq())
@@ -328,10 +350,18 @@ class Writer:
             # flush is announced if and only if the truncate commits.
             statement += (f"; SELECT pg_notify({_literal(self._channel)}, "
                           f"{_literal(payload)})")
-        await self._db.run("truncate", "execute", statement)
+        self._writing += 1
+        try:
+            await self._db.run("truncate", "execute", statement)
+        finally:
+            self._writing -= 1
         self._counters.write_statements += 1
         if self._notifier is not None:
             self._notifier.sent_inline()
+
+
+def _closed() -> CacheStateError:
+    return CacheStateError("cache is closed", hint="create a new PostgresCache")
 
 
 def _literal(text: str) -> str:

@@ -204,7 +204,8 @@ class TestInstanceShape:
             await asyncio.gather(*(cache.set(f"k{i}", b"v") for i in range(20)))
             values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(20)))
             assert values == [b"v"] * 20
-            assert cache._db is not None and cache._db.pool.size == 1
+            assert cache._parts is not None and cache._parts.db is not None
+            assert cache._parts.db.pool.size == 1
 
     async def test_local_cache_is_bounded(self, settings: CacheSettings) -> None:
         """Never more than local_max_entries copies; the least recently used goes first."""
@@ -410,3 +411,25 @@ class TestWriteBatching:
             assert all(isinstance(r, int) for r in results[1:])
             assert await cache.get_many([f"q{i}" for i in range(1, 5)]) == {
                 f"q{i}": b"y" for i in range(1, 5)}
+
+
+class TestAdmin:
+    async def test_admin_calls_manage_the_table(self, settings: CacheSettings) -> None:
+        """``cache.admin`` sweeps, trims and empties the table (the old names on the cache
+        do the same), and says "not connected" before connect()."""
+        cache = PostgresCache(replace(settings, max_entries=5))
+        with pytest.raises(CacheStateError, match="not connected"):
+            await cache.admin.truncate()
+        async with cache:
+            admin = cache.admin
+            await cache.set_many({f"k{i}": b"v" for i in range(8)})
+            await cache.set("short", b"v", ttl_seconds=0.05)
+            await asyncio.sleep(0.2)
+            assert await admin.cleanup_expired() == 1
+            assert await admin.trim() >= 3
+            assert await cache.trim() == 0
+            await admin.truncate()
+            assert await cache.get_many([f"k{i}" for i in range(8)]) == {}
+            assert await admin.init_db(settings) == await PostgresCache.init_db(settings)
+        with pytest.raises(CacheStateError, match="cache is closed"):
+            await cache.admin.trim()

@@ -8,7 +8,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
-from support.caches import sessions_of, settings_for, wait_no_sessions
+from support.caches import (
+    eventually,
+    listening,
+    row_of,
+    sessions_of,
+    settings_for,
+    wait_no_sessions,
+)
 from support.faultproxy import FaultProxy
 
 from pgcache import CacheSettings, CacheStateError, PostgresCache
@@ -148,6 +155,68 @@ class TestClose:
                 await cache.connect()
             assert caught.value.hint is not None and "new PostgresCache" in caught.value.hint
             assert not cache.connected
+
+
+class TestCloseWithWritesInFlight:
+    async def test_writes_returning_during_close_are_announced(
+            self, settings: CacheSettings) -> None:
+        """Two writes committed, their answers held on the wire, while close() runs: close()
+        waits for them, so the other instance drops its old copies (the overlapping write,
+        announced by the notifier, too) and reads the new values; a write begun after close()
+        began fails with CacheStateError."""
+        async with FaultProxy.for_dsn(settings.dsn) as proxy:
+            a = PostgresCache(replace(settings, dsn=proxy.rewrite(settings.dsn),
+                                      min_pool_size=2, max_pool_size=2, connect_timeout=10))
+            b, _ = listening(settings)
+            async with b:
+                await a.connect()
+                for attempt in range(6):
+                    keys = [f"x{attempt}", f"y{attempt}"]
+                    for key in keys:
+                        await a.set(key, b"old")
+                    assert await a.wait_notified(10)
+                    for key in keys:
+                        assert await b.get(key) == b"old"
+                        assert b.get_local(key) == b"old"
+                    writes = await _held_writes(a, proxy, settings, keys)
+                    if writes is not None:
+                        break
+                else:
+                    pytest.fail("a write waited for its statement's preparation every time")
+                closing = asyncio.ensure_future(a.close())
+                await asyncio.sleep(0.1)
+                assert not closing.done()  # waiting for the writes
+                with pytest.raises(CacheStateError, match="cache is closed"):
+                    await a.set("late", b"v")
+                proxy.release()
+                await closing
+                assert len(await writes) == 2
+                # Announced: both copies go (well within the lease; local_ttl is 60 s).
+                await eventually(lambda: all(b.get_local(key) is None for key in keys),
+                                 within=5)
+                assert [await b.get(key) for key in keys] == [b"new", b"new"]
+                assert await row_of(settings, "late") is None
+
+
+async def _held_writes(a: PostgresCache, proxy: FaultProxy, settings: CacheSettings,
+                       keys: list[str]) -> asyncio.Future[list[int]] | None:
+    """Concurrent writes of ``b"new"`` to ``keys`` (the first carries its NOTIFY, the others
+    overlap it), once all have committed with their answers held in the proxy; None (the
+    writes let through) if one waited for its statement's preparation on its connection,
+    which is then prepared for the next try."""
+    proxy.hold()
+    writes = asyncio.gather(*(a.set(key, b"new") for key in keys))
+    try:
+        async with asyncio.timeout(2):
+            while True:
+                rows = [await row_of(settings, key) for key in keys]
+                if all(row is not None and row[0] == b"new" for row in rows):
+                    return writes
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        proxy.release()
+        await writes
+        return None
 
 
 class TestEventLoop:

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgcache import CacheSettings, PostgresCache
 from pgcache._keys import LONG_KEY_CHARS, key_digest
 from pgcache._local import LocalCache
+from pgcache._values import KIND_BYTES
 
 FAR = 1e18  # an expiry that never passes
+
+
+class TestLookup:
+    def test_serves_a_copy_only_within_its_ttl_and_the_lease(self) -> None:
+        """A copy is served while both its expiry and the lease are ahead; past its expiry
+        it is dropped, while the lease has lapsed it is kept but not served."""
+        local = LocalCache(max_entries=10)
+        local.install("k", b"v", 0, 1, 10.0)
+        assert local.lookup("k", 1.0) is None  # never trusted yet
+        assert "k" in local.data
+        local.trusted_until = 5.0
+        entry = local.lookup("k", 1.0)
+        assert entry is not None and entry.value == b"v"
+        assert local.lookup("k", 6.0) is None  # the lease lapsed: kept, not served
+        assert "k" in local.data
+        local.trusted_until = FAR
+        assert local.lookup("k", 10.0) is None  # expired: dropped
+        assert "k" not in local.data
+        assert local.lookup("missing", 1.0) is None
+
+    def test_a_hit_becomes_most_recently_used(self) -> None:
+        """The copy served goes to the end of the LRU order; an unhashable key raises
+        TypeError (the facade turns it into its argument error)."""
+        local = LocalCache(max_entries=10)
+        local.trusted_until = FAR
+        local.install("a", b"1", 0, 1, FAR)
+        local.install("b", b"2", 0, 2, FAR)
+        assert local.lookup("a", 0.0) is not None
+        assert list(local.data) == ["b", "a"]
+        with pytest.raises(TypeError):
+            local.lookup([], 0.0)  # type: ignore[arg-type]
 
 
 class TestLocalCache:
@@ -17,7 +53,8 @@ class TestLocalCache:
         local = LocalCache(max_entries=2)
         local.install("a", b"1", 0, 1, FAR)
         local.install("b", b"2", 0, 2, FAR)
-        local.data.move_to_end("a")  # what a local hit does
+        local.trusted_until = FAR
+        assert local.lookup("a", 0.0) is not None  # a local hit
         local.install("c", b"3", 0, 3, FAR)
         assert list(local.data) == ["a", "c"]
 
@@ -167,3 +204,28 @@ class TestLocalCache:
         local.written(long_key, 3, None, 0, 60.0, epoch)
         assert long_key not in local.data
         assert local.key_for_digest(key_digest(long_key)) is None
+
+
+class TestGetLocalAgreesWithLookup:
+    @given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans()), max_size=6),
+           st.booleans(), st.sampled_from(["a", "b", "c", "missing"]))
+    def test_get_local_serves_what_lookup_serves(
+            self, copies: list[tuple[str, bool]], trusted: bool, key: str) -> None:
+        """PostgresCache.get_local (which inlines lookup's rule for speed) serves a copy
+        exactly when LocalCache.lookup does, and leaves the same copies in the same order."""
+        now = time.monotonic()
+        caches = []
+        for _ in range(2):
+            cache = PostgresCache(CacheSettings(dsn="postgresql://u@127.0.0.1/db"))
+            local = cache._local
+            assert local is not None
+            local.trusted_until = now + 3600 if trusted else now - 3600
+            for version, (name, fresh) in enumerate(copies, 1):
+                local.install(name, name.encode(), KIND_BYTES, version,
+                              now + 3600 if fresh else now - 3600)
+            caches.append((cache, local))
+        (cache, served_by_cache), (_, served_by_lookup) = caches
+        value = cache.get_local(key)
+        entry = served_by_lookup.lookup(key, time.monotonic())
+        assert value == (entry.value if entry is not None else None)
+        assert list(served_by_cache.data) == list(served_by_lookup.data)

@@ -17,7 +17,7 @@ from pgcache._relay import RelayLink
 
 def runs_relay(cache: PostgresCache) -> bool:
     """Whether the host's relay runs in the process of ``cache``."""
-    link = cache._listener
+    link = cache._parts.listener if cache._parts is not None else None
     return isinstance(link, RelayLink) and link.runs_relay
 
 

@@ -38,10 +38,3 @@ async def no_unretrieved_errors(ignore: Callable[[dict[str, Any]], bool] | None 
     messages = [f"{r.get('message')}: {r.get('exception')!r}" for r in reports]
     assert not reports, f"asyncio reported {len(reports)} unretrieved error(s): {messages[:5]}"
 
-
-def cancelled_connect(context: dict[str, Any]) -> bool:
-    """asyncpg's report of a connection attempt cancelled during its SSL negotiation (the
-    pool opening a connection for a caller that was cancelled meanwhile)."""
-    error = context.get("exception")
-    return isinstance(error, ConnectionError) and \
-        str(error) == "unexpected connection_lost() call"
