@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
-from support.commands import cli, cli_here
+from support.commands import cli, cli_here, start
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitCode
@@ -95,3 +98,26 @@ class TestBadArguments:
         """No such file: exit 2."""
         result = cli_here("trace", "summary", str(tmp_path / "none.zst"))
         assert result.returncode == 2 and "expected a readable trace file" in result.stderr
+
+
+class TestInterrupt:
+    def test_ctrl_c_leaves_no_file(self, tmp_path: Path) -> None:
+        """SIGINT while synth writes: exit 130, one line, neither the trace nor its
+        partial file left."""
+        out = tmp_path / "t.csv.gz"
+        partial = tmp_path / "t.csv.gz.partial"
+        proc = start(["trace", "synth", "--out", str(out), "--ops", "100000000"],
+                     dict(os.environ))
+        try:
+            deadline = time.monotonic() + 120  # a loaded 2-core host starts Python slowly
+            while not (partial.exists() and partial.stat().st_size > 0):
+                assert proc.poll() is None and time.monotonic() < deadline, "not writing"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert (proc.returncode, stderr.splitlines()) == (130, ["interrupted"]), stderr
+        assert list(tmp_path.iterdir()) == []
