@@ -33,6 +33,7 @@ MAX_WORDS = 32
 OTHER_WORDS = "(other)"
 KEPT_BAD_LINES = 10
 _CACHED_CLIENTS = 65_536
+MAX_INSTANCES = 100_000  # the summary keeps a count per instance
 
 
 class BadLinePolicy(enum.Enum):
@@ -75,8 +76,10 @@ class TraceReader:
         except ValueError:
             raise TraceError(self.source, "on_bad_line fail or skip",
                              repr(on_bad_line)) from None
-        if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
-            raise TraceError(self.source, "instances as a whole number >= 1", repr(instances))
+        if isinstance(instances, bool) or not isinstance(instances, int) or not (
+                1 <= instances <= MAX_INSTANCES):
+            raise TraceError(self.source, f"instances as a whole number from 1 to "
+                             f"{MAX_INSTANCES:,}", repr(instances))
         self.requested_format = fmt
         self.instances = instances
         self._reset()

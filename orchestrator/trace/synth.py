@@ -66,10 +66,10 @@ def _whole(text: str, parameter: str, what: str) -> int:
     return int(text)
 
 
-def _positive(text: str, parameter: str, what: str) -> float:
+def _positive(text: str, parameter: str, what: str, *, zero: bool = False) -> float:
     value = float(text) if _NUMBER.fullmatch(text.strip()) else math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise _bad(parameter, f"{what} as a number > 0", text)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise _bad(parameter, f"{what} as a number {'>=' if zero else '>'} 0", text)
     return value
 
 
@@ -94,8 +94,7 @@ class Distribution:
             if len(parts) != 2:
                 raise _bad(parameter, "lognormal:MEDIAN,SIGMA", text)
             median = _positive(parts[0], parameter, "the median")
-            sigma = 0.0 if parts[1].strip() in ("0", "0.0") else _positive(
-                parts[1], parameter, "sigma (>= 0)")
+            sigma = _positive(parts[1], parameter, "sigma", zero=True)
             return cls(DistributionKind.LOGNORMAL, median=median, sigma=sigma, text=spec)
         if "=" in spec:
             values, weights = [], []

@@ -131,7 +131,8 @@ class TestBadLines:
 
     @pytest.mark.parametrize(("kwargs", "expected"), [
         ({"fmt": "csv"}, "format one of"), ({"on_bad_line": "ignore"}, "on_bad_line"),
-        ({"instances": 0}, "instances"), ({"instances": True}, "instances")])
+        ({"instances": 0}, "instances"), ({"instances": True}, "instances"),
+        ({"instances": 10 ** 6}, "instances as a whole number from 1 to 100,000")])
     def test_bad_options(self, tmp_path: Path, kwargs: dict[str, object],
                          expected: str) -> None:
         """Options are checked when the reader is made."""

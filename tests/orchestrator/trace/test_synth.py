@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -164,6 +165,7 @@ class TestParameters:
     @pytest.mark.parametrize(("text", "expected"), [
         ("", "N, A..B"), ("big", "N, A..B"), ("-5", "N, A..B"), ("9..3", "A <= B"),
         ("lognormal:230", "lognormal:MEDIAN,SIGMA"), ("lognormal:0,1", "the median"),
+        ("lognormal:230,-1", "sigma as a number >= 0"),
         ("0=1,0=2", "each value once"), ("5=0", "each weight"),
         (str(1 << 30), "whole number from 0 to")])
     def test_bad_distribution(self, text: str, expected: str) -> None:
@@ -182,3 +184,8 @@ class TestParameters:
         with pytest.raises(TraceError) as caught:
             SynthSpec(**kwargs)  # type: ignore[arg-type]
         assert caught.value.source == flag
+
+    def test_lognormal_without_spread(self) -> None:
+        """lognormal:M,0 is always M."""
+        draw = Distribution.parse("lognormal:230,0", "--value-size").sampler(random.Random(1))
+        assert {draw() for _ in range(100)} == {230}
