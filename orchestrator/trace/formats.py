@@ -78,6 +78,13 @@ def parse_line(text: str, fmt: TraceFormat) -> Fields:
     if len(parts) != FIELD_COUNT:
         raise LineProblem(f"{FIELD_COUNT} comma-separated fields", f"{len(parts)} in {text!r}")
     stamp, key, key_size, value_size, client, op, ttl = parts
+    kind = OP_KINDS.get(op)
+    if (kind is not None and key and client and (stamp + key_size + value_size + ttl).isascii()
+            and stamp.isdigit() and key_size.isdigit() and value_size.isdigit()
+            and ttl.isdigit()):  # the common line, checked at once; the rest says what is wrong
+        t = int(stamp)
+        return Fields(t * 1000 if fmt is TraceFormat.TWITTER else t, key, int(key_size),
+                      int(value_size), client, op, kind, int(ttl))
     unit = "timestamp in seconds" if fmt is TraceFormat.TWITTER else "timestamp in ms"
     timestamp = _number(stamp, unit)
     if not key:
