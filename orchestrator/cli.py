@@ -37,6 +37,7 @@ from orchestrator.results.findings import answer
 from orchestrator.results.logdir import ingest_log_dir
 from orchestrator.run.runner import RunOptions, run_workload
 from orchestrator.run.sweep import SuiteOptions, estimate_s, run_suite
+from orchestrator.trace import cli as trace_cli
 from orchestrator.workload.capacity import check_capacity
 from orchestrator.workload.loading import load_workload, recorded_workload
 from orchestrator.workload.model import EXECUTORS, BackendSpec, ExecutorKind, Workload
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=("up", "down", "status", "cleanup"))
     services.add_argument("--purge", action="store_true",
                           help="with down: also delete the servers' data (never the results)")
+    trace_cli.add_parser(commands)
     return parser
 
 
@@ -439,7 +441,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
 # them, so that what they opened is closed on the way out. (`run` handles signals itself, as
 # does `suite` while one of its runs goes on; `validate` holds nothing.) Those that run SQL
 # for as long as a query takes also have their queries interrupted (see interrupts).
-_HOLDING = ("suite", "ingest", "services")
+_HOLDING = ("suite", "ingest", "services", "trace")
 _RUNNING_SQL = ("report", "query")
 
 
@@ -468,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"run": _cmd_run, "suite": _cmd_suite, "validate": _cmd_validate,
                "report": _cmd_report,
                "query": _cmd_query, "ingest": _cmd_ingest,
-               "services": _cmd_services}[args.command]
+               "services": _cmd_services, "trace": trace_cli.run}[args.command]
     try:
         if args.command in _RUNNING_SQL:
             with interrupts.stoppable(getattr(args, "timeout", None)):
