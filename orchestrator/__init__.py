@@ -9,6 +9,7 @@ The packages, in the order data flows through them, then the modules:
 ``results``: the log files, the DuckDB schema, ingest, server cost, verdicts.
 ``reports``: a run's or a suite's summary as text, and as HTML.
 ``services``: the servers a run talks to (embedded, kept, external), and strays removed.
+``trace``: cache traces read (streamed), generated and summarised.
 ``pgcache_bench``: pgcache's own benchmarks (``make bench-pgcache``, ``make bench-fanout``).
 ``cli``: the command line.
 ``__main__``: ``python -m orchestrator``.

@@ -4,6 +4,8 @@ See ``pgcache/README.md`` for the design decisions and the semantics that hold. 
 is re-exported here; the implementation lives in underscore modules:
 
 ``_cache``: ``PostgresCache``, the public API, a facade over the parts of one instance.
+``_parts``: what one instance opens at connect() and closes at close(), in order.
+``_admin``: ``cache.admin``: the calls that manage the table rather than serve a request.
 ``_settings``: ``CacheSettings``, every knob, validated when constructed.
 ``_errors``: the exception hierarchy under one root, ``PgCacheError``.
 ``_protocol``: ``Cache``, the typing protocol of every cache client, and ``NullCache``.

@@ -79,8 +79,8 @@ class TestReadmeCommands:
                 assert con.execute(sql).fetchall()
 
     def test_modules_are_not_the_command_line(self) -> None:
-        """A dated measurement's `python -m orchestrator.pgcache_bench.microbench ...` (minutes long) is
-        shown but is not one of the command line's lines, which this class runs."""
+        """A dated measurement's `python -m orchestrator.pgcache_bench.microbench ...` (minutes
+        long) is shown but is not one of the command line's lines, which this class runs."""
         assert any("```bash\npython -m orchestrator.pgcache_bench.microbench" in doc.read_text()
                    for doc in DOCS)
         assert {shlex.split(line)[2] for _, line in commands("python -m orchestrator")} \

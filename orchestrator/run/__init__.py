@@ -10,8 +10,10 @@ workers, and the workers that generate the load.
 ``ray_executor``: workers as Ray actors on a cluster (``executor: ray``).
 ``clocks``: a remote worker's clock offset, measured NTP-style.
 ``protocol``: the worker's spec and the typed messages between parent and worker.
-``worker``: one worker process: its application instances for one pass.
-``load``: a worker's writer and reader tasks.
+``worker``: one worker process: its application instances for one pass, in phases.
+``load``: a worker's writer and reader tasks: one loop, the operation apart.
+``pacer``: when each operation starts (closed loop, think time, open loop at a rate).
+``recorder``: one log line per operation, its result columns and its error text.
 ``keys``: key and value generators, deterministic per seed and task.
 ``origin``: what ``get_or_set``'s loader costs (a delay, or a query on an origin table).
 ``network``: the parent's side of network emulation (the mode decided, the route opened).

@@ -4,13 +4,16 @@ user's own traffic can be replayed.
 A trace is read as an iterator of :class:`TraceOp` (a typed operation with its intended time,
 ``offset_ms`` after the first line, and its application instance), which a load loop paces.
 
-``errors``: :class:`TraceError`, the one error of the package. ``ops``: the operation type,
-memcached's words mapped to get / write / delete, and the client id -> instance mapping.
-``formats``: the twitter and generic line formats. ``streams``: plain, ``.gz`` and ``.zst``
-files read and written in chunks. ``reader``: :class:`TraceReader`, the operations of a file,
-with ``on_bad_line`` and its counts. ``sketches``: bounded-memory distinct counts and
-histograms. ``summary``: :func:`summarize`, one pass to a printable, storable summary.
-``synth``: the generator. ``cli``: ``python -m orchestrator trace synth|summary``.
+``errors``: :class:`TraceError`, the one error of the package.
+``ops``: the operation type, memcached's words mapped to get / write / delete, and the client
+id -> instance mapping.
+``formats``: the twitter and generic line formats.
+``streams``: plain, ``.gz`` and ``.zst`` files read and written in chunks.
+``reader``: :class:`TraceReader`, the operations of a file, with ``on_bad_line`` and its counts.
+``sketches``: bounded-memory distinct counts and histograms.
+``summary``: :func:`summarize`, one pass to a printable, storable summary.
+``synth``: the generator.
+``cli``: ``python -m orchestrator trace synth|summary``.
 """
 
 from orchestrator.trace.errors import TraceError

@@ -19,7 +19,7 @@ def commands(prefix: str) -> list[tuple[str, str]]:
         for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S):
             for line in block.splitlines():
                 # ``python -m orchestrator`` is the command line, not a module beneath it
-                # (``python -m orchestrator.pgcache_bench.microbench``: a measurement's minutes-long run).
+                # (``python -m orchestrator.pgcache_bench.microbench``: a minutes-long run).
                 rest = line[len(prefix):]
                 if line.startswith(prefix) and not (prefix[-1].isalnum() and rest
                                                     and not rest[0].isspace()):
