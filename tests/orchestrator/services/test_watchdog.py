@@ -24,6 +24,13 @@ SERVER = [sys.executable, "-c", "import time; time.sleep(120)", "stand-in-server
 @pytest.fixture
 def server() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(SERVER, start_new_session=True)
+    # Until the child has exec'd, its command line is still this process's: on a loaded host
+    # that lasts long enough for a check by name to see the wrong program (seen at a load
+    # average of 20). The tests start from a server that is what its command line says.
+    deadline = time.monotonic() + 30
+    while (b"stand-in-server" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
     yield proc
     proc.kill()
     proc.wait()
