@@ -6,13 +6,13 @@ free 127.0.0.1 ports and stopped at the end of the session.
 
 The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support module
 ``support.toxiproxy_fixtures``, the two-node Ray cluster (``ray_cluster``) from
-``support.ray_fixtures``, both registered here as plugins; support modules live in
+``support.ray_fixtures``, the grouping of tests that share a fixture on one pytest-xdist
+worker from ``support.xdist_groups``, all registered here as plugins; support modules live in
 ``tests/support/`` (``tests/`` is on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 """
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator.services import Services, running_services
 
-pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures")
+pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures", "support.xdist_groups")
 
 _OWN_BASETEMP: list[Path] = []
 
@@ -36,68 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
         path = Path(tempfile.mkdtemp(prefix="pgcache-tests-"))
         _OWN_BASETEMP.append(path)
         config.option.basetemp = str(path)
-
-
-# Session fixtures each pytest-xdist worker has its own of: its own embedded servers (a few
-# seconds to start, on free ports, in a data folder of its own). They bind no tests together.
-PER_WORKER_FIXTURES = frozenset({"services", "postgres_dsn", "valkey_url"})
-TESTS_ROOT = Path(__file__).resolve().parent
-
-
-def _shared_fixtures(item: pytest.Item) -> list[str]:
-    """The fixtures of ours, other than per test, that ``item`` uses (directly or through
-    other fixtures): a module's quick-suite run, a class's servers, the Ray cluster. Each is
-    named by where it is defined, so two modules' fixtures of one name stay apart."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return []
-    keys = []
-    for name in info.names_closure:
-        defs = info.name2fixturedefs.get(name)
-        if not defs or name in PER_WORKER_FIXTURES:
-            continue
-        fixturedef = defs[-1]
-        if fixturedef.scope == "function":
-            continue
-        try:
-            source = Path(inspect.getfile(fixturedef.func)).resolve()
-        except (TypeError, OSError):
-            continue  # a fixture of pytest's or a plugin's own
-        if TESTS_ROOT in source.parents:
-            keys.append(f"{name}({source.relative_to(TESTS_ROOT)})")
-    return keys
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks it adds to node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that share an expensive fixture run on one pytest-xdist worker, in a group
-    (``--dist loadgroup``): a module-scoped fixture (a suite or a run shared by a module's
-    tests) is then set up once, not once per worker, and the session's Ray cluster starts
-    on one worker only (one cluster of two raylets per test session is what a 2-core
-    machine holds beside the rest). Tests that share any such fixture, directly or through
-    another test, form one group. The groups follow the fixtures, not the test files, so a
-    test moved to another file stays with its fixture."""
-    parent: dict[str, str] = {}  # union-find over fixture keys, in order of first use
-
-    def root(key: str) -> str:
-        while parent[key] != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    shared = [(item, _shared_fixtures(item)) for item in items]
-    for _, keys in shared:
-        for key in keys:
-            parent.setdefault(key, key)
-        for key in keys[1:]:
-            first, other = root(keys[0]), root(key)
-            if first != other:
-                # The key used first names the group: the same name in every worker.
-                earlier, later = sorted((first, other), key=list(parent).index)
-                parent[later] = earlier
-    for item, keys in shared:
-        if keys:
-            item.add_marker(pytest.mark.xdist_group(root(keys[0])))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
