@@ -24,9 +24,19 @@ run: $(VENV)/.installed
 
 ## The linters (ruff; mypy strict on pgcache/, orchestrator/, proxies/), then the tests; any
 ## failure fails the target. pytest's exit code 5, "no tests collected", is a failure too.
+## The tests run in TEST_WORKERS pytest-xdist processes (--dist loadgroup, in pyproject.toml:
+## tests sharing a module's run or the Ray cluster stay on one worker). Most of the suite's
+## time is spent waiting (on servers, subprocesses, timers), not computing, so more workers
+## than the machine's 2 cores pay. 4 workers: the quiet serial run (10 min 32 s) used about
+## one core on average, so two cores' worth of CPU allows about half that, and the two extra
+## workers keep the cores busy while the others wait; the longest group (the Ray cluster's
+## tests) fits within the rest. Measured so far only on a machine loaded by other work (load
+## average about 18 on 2 cores): pytest -n 4 took 38 min there; 3 against 4 on a quiet
+## machine is still to be measured (TEST_WORKERS=3 make test).
+TEST_WORKERS ?= 4
 test: $(VENV)/.installed
 	@rc=0; $(VENV)/bin/ruff check . || rc=1; $(VENV)/bin/mypy || rc=1; \
-	$(PY) -m pytest -q $(ARGS); prc=$$?; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS); prc=$$?; \
 	if [ $$prc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; fi; \
 	if [ $$prc -ne 0 ]; then rc=$$prc; fi; \
 	exit $$rc

@@ -6,7 +6,8 @@ free 127.0.0.1 ports and stopped at the end of the session.
 
 The Toxiproxy fixtures (``toxiproxy``, ``echo_server``) come from the support module
 ``support.toxiproxy_fixtures``, the two-node Ray cluster (``ray_cluster``) from
-``support.ray_fixtures``, both registered here as plugins; support modules live in
+``support.ray_fixtures``, the grouping of tests that share a fixture on one pytest-xdist
+worker from ``support.xdist_groups``, all registered here as plugins; support modules live in
 ``tests/support/`` (``tests/`` is on ``sys.path``, see ``pythonpath`` in pyproject.toml).
 """
 
@@ -21,7 +22,7 @@ import pytest
 
 from orchestrator.services import Services, running_services
 
-pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures")
+pytest_plugins = ("support.toxiproxy_fixtures", "support.ray_fixtures", "support.xdist_groups")
 
 _OWN_BASETEMP: list[Path] = []
 

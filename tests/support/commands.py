@@ -37,8 +37,10 @@ def env_for_addresses(tmp_path: Path, postgres_dsn: str, valkey_url: str,
 
 
 def cli(*args: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a command to its end."""
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end. ``timeout`` only stops a command that hangs: test_cli's
+    tiny run took over 120 s on a machine loaded by several test sessions (load average
+    about 20 on 2 cores)."""
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

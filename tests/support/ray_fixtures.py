@@ -49,19 +49,34 @@ class RayCluster:
         return {"RAY_ADDRESS": self.address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct 127.0.0.1 ports free a moment ago (held open together while
+    chosen, so that no two are the same)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     """Two Ray nodes on 127.0.0.1, shut down at the end of the session."""
     cluster_utils = pytest.importorskip("ray.cluster_utils")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        client_port = probe.getsockname()[1]
+    client_port, dashboard_port, agent_port = _free_ports(3)
     # The head's processes (its Ray client proxier among them) inherit this environment.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(_GRPC_FORK_SUPPORT, "0")
         cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
             "num_cpus": NODE_CPUS, "include_dashboard": False,
             "ray_client_server_port": client_port,
+            # Ray's defaults for these two are fixed ports (8265, 52365), which the cluster
+            # of a second test session on this machine (two `make test` at once) finds
+            # taken: each cluster gets ports of its own instead.
+            "dashboard_port": dashboard_port, "dashboard_agent_listen_port": agent_port,
             # A lost node is declared dead after ~2 s instead of ~20 s (a test loses one).
             "_system_config": {"health_check_period_ms": 500, "health_check_timeout_ms": 500,
                                "health_check_failure_threshold": 3}})
