@@ -95,7 +95,8 @@ def _add_workload_args(parser: argparse.ArgumentParser) -> None:
 def _force_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="run even more worker processes or memory than this machine "
-                             "is judged to hold (see README, Workload YAML)")
+                             "is judged to hold (see docs/workloads.md, What this machine "
+                             "can hold)")
 
 
 def _results_arg(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ cannot carry a comparison, then the next commands. ``run`` prints it when a run 
 ``report`` (table format) prints it for any recorded run.
 
 A caution is raised by a measured fact, never by a guess; each limit is stated here and in
-the README ("Reading the results"):
+docs/reading-results.md:
 
 - a cold start: ``warmup_s`` is 0, so every pass counts its empty caches and new connections;
 - a short pass: the shortest measured pass lasted under :data:`SHORT_PASS_S` seconds;

@@ -1,10 +1,11 @@
 """Where a report file may be written, and writing it whole or not at all.
 
-The rule (README, Commands): a report is written where no file is, or over a report this tool
-wrote (recognised by :data:`MARKER` on its first line); over any other file only with
-``force``; over a DuckDB database (the results database or any other) or a directory, never.
-The text goes to a temporary file beside the target, is flushed to disk, then renamed over the
-target: a failure (a full disk) leaves the target as it was and no partial file.
+The rule (docs/commands.md, Files it writes): a report is written where no file is, or over
+a report this tool wrote (recognised by :data:`MARKER` on its first line); over any other
+file only with ``force``; over a DuckDB database (the results database or any other) or a
+directory, never. The text goes to a temporary file beside the target, is flushed to disk,
+then renamed over the target: a failure (a full disk) leaves the target as it was and no
+partial file.
 """
 
 from __future__ import annotations
