@@ -30,9 +30,9 @@ run: $(VENV)/.installed
 ## than the machine's 2 cores pay. 4 workers: the quiet serial run (10 min 32 s) used about
 ## one core on average, so two cores' worth of CPU allows about half that, and the two extra
 ## workers keep the cores busy while the others wait; the longest group (the Ray cluster's
-## tests) fits within the rest. Measured so far only on a machine loaded by other work (load
-## average about 18 on 2 cores): pytest -n 4 took 38 min there; 3 against 4 on a quiet
-## machine is still to be measured (TEST_WORKERS=3 make test).
+## tests) fits within the rest. Measured on 2026-12-08 (2 cores): a fresh clone's .ci/run
+## took 6 min 53 s, pytest 6 min 21 s (1,280 tests) on a quiet machine; 3 workers against 4
+## on a quiet machine is still to be measured (TEST_WORKERS=3 make test).
 TEST_WORKERS ?= 4
 test: $(VENV)/.installed
 	@rc=0; $(VENV)/bin/ruff check . || rc=1; $(VENV)/bin/mypy || rc=1; \
