@@ -9,13 +9,12 @@ through any of their modules is a cycle too). The checker itself is tested on a 
 from __future__ import annotations
 
 import ast
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.repo import ROOT
+from support.repo import ROOT, write_tree
 
 PACKAGES = ("orchestrator", "proxies", "pgcache")
 # Imports that may stay inside a function: optional dependencies only (Ray: the `distributed`
@@ -178,20 +177,12 @@ class TestProject:
         assert upward == []
 
 
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
-
 class TestChecker:
     """The checker finds what it is meant to find (so a green project test means something)."""
 
     def test_module_cycle_through_a_function_import(self, tmp_path: Path) -> None:
         """Two modules importing each other, one of them inside a function, is a cycle."""
-        root = _tree(tmp_path, {"app/__init__.py": "", "app/a.py": "from app import b\n",
+        root = write_tree(tmp_path, {"app/__init__.py": "", "app/a.py": "from app import b\n",
                                 "app/b.py": "def f():\n    from app.a import x\n"})
         assert all_cycles(root, ("app",))["modules"] == [["app.a", "app.b"]]
         modules = find_modules(root, ("app",))
@@ -200,7 +191,7 @@ class TestChecker:
 
     def test_package_cycle_without_a_module_cycle(self, tmp_path: Path) -> None:
         """x.one -> y.two and y.three -> x.four: no module cycle, but x and y form one."""
-        root = _tree(tmp_path, {
+        root = write_tree(tmp_path, {
             "app/__init__.py": "", "app/x/__init__.py": "", "app/y/__init__.py": "",
             "app/x/one.py": "import app.y.two\n", "app/y/two.py": "",
             "app/y/three.py": "from app.x import four\n", "app/x/four.py": "",
@@ -211,7 +202,7 @@ class TestChecker:
 
     def test_relative_imports_and_dynamic_loading(self, tmp_path: Path) -> None:
         """Relative imports resolve to their modules; import_module is reported."""
-        root = _tree(tmp_path, {
+        root = write_tree(tmp_path, {
             "app/__init__.py": "from ._a import x\n",
             "app/_a.py": "import importlib\nm = importlib.import_module('app._b')\n",
             "app/_b.py": "from . import _a\n"})

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import ast
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
-from support.repo import ROOT
+from support.repo import ROOT, write_tree
 
 PACKAGES = ("orchestrator", "proxies", "pgcache")
 # A docstring line that names a module: ``name``: what it is.
@@ -87,20 +86,12 @@ class TestProject:
                 "proxies.toxiproxy", "pgcache"} <= found
 
 
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
-
 class TestChecker:
     """The checker finds what it is meant to find, and says which line to change."""
 
     @pytest.fixture
     def root(self, tmp_path: Path) -> Path:
-        return _tree(tmp_path, {
+        return write_tree(tmp_path, {
             "app/__init__.py": '''\
                 """The app.
 
@@ -135,7 +126,7 @@ class TestChecker:
 
     def test_a_package_without_init_and_a_name_twice(self, root: Path) -> None:
         """A directory of modules without ``__init__.py`` is reported, and a doubled line."""
-        _tree(root, {"app/bare/three.py": "",
+        write_tree(root, {"app/bare/three.py": "",
                      "app/sub/__init__.py": '"""Sub.\n\n``two``: one.\n``two``: two.\n"""\n'})
         assert problems(root, ("app",)) == [
             "app/bare/__init__.py: missing; create it with a docstring naming the modules of "
@@ -144,7 +135,7 @@ class TestChecker:
 
     def test_a_name_in_prose_is_not_a_line(self, root: Path) -> None:
         """A module mentioned inside a sentence does not count as its line."""
-        _tree(root, {"app/sub/__init__.py": '"""Sub, see ``two``: it is there.\n"""\n'})
+        write_tree(root, {"app/sub/__init__.py": '"""Sub, see ``two``: it is there.\n"""\n'})
         assert problems(root, ("app",)) == [
             "app/sub/__init__.py: add the line ``two``: ... to the docstring "
             "(module app.sub.two has none)"]
